@@ -1,0 +1,40 @@
+# Common tasks. `make demo` and `make test` are the README's quickstart; .ci/run runs `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GANFORGE := $(VENV)/bin/ganforge
+DEMO := runs/demo
+
+.PHONY: setup demo test test-fast quality style bench-train clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: it installs a CPU build from local disk; any other spec pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	rm -rf $(DEMO)
+	$(GANFORGE) train --data digits --model dcgan --resolution 32 --steps 300 --sample-every 100 --out $(DEMO)
+	@echo "samples: $(DEMO)/samples/step-000300.png  loss curve: $(DEMO)/loss.png"
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+quality: setup
+	$(VENV)/bin/ruff check .
+
+style: setup
+	$(VENV)/bin/ruff check --fix .
+
+bench-train: setup
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""The one exception type for mistakes a user can fix (bad flags, bad files).
+
+The CLI prints it as a single line and exits non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line without a traceback."""

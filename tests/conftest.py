@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny configurations that train in well under a second per step on 2 CPU cores."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from ganforge.train.config import TrainConfig
+
+
+def tiny_config(tmp_path, **changes) -> TrainConfig:
+    """A dcgan on 16 px digits with 8 base channels: ~10 ms a step."""
+    values = dict(data="digits", model="dcgan", resolution=16, width=8, z_dim=8, batch_size=16, steps=4,
+                  checkpoint_every=2, sample_every=2, eval_every=2, log_every=1, quiet=True, precision="fp32",
+                  device="cpu", out=str(tmp_path / "run"))
+    values.update(changes)
+    return TrainConfig(**values).resolved()
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return lambda **changes: tiny_config(tmp_path, **changes)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A small trained dcgan run folder (16 px digits), shared by export/serve tests."""
+    from ganforge.train.loop import train
+
+    root = tmp_path_factory.mktemp("trained")
+    config = dataclasses.replace(tiny_config(root, steps=6, checkpoint_every=6, sample_every=6))
+    return train(config)

@@ -1,0 +1,78 @@
+"""The command line: bad input is one clear line and a non-zero exit; nothing is overwritten."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganforge.cli import main
+
+GANFORGE = str(Path(sys.executable).parent / "ganforge")
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_shows_runnable_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    assert "ganforge train --data digits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "imagenet"], "unknown --data"),
+    (["--resolution", "48"], "unsupported --resolution 48"),
+    (["--batch-size", "10", "--pack", "4"], "multiple of --pack"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--data", "ring", "--model", "dcgan"], "use --model mlp"),
+    (["--precision", "fp8"], "invalid choice"),
+    (["--data", "folder:/nonexistent/folder", "--steps", "1"], "not a directory"),
+])
+def test_bad_flags_fail_with_one_line(capsys, tmp_path, args, message):
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "r"), *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_resume_without_checkpoint_and_with_changed_flags(capsys, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"data": "digits"}))
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path))
+    assert code == 2 and "no checkpoint found" in err
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path), "--lr-g", "1")
+    assert code == 2 and "--lr-g cannot change when resuming" in err
+
+
+def test_refuses_to_overwrite_an_existing_run(capsys, trained_run):
+    before = (trained_run / "checkpoints" / "latest.pt").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--out", str(trained_run), "--steps", "1", "--quiet")
+    assert code == 2 and "already holds a run" in err
+    assert (trained_run / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint_through_the_real_command(tmp_path, trained_run):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text((trained_run / "config.json").read_text())
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.pt").write_bytes(b"PK\x03\x04garbage")
+    result = subprocess.run([GANFORGE, "train", "--resume", str(run)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "truncated or corrupt" in result.stderr
+
+
+def test_default_run_folder_is_numbered(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [GANFORGE, "train", "--data", "digits", "--resolution", "16", "--width", "8", "--steps", "2",
+            "--batch-size", "8", "--quiet"]
+    for _ in range(2):
+        result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["00000-digits-dcgan", "00001-digits-dcgan"]
+    assert "trained 2 steps" in result.stdout

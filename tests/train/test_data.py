@@ -1,0 +1,109 @@
+import gzip
+
+import numpy as np
+import pytest
+import torch
+from ganforge.train.data import load_data
+from PIL import Image
+
+from ganforge.errors import UserError
+
+
+@pytest.mark.parametrize("spec, shape", [
+    ("digits", (1, 16, 16)), ("stacked-digits", (3, 16, 16)), ("shapes", (3, 16, 16)),
+])
+def test_builtin_image_sources_give_unit_range_batches(spec, shape):
+    source = load_data(spec, resolution=16, seed=0)
+    batch = source.stream.next_batch(32)
+    assert source.kind == "images" and source.sample_shape == shape
+    assert batch.shape == (32, *shape) and batch.dtype == torch.float32
+    assert batch.min() >= -1 and batch.max() <= 1 and batch.std() > 0.1
+
+
+def test_digits_keep_labels_and_resize_to_64():
+    source = load_data("digits", resolution=64, seed=0)
+    assert source.labels is not None and len(source.labels) == source.num_samples == 1797
+    assert source.stream.next_batch(4).shape == (4, 1, 64, 64)
+
+
+@pytest.mark.parametrize("spec, modes, spread", [("ring", 8, 1.0), ("grid", 25, 4.0)])
+def test_mixtures_sample_near_their_modes(spec, modes, spread):
+    source = load_data(spec, resolution=16, seed=0)
+    points = source.stream.next_batch(4000)
+    assert points.shape == (4000, 2) and len(source.modes) == modes
+    distance = torch.cdist(points, source.modes).min(dim=1).values
+    assert (distance < 4 * source.mode_sigma).float().mean() > 0.99
+    assert points.abs().max() < spread + 0.5
+    assert len(torch.unique(torch.cdist(points, source.modes).argmin(dim=1))) == modes
+
+
+def test_stream_resumes_at_the_same_position():
+    a = load_data("digits", resolution=8, seed=3)
+    for _ in range(120):  # crosses an epoch boundary (1797 samples / 16 per batch)
+        a.stream.next_batch(16)
+    b = load_data("digits", resolution=8, seed=3)
+    b.stream.load_state_dict(a.stream.state_dict())
+    assert torch.equal(a.stream.next_batch(50), b.stream.next_batch(50))
+
+
+def test_epoch_visits_every_sample_once():
+    source = load_data("digits", resolution=8, seed=1)
+    seen = torch.cat([source.stream.next_batch(599) for _ in range(3)])  # 1797 = 3 x 599
+    assert torch.equal(seen.sort(dim=0).values, ((source.stream.images.float() / 127.5) - 1).sort(dim=0).values)
+
+
+def test_folder_source_reads_pngs_and_jpegs_recursively_with_class_labels(tmp_path):
+    for i, (cls, suffix) in enumerate([("cats", "png"), ("cats", "jpg"), ("dogs", "png")]):
+        (tmp_path / cls).mkdir(exist_ok=True)
+        Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)).save(tmp_path / cls / f"{i}.{suffix}")
+    source = load_data(f"folder:{tmp_path}", resolution=16, seed=0)
+    assert source.sample_shape == (3, 16, 16) and source.num_samples == 3
+    assert source.labels.tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw", "nhw"])
+def test_npz_source_accepts_common_layouts(tmp_path, layout):
+    images = np.random.default_rng(0).integers(0, 256, (10, 12, 12, 3), dtype=np.uint8)
+    array = {"nhwc": images, "nchw": images.transpose(0, 3, 1, 2), "nhw": images[..., 0]}[layout]
+    np.savez(tmp_path / "d.npz", images=array, labels=np.arange(10))
+    source = load_data(f"npz:{tmp_path / 'd.npz'}", resolution=12, seed=0)
+    expected_channels = 1 if layout == "nhw" else 3
+    assert source.sample_shape == (expected_channels, 12, 12)
+    first = source.stream.images[0]
+    reference = images[0, ..., 0] if layout == "nhw" else images[0].transpose(2, 0, 1)
+    assert np.array_equal(first.squeeze(0).numpy() if layout == "nhw" else first.numpy(), reference)
+
+
+def test_npz_float_images_in_minus_one_one(tmp_path):
+    np.savez(tmp_path / "f.npz", images=np.linspace(-1, 1, 4 * 8 * 8, dtype=np.float32).reshape(4, 1, 8, 8))
+    source = load_data(f"npz:{tmp_path / 'f.npz'}", resolution=8, seed=0)
+    assert source.stream.images.min() == 0 and source.stream.images.max() == 255
+
+
+def _write_idx(path, array, magic=b"\x00\x00\x08"):
+    header = magic + bytes([array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(header + array.tobytes())
+
+
+def test_idx_source_reads_gzipped_mnist_format_with_labels(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(5, dtype=np.uint8))
+    source = load_data(f"idx:{tmp_path / 'train-images-idx3-ubyte.gz'}", resolution=16, seed=0)
+    assert source.sample_shape == (1, 16, 16) and source.labels.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: "imagenet", "unknown --data"),
+    (lambda p: f"folder:{p}", "no PNG or JPEG"),
+    (lambda p: (p / "bad.png").write_bytes(b"not a png") and f"folder:{p}", "cannot read image"),
+    (lambda p: _write_idx(p / "x.idx", np.zeros((2, 4, 4), np.uint8), b"\x00\x00\x09") or f"idx:{p / 'x.idx'}",
+     "wrong magic number"),
+    (lambda p: np.savez(p / "x.npz", images=np.zeros((3, 5), np.uint8)) or f"npz:{p / 'x.npz'}", "must be"),
+    (lambda p: np.savez(p / "x.npz", images=np.full((2, 4, 4), 7.0)) or f"npz:{p / 'x.npz'}", "[0, 1] or [-1, 1]"),
+])
+def test_bad_data_is_one_clear_error(tmp_path, make, message):
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_data(make(tmp_path), resolution=16, seed=0)

@@ -1,0 +1,62 @@
+import pytest
+import torch
+from ganforge.train.data import load_data
+from ganforge.train.precision import Precision, auto_dtype, resolve_precision
+from ganforge.train.trainer import Trainer
+
+
+def _trainer(config):
+    return Trainer(config, load_data(config.data, config.resolution, config.seed),
+                   resolve_precision(config.precision, config.device))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("loss", ["ns", "hinge", "wgan-gp"])
+def test_one_step_is_finite_and_changes_weights(tiny, precision, loss):
+    trainer = _trainer(tiny(precision=precision, loss=loss, r1=1.0 if loss == "hinge" else 0.0))
+    before_g = [p.detach().clone() for p in trainer.generator.parameters()]
+    before_d = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    before_ema = [p.detach().clone() for p in trainer.generator_ema.parameters()]
+    losses = trainer.train_step()
+    # fp16's GradScaler starts at 2**16 and may skip its first steps while it finds a scale that does not
+    # overflow (each skip halves the scale); the next steps must then apply.
+    while precision == "fp16" and sum(trainer.skipped.values()) and trainer.step < 6:
+        assert trainer.scaler_d.get_scale() < 2.0**16 or trainer.scaler_g.get_scale() < 2.0**16
+        losses = trainer.train_step()
+    assert all(torch.isfinite(v) for v in losses.values())
+    if precision != "fp16":
+        assert trainer.skipped == {"d": 0, "g": 0}
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, trainer.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_d, trainer.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before_ema, trainer.generator_ema.parameters()))
+
+
+def test_non_finite_step_is_skipped_and_counted(tiny):
+    trainer = _trainer(tiny())
+    with torch.no_grad():
+        next(trainer.discriminator.parameters()).fill_(float("nan"))
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    trainer.train_step()
+    assert trainer.skipped == {"d": 1, "g": 1}
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+
+
+def test_pack_and_spectral_norm_train(tiny):
+    trainer = _trainer(tiny(pack=4, spectral_norm=True))
+    assert all(torch.isfinite(v) for v in trainer.train_step().values())
+
+
+def test_auto_precision_is_fp32_on_cpus_without_native_bf16(monkeypatch):
+    import ganforge.train.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert auto_dtype(torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert auto_dtype(torch.device("cpu")) == torch.bfloat16
+
+
+def test_only_fp16_uses_a_grad_scaler():
+    cpu = torch.device("cpu")
+    assert Precision(cpu, torch.float16).grad_scaler().is_enabled()
+    assert not Precision(cpu, torch.bfloat16).grad_scaler().is_enabled()
+    assert not Precision(cpu, torch.float32).grad_scaler().is_enabled()

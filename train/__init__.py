@@ -1,0 +1,1 @@
+"""Training stage: data sources, models, losses, the loop, checkpoints and the `ganforge train` command."""

@@ -1,0 +1,131 @@
+"""Checkpoints: a dict of state_dicts and plain values, written atomically, read with weights_only=True.
+
+Layout of a checkpoint (``format`` = "ganforge-checkpoint", ``version`` = 1)::
+
+    step, generator_config, train_config, data_name, ganforge_version, torch_version,
+    generator, generator_ema, discriminator, optimizer_g, optimizer_d, scaler_g, scaler_d,
+    rng {torch, latents}, data (stream position), skipped_steps {d, g}
+
+Nothing else (no timestamps), so an uninterrupted run and a resumed one write identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ganforge.errors import UserError
+
+FORMAT = "ganforge-checkpoint"
+VERSION = 1
+STEP_FILE = re.compile(r"step-(\d{6,})\.pt$")
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then rename it into place.
+
+    A crash or Ctrl-C at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
+    """Write checkpoints/step-NNNNNN.pt and point checkpoints/latest.pt at it; keep the newest ``keep``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:06d}.pt"
+    atomic_write(path, lambda handle: torch.save(state, handle))
+    _link_latest(path, folder / "latest.pt")
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _link_latest(target: Path, latest: Path) -> None:
+    tmp = latest.with_name(f".{latest.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(target, tmp)  # a second name for the same bytes: no copy, and the rename is atomic
+    except OSError:
+        atomic_write(latest, lambda handle: handle.write(target.read_bytes()))
+        return
+    os.replace(tmp, latest)
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """step-*.pt files in step order."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_FILE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder (its checkpoints/latest.pt, else its newest step-*.pt)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    folder = path / "checkpoints"
+    if (folder / "latest.pt").is_file():
+        return folder / "latest.pt"
+    found = list_checkpoints(folder)
+    if not found:
+        raise UserError(f"{path}: no checkpoint found (expected {folder}/latest.pt or step-*.pt)")
+    return found[-1]
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load and check a ganforge checkpoint; any problem becomes one clear UserError."""
+    path = find_checkpoint(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UserError(f"{path}: refused: the file holds pickled code or objects, which ganforge never "
+                        "writes and will not run (weights_only=True)") from error
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: not a readable checkpoint (truncated or corrupt?): {first_line}") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path}: not a ganforge checkpoint")
+    if state.get("version") != VERSION:
+        raise UserError(f"{path}: checkpoint version {state.get('version')} is not supported (want {VERSION})")
+    return state
+
+
+def load_module_state(module: torch.nn.Module, state_dict: dict, what: str, path: str | Path) -> None:
+    """load_state_dict with an error that names the mismatch instead of a page of keys."""
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise UserError(f"{path}: the {what} in this checkpoint does not fit the model "
+                        f"(another architecture?): {str(error).splitlines()[0]}") from error

@@ -1,0 +1,108 @@
+"""Training configuration: one frozen dataclass, validated on construction, saved as the run's config.json.
+
+Example::
+
+    config = TrainConfig(data="ring", model="mlp", steps=2000, pack=4)
+    run_dir = train(config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ganforge.errors import UserError
+
+from .data import POINT_SOURCES, check_spec
+from .precision import PRECISIONS
+
+LOSSES = ("ns", "hinge", "wgan-gp")
+MODELS = ("mlp", "dcgan")
+DCGAN_RESOLUTIONS = (16, 32, 64)
+# per-model defaults for the fields left as None
+MODEL_DEFAULTS = {"mlp": {"z_dim": 16, "width": 256}, "dcgan": {"z_dim": 100, "width": 64}}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str = "digits"
+    model: str = "dcgan"
+    resolution: int = 32
+    z_dim: int | None = None  # None: 100 for dcgan, 16 for mlp
+    width: int | None = None  # dcgan: channels of the last hidden layer (ngf/ndf); mlp: hidden units
+    depth: int = 3  # mlp hidden layers
+    loss: str = "ns"
+    r1: float = 0.0  # R1 gradient penalty weight (gamma) on real data
+    gp_weight: float = 10.0  # WGAN-GP lambda
+    pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
+    spectral_norm: bool = False
+    precision: str = "auto"
+    device: str = "auto"
+    ema: float = 0.999  # EMA decay of the generator's weights; 0 turns EMA off
+    steps: int = 1000
+    batch_size: int = 64
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+    out: str | None = None  # None: runs/<NNNNN>-<data>-<model>
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    eval_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        check_spec(self.data)
+        _choice("model", self.model, MODELS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
+            raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
+        if self.model == "dcgan" and self.is_points:
+            raise UserError(f"--data {self.data} is 2D points: use --model mlp")
+        for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every", "eval_every",
+                     "keep_checkpoints", "log_every", "resolution"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("z_dim", "width"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.batch_size % self.pack:
+            raise UserError(f"--batch-size {self.batch_size} must be a multiple of --pack {self.pack}")
+        if not 0 <= self.ema < 1:
+            raise UserError(f"--ema must be in [0, 1), got {self.ema}")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            raise UserError("--lr-g and --lr-d must be positive")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise UserError(f"--betas takes two numbers in [0, 1), got {self.betas}")
+        if self.r1 < 0 or self.gp_weight < 0:
+            raise UserError("--r1 and the gradient-penalty weight must be non-negative")
+
+    @property
+    def is_points(self) -> bool:
+        return self.data in POINT_SOURCES
+
+    def resolved(self) -> TrainConfig:
+        """Fill per-model defaults so that config.json states every value the run used."""
+        defaults = MODEL_DEFAULTS[self.model]
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise UserError(f"config has unknown fields: {', '.join(sorted(unknown))}")
+        if "betas" in values:
+            values = {**values, "betas": tuple(values["betas"])}
+        return cls(**values)
+
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"unknown --{flag} {value!r} (choose from {', '.join(choices)})")

@@ -1,0 +1,49 @@
+"""Data sources by name: ``load_data("ring" | "grid" | "digits" | "stacked-digits" | "shapes" |
+"folder:PATH" | "npz:PATH" | "idx:PATH", resolution, seed)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganforge.errors import UserError
+
+from .base import DataSource
+from .digits import load_digits_source, load_stacked_digits_source
+from .files import load_folder, load_idx, load_npz
+from .shapes import load_shapes_source
+from .synthetic import load_mixture
+
+BUILTIN = {
+    "ring": lambda resolution, seed: load_mixture("ring", seed),
+    "grid": lambda resolution, seed: load_mixture("grid", seed),
+    "digits": load_digits_source,
+    "stacked-digits": load_stacked_digits_source,
+    "shapes": load_shapes_source,
+}
+FILE_SOURCES = {"folder": load_folder, "npz": load_npz, "idx": load_idx}
+POINT_SOURCES = ("ring", "grid")
+
+
+def check_spec(spec: str) -> None:
+    """Validate a --data spec's form without loading anything."""
+    prefix, sep, rest = spec.partition(":")
+    if spec in BUILTIN or (sep and prefix in FILE_SOURCES and rest):
+        return
+    choices = ", ".join([*BUILTIN, *(f"{name}:PATH" for name in FILE_SOURCES)])
+    raise UserError(f"unknown --data {spec!r} (choose from {choices})")
+
+
+def spec_name(spec: str) -> str:
+    """Short name for run folders: 'folder:/x/y' -> 'folder'."""
+    return spec.partition(":")[0] if ":" in spec else spec
+
+
+def load_data(spec: str, resolution: int, seed: int) -> DataSource:
+    check_spec(spec)
+    if spec in BUILTIN:
+        return BUILTIN[spec](resolution, seed)
+    prefix, _, rest = spec.partition(":")
+    return FILE_SOURCES[prefix](Path(rest).expanduser(), resolution, seed)
+
+
+__all__ = ["DataSource", "POINT_SOURCES", "check_spec", "load_data", "spec_name"]

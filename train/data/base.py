@@ -1,0 +1,111 @@
+"""What every data source hands the training loop: a resumable stream of batches.
+
+Images are kept in memory as uint8 ``[N, C, H, W]`` and turned into float32 in [-1, 1] one batch at a time;
+2D points are float32 ``[N, 2]``. A stream's ``state_dict`` is its exact position, so a resumed run sees the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from ganforge.errors import UserError
+
+
+class BatchStream(Protocol):
+    def next_batch(self, batch_size: int) -> torch.Tensor: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class DataSource:
+    """A loaded data set: its stream of batches plus what the rest of the pipeline needs to know about it."""
+
+    name: str
+    kind: str  # "points" or "images"
+    sample_shape: tuple[int, ...]  # (2,) or (C, H, W)
+    stream: BatchStream
+    num_samples: int | None = None  # None for sources that generate without end
+    labels: torch.Tensor | None = None
+    modes: torch.Tensor | None = None  # 2D mixtures: mode centres [K, 2]
+    mode_sigma: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def shuffled_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_samples, generator=generator)
+
+
+class TensorStream:
+    """Epoch-shuffled batches from a fixed uint8 image tensor; the position is (epoch, cursor)."""
+
+    def __init__(self, images: torch.Tensor, seed: int):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("TensorStream wants uint8 [N, C, H, W] images")
+        self.images, self.seed = images, seed
+        self.epoch, self.cursor = 0, 0
+        self._order = shuffled_order(len(images), seed, 0)
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        picks = []
+        while batch_size > 0:
+            take = min(batch_size, len(self.images) - self.cursor)
+            picks.append(self._order[self.cursor : self.cursor + take])
+            self.cursor += take
+            batch_size -= take
+            if self.cursor == len(self.images):
+                self._set_position(self.epoch + 1, 0)
+        return to_unit_range(self.images[torch.cat(picks)])
+
+    def _set_position(self, epoch: int, cursor: int) -> None:
+        if epoch != self.epoch or self._order is None:
+            self._order = shuffled_order(len(self.images), self.seed, epoch)
+        self.epoch, self.cursor = epoch, cursor
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._order = None
+        self._set_position(int(state["epoch"]), int(state["cursor"]))
+
+
+class GeneratorStream:
+    """Base for streams that draw every batch from their own seeded torch.Generator (state = RNG state)."""
+
+    def __init__(self, seed: int):
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+
+
+def resize_images(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resize uint8 [N, C, h, w] square images to [N, C, resolution, resolution] (antialiased when shrinking)."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    out = []
+    for chunk in images.split(1024):
+        resized = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
+                                align_corners=False, antialias=chunk.shape[-1] > resolution)
+        out.append(resized.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def check_resolution(resolution: int, maximum: int = 256) -> None:
+    if not 4 <= resolution <= maximum:
+        raise UserError(f"unsupported resolution {resolution} (use 4..{maximum})")

@@ -1,0 +1,44 @@
+"""scikit-learn's bundled 8x8 handwritten digits (1,797 real images, no download), and the stacked variant."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import DataSource, GeneratorStream, resize_images, to_unit_range
+
+
+def load_digit_images(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [1797, 1, resolution, resolution] images and int64 [1797] labels."""
+    from sklearn.datasets import load_digits  # imported here: only digit runs pay for scikit-learn
+
+    bunch = load_digits()
+    images = torch.from_numpy(bunch.images).float().mul_(255.0 / 16.0).round_().to(torch.uint8)
+    return resize_images(images[:, None], resolution), torch.from_numpy(bunch.target).long()
+
+
+def load_digits_source(resolution: int, seed: int) -> DataSource:
+    from .base import TensorStream
+
+    images, labels = load_digit_images(resolution)
+    return DataSource(name="digits", kind="images", sample_shape=tuple(images.shape[1:]),
+                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels)
+
+
+class StackedDigitsStream(GeneratorStream):
+    """Each sample stacks 3 independently drawn digits as its 3 channels: 10^3 = 1,000 modes."""
+
+    def __init__(self, images: torch.Tensor, seed: int):
+        super().__init__(seed)
+        self.images = images  # uint8 [N, 1, H, W]
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        picks = torch.randint(len(self.images), (batch_size, 3), generator=self.rng)
+        stacked = self.images[picks.flatten(), 0].view(batch_size, 3, *self.images.shape[-2:])
+        return to_unit_range(stacked)  # [B, 3, H, W]
+
+
+def load_stacked_digits_source(resolution: int, seed: int) -> DataSource:
+    images, labels = load_digit_images(resolution)
+    return DataSource(name="stacked-digits", kind="images", sample_shape=(3, resolution, resolution),
+                      stream=StackedDigitsStream(images, seed), labels=labels,
+                      extra={"num_modes": 1000})

@@ -1,0 +1,46 @@
+"""Images to bytes: the one mapping from generator output to uint8, used by grids, sampler, server and tests."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import atomic_write
+
+
+def to_uint8(images) -> np.ndarray:
+    """float [-1, 1] (numpy or torch, any shape) -> uint8 [0, 255]: scale, clip, round half away from zero.
+
+    NaN maps to 0 so that a broken model gives black pixels rather than undefined bytes.
+    """
+    if hasattr(images, "detach"):
+        images = images.detach().float().cpu().numpy()
+    values = np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5, 0.0, 255.0)
+    values = np.nan_to_num(values, nan=0.0)
+    return np.floor(values + 0.5).astype(np.uint8)  # values >= 0, so floor(v + .5) rounds half away from zero
+
+
+def nchw_to_nhwc(images: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+
+
+def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
+    """uint8 [N, C, H, W] -> one uint8 [rows*(H+p)+p, cols*(W+p)+p, C] picture."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * (h + padding) + padding, columns * (w + padding) + padding, c), dtype=np.uint8)
+    for i, image in enumerate(nchw_to_nhwc(images)):
+        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+        grid[top : top + h, left : left + w] = image
+    return grid
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    """uint8 [H, W, C] (C = 1 or 3) -> PNG, written atomically."""
+    from PIL import Image
+
+    picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    atomic_write(Path(path), lambda handle: picture.save(handle, format="PNG"))

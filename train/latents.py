@@ -1,0 +1,27 @@
+"""The one definition of latents: seed -> z. Every sampler, server, benchmark and sample grid uses it.
+
+The latent for seed ``s`` is ``z_dim`` standard normal float32 values drawn by NumPy's PCG64 generator
+seeded with ``s`` (``numpy.random.default_rng(s).standard_normal(z_dim, dtype=float32)``). It does not
+depend on the device, the backend or how seeds are split into batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def latent_for_seed(seed: int, z_dim: int) -> np.ndarray:
+    if seed < 0:
+        raise ValueError(f"seeds must be non-negative, got {seed}")
+    return np.random.default_rng(seed).standard_normal(z_dim, dtype=np.float32)
+
+
+def latents_for_seeds(seeds: Iterable[int], z_dim: int) -> np.ndarray:
+    """float32 [n, z_dim], row i = latent_for_seed(seeds[i])."""
+    seeds = [int(s) for s in seeds]
+    out = np.empty((len(seeds), z_dim), dtype=np.float32)
+    for i, seed in enumerate(seeds):
+        out[i] = latent_for_seed(seed, z_dim)
+    return out

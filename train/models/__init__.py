@@ -1,0 +1,58 @@
+"""Build models from plain-dict configs (the form stored in checkpoints, so G can be rebuilt from the file)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganforge.errors import UserError
+
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .mlp import MLPDiscriminator, MLPGenerator
+
+
+def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], width: int, depth: int,
+                     images: bool) -> dict:
+    if model == "dcgan":
+        channels, resolution, _ = sample_shape
+        return {"kind": "dcgan", "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
+    return {"kind": "mlp", "z_dim": z_dim, "out_shape": list(sample_shape), "width": width, "depth": depth,
+            "tanh": images}
+
+
+def build_generator(config: dict) -> nn.Module:
+    try:
+        kind = config["kind"]
+        if kind == "dcgan":
+            return DCGANGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"])
+        if kind == "mlp":
+            return MLPGenerator(config["z_dim"], tuple(config["out_shape"]), config["width"], config["depth"],
+                                config["tanh"])
+    except (KeyError, TypeError) as error:
+        raise UserError(f"generator config is incomplete or invalid: {error!r}") from error
+    raise UserError(f"unknown generator kind {config.get('kind')!r}")
+
+
+def output_shape(config: dict) -> tuple[int, ...]:
+    """Per-sample output shape: (C, H, W) for image generators, (2,) for 2D ones."""
+    if config["kind"] == "dcgan":
+        return (config["channels"], config["resolution"], config["resolution"])
+    return tuple(config["out_shape"])
+
+
+def build_discriminator(model: str, sample_shape: tuple[int, ...], width: int, depth: int, pack: int,
+                        batch_norm: bool, spectral_norm: bool) -> nn.Module:
+    if model == "dcgan":
+        channels, resolution, _ = sample_shape
+        return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm)
+    return MLPDiscriminator(sample_shape, pack, width, depth, spectral_norm)
+
+
+def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """PacGAN packing: [B, C, H, W] -> [B/pack, pack*C, H, W] (and [B, d] -> [B/pack, pack*d])."""
+    if pack == 1:
+        return x
+    return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
+
+
+__all__ = ["build_discriminator", "build_generator", "generator_config", "output_shape", "pack_samples"]

@@ -1,0 +1,58 @@
+"""Pictures of a run: the loss curve and, for 2D runs, samples over the mode centres (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import atomic_write
+
+
+def _save_figure(figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_losses(records: list[dict], path: Path) -> None:
+    rows = [r for r in records if "loss_d" in r]
+    if not rows:
+        return
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    steps = [r["step"] for r in rows]
+    axis.plot(steps, [r["loss_d"] for r in rows], label="discriminator")
+    axis.plot(steps, [r["loss_g"] for r in rows], label="generator")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    _save_figure(figure, path)
+
+
+def plot_points(samples: np.ndarray, modes: np.ndarray, path: Path, title: str) -> None:
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, label="generated")
+    axis.scatter(modes[:, 0], modes[:, 1], s=30, marker="x", color="red", label="modes")
+    span = float(np.abs(modes).max()) * 1.5
+    axis.set_xlim(-span, span)
+    axis.set_ylim(-span, span)
+    axis.set_aspect("equal")
+    axis.set_title(title)
+    axis.legend(loc="upper right", fontsize=7)
+    _save_figure(figure, path)

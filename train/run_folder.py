@@ -1,0 +1,73 @@
+"""A run folder: config.json, metrics.jsonl, samples/, checkpoints/, loss.png. Only rank 0 writes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ganforge.errors import UserError
+
+from .checkpoint import atomic_write, list_checkpoints
+from .config import TrainConfig
+
+RUN_NAME = re.compile(r"^(\d{5})-")
+
+
+def next_run_dir(root: Path, data_name: str, model: str) -> Path:
+    """runs/<NNNNN>-<data>-<model>, numbered one past the highest existing run."""
+    taken = [int(m.group(1)) for p in root.glob("*") if (m := RUN_NAME.match(p.name))] if root.is_dir() else []
+    return root / f"{max(taken, default=-1) + 1:05d}-{data_name}-{model}"
+
+
+def read_config(path: Path) -> TrainConfig:
+    file = path / "config.json"
+    if not file.is_file():
+        raise UserError(f"{path}: not a run folder (no config.json)")
+    try:
+        values = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"{file}: unreadable: {error}") from error
+    return TrainConfig.from_dict(values)
+
+
+class RunFolder:
+    def __init__(self, path: Path, writer: bool = True):
+        self.path, self.writer = Path(path), writer
+        self.checkpoints = self.path / "checkpoints"
+        self.samples = self.path / "samples"
+        self.metrics_file = self.path / "metrics.jsonl"
+
+    def create(self, config: TrainConfig) -> None:
+        if list_checkpoints(self.checkpoints) or (self.checkpoints / "latest.pt").exists():
+            raise UserError(f"{self.path} already holds a run with checkpoints: continue it with "
+                            f"--resume {self.path}, or choose another --out")
+        if not self.writer:
+            return
+        self.samples.mkdir(parents=True, exist_ok=True)
+        self.write_config(config)
+        atomic_write(self.metrics_file, lambda handle: None)
+
+    def write_config(self, config: TrainConfig) -> None:
+        if self.writer:
+            text = json.dumps(config.to_dict(), indent=2) + "\n"
+            atomic_write(self.path / "config.json", lambda handle: handle.write(text.encode()))
+
+    def rewind_metrics(self, step: int) -> None:
+        """On resume, drop the records written after the checkpoint we continue from."""
+        if not self.writer or not self.metrics_file.exists():
+            return
+        kept = [line for line in self.metrics_file.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        text = "".join(line + "\n" for line in kept)
+        atomic_write(self.metrics_file, lambda handle: handle.write(text.encode()))
+
+    def log(self, record: dict) -> None:
+        if self.writer:
+            with open(self.metrics_file, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def records(self) -> list[dict]:
+        if not self.metrics_file.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]

@@ -1,0 +1,154 @@
+"""One GAN training step, and the state a checkpoint needs to continue it exactly.
+
+Per step (the classic DCGAN schedule): draw z, make ``fake = G(z)`` once; update D on real vs
+``fake.detach()``; update G through the updated D on the same ``fake``; update the EMA of G.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+import ganforge
+from ganforge.errors import UserError
+
+from .checkpoint import FORMAT, VERSION, load_module_state
+from .config import TrainConfig
+from .data import DataSource
+from .distributed import DistContext, all_reduce_mean_, rank_slice
+from .losses import LOSSES, gradient_penalty, r1_penalty
+from .models import build_discriminator, build_generator, generator_config, pack_samples
+from .precision import Precision
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, data: DataSource, precision: Precision,
+                 context: DistContext = DistContext()):
+        self.config, self.data, self.precision, self.context = config, data, precision, context
+        if config.batch_size % (context.world_size * config.pack):
+            raise UserError(f"--batch-size {config.batch_size} must be a multiple of processes x pack "
+                            f"({context.world_size} x {config.pack})")
+        device = precision.device
+        torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
+        self.generator_config = generator_config(config.model, config.z_dim, data.sample_shape, config.width,
+                                                 config.depth, images=data.kind == "images")
+        self.generator = build_generator(self.generator_config).to(device)
+        uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
+        # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
+        batch_norm = not (uses_penalty or config.spectral_norm)
+        self.discriminator = build_discriminator(config.model, data.sample_shape, config.width, config.depth,
+                                                 config.pack, batch_norm, config.spectral_norm).to(device)
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
+        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
+        self.scaler_g, self.scaler_d = precision.grad_scaler(), precision.grad_scaler()
+        self.latent_rng = torch.Generator(device).manual_seed(config.seed + 1)
+        self.loss = LOSSES[config.loss]
+        self.step = 0
+        self.skipped = {"d": 0, "g": 0}
+
+    # ---- one step -------------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, torch.Tensor]:
+        config, device = self.config, self.precision.device
+        part = rank_slice(config.batch_size, self.context)
+        real = self.data.stream.next_batch(config.batch_size)[part].to(device, non_blocking=True)
+        z = torch.randn(config.batch_size, config.z_dim, generator=self.latent_rng, device=device)[part]
+        D, pack = self.discriminator, config.pack
+
+        with self.precision.autocast():
+            fake = self.generator(z)
+            real_logits = D(pack_samples(real, pack))
+            fake_logits = D(pack_samples(fake.detach(), pack))
+            loss_d = self.loss.discriminator(real_logits.float(), fake_logits.float())
+        penalty = self._penalty(real, fake, part)
+        self._apply(loss_d + penalty, self.optimizer_d, self.scaler_d, D, "d")
+
+        D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+        with self.precision.autocast():
+            loss_g = self.loss.generator(D(pack_samples(fake, pack)).float())
+        self._apply(loss_g, self.optimizer_g, self.scaler_g, self.generator, "g")
+        D.requires_grad_(True)
+
+        self._update_ema()
+        if self.context.enabled:  # BatchNorm statistics differ per rank's data: keep the average
+            all_reduce_mean_(self._float_buffers())
+        self.step += 1
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "penalty": penalty.detach()}
+
+    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, part: slice) -> torch.Tensor:
+        """Gradient penalties in fp32 outside autocast: input gradients overflow easily in fp16."""
+        config = self.config
+        penalty = torch.zeros((), device=self.precision.device)
+        critic = lambda x: self.discriminator(pack_samples(x, config.pack))  # noqa: E731
+        if config.loss == "wgan-gp":
+            alpha = torch.rand(config.batch_size, generator=self.latent_rng, device=real.device)[part]
+            penalty = penalty + config.gp_weight * gradient_penalty(critic, real, fake, alpha)
+        if config.r1 > 0:
+            penalty = penalty + config.r1 / 2 * r1_penalty(critic, real)
+        return penalty
+
+    def _apply(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               module: nn.Module, name: str) -> None:
+        """Backward, average across ranks, and step, unless the loss or a gradient is not finite."""
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        check = loss.detach().float().reshape(1)
+        if self.context.enabled:
+            all_reduce_mean_([*grads, check])  # a non-finite value on any rank makes the mean non-finite
+        scaler.unscale_(optimizer)
+        finite = torch.isfinite(check).all() & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+        if finite.item():
+            scaler.step(optimizer)
+        else:
+            self.skipped[name] += 1
+        scaler.update()  # with fp16, a skipped step also lowers the loss scale
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # Ramp the decay up early on (as TensorFlow's ExponentialMovingAverage with num_updates does) so the
+        # average is not dominated by the random initial weights in short runs.
+        decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
+        ema_params = list(self.generator_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - decay)
+        for ema_buffer, buffer in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            ema_buffer.copy_(buffer)
+
+    def _float_buffers(self) -> list[torch.Tensor]:
+        modules = (self.generator, self.discriminator)
+        return [b for m in modules for b in m.buffers() if b.is_floating_point()]
+
+    # ---- checkpoint state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "step": self.step,
+            "generator_config": self.generator_config, "train_config": self.config.to_dict(),
+            "data_name": self.data.name, "ganforge_version": ganforge.__version__,
+            "torch_version": torch.__version__.split("+")[0],
+            "generator": self.generator.state_dict(), "generator_ema": self.generator_ema.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "latents": self.latent_rng.get_state()},
+            "data": self.data.stream.state_dict(), "skipped_steps": dict(self.skipped),
+        }
+
+    def load_state_dict(self, state: dict, path: str = "checkpoint") -> None:
+        if state["generator_config"] != self.generator_config:
+            raise UserError(f"{path}: generator config {state['generator_config']} does not match this run's "
+                            f"{self.generator_config}")
+        load_module_state(self.generator, state["generator"], "generator", path)
+        load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", path)
+        load_module_state(self.discriminator, state["discriminator"], "discriminator", path)
+        self.optimizer_g.load_state_dict(state["optimizer_g"])
+        self.optimizer_d.load_state_dict(state["optimizer_d"])
+        if state["scaler_g"]:
+            self.scaler_g.load_state_dict(state["scaler_g"])
+            self.scaler_d.load_state_dict(state["scaler_d"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.latent_rng.set_state(state["rng"]["latents"])
+        self.data.stream.load_state_dict(state["data"])
+        self.step = int(state["step"])
+        self.skipped = dict(state["skipped_steps"])
