@@ -107,6 +107,8 @@ def find_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> dict:
     """Load and check a ganforge checkpoint; any problem becomes one clear UserError."""
     path = find_checkpoint(path)
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
+        raise UserError(f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch zip archive")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -129,3 +131,23 @@ def load_module_state(module: torch.nn.Module, state_dict: dict, what: str, path
     except RuntimeError as error:
         raise UserError(f"{path}: the {what} in this checkpoint does not fit the model "
                         f"(another architecture?): {str(error).splitlines()[0]}") from error
+
+
+def load_generator(path: str | Path, weights: str = "ema") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the generator from a checkpoint alone (no training flags needed), in eval mode on the CPU.
+
+    ``weights`` is "ema" (the averaged weights, the default everywhere downstream) or "raw".
+    Returns the module and the checkpoint's plain fields (step, configs, versions, ``path``).
+    """
+    from .models import build_generator
+
+    if weights not in ("ema", "raw"):
+        raise UserError(f"unknown weights {weights!r} (choose ema or raw)")
+    path = find_checkpoint(path)
+    state = load_checkpoint(path)
+    generator = build_generator(state["generator_config"])
+    key = "generator_ema" if weights == "ema" else "generator"
+    load_module_state(generator, state[key], f"{weights} generator", path)
+    info = {k: v for k, v in state.items() if not isinstance(v, (dict, torch.Tensor)) or k.endswith("_config")}
+    info["path"] = str(path)
+    return generator.eval().requires_grad_(False), info

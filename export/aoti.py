@@ -1,0 +1,22 @@
+"""PyTorch generator -> AOTInductor package (.pt2) with a dynamic batch, loadable without Python model code."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+
+def export_aoti(generator: torch.nn.Module, z_dim: int, path: Path, max_batch: int) -> None:
+    generator = generator.eval()
+    batch = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(generator, (torch.randn(2, z_dim),), dynamic_shapes=({0: batch},))
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+
+
+def load_aoti(path: str | Path, device: str = "cpu"):
+    """A callable z -> images; ``device_index`` picks the GPU for CUDA packages."""
+    return torch._inductor.aoti_load_package(str(path))

@@ -1,0 +1,77 @@
+"""What an exported generator says about itself: ONNX metadata_props, or a JSON sidecar for other formats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from ganforge.train.models import output_shape
+
+import ganforge
+from ganforge.errors import UserError
+
+SIDECAR_SUFFIX = ".json"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def generator_metadata(info: dict, weights: str) -> dict[str, str]:
+    """Metadata for a generator rebuilt by ``load_generator``; all values are strings (as ONNX stores them)."""
+    config = info["generator_config"]
+    shape = output_shape(config)
+    images = config["kind"] == "dcgan" or config.get("tanh", False)
+    return {
+        "ganforge_version": ganforge.__version__,
+        "producer": "ganforge export",
+        "z_dim": str(config["z_dim"]),
+        "output_shape": json.dumps(list(shape)),  # per sample: [C, H, W] or [2]
+        "value_range": json.dumps([-1, 1]) if images else "unbounded",
+        "kind": "images" if images else "points",
+        "data": info.get("train_config", {}).get("data", "unknown"),
+        "training_step": str(info.get("step", 0)),
+        "weights": weights,
+        "checkpoint_sha256": sha256_file(info["path"]),
+        "torch_version": torch.__version__.split("+")[0],
+        "generator_config": json.dumps(config),
+    }
+
+
+def write_sidecar(model_path: Path, metadata: dict) -> Path:
+    from ganforge.train.checkpoint import atomic_write
+
+    sidecar = model_path.with_name(model_path.name + SIDECAR_SUFFIX)
+    text = json.dumps(metadata, indent=2) + "\n"
+    atomic_write(sidecar, lambda handle: handle.write(text.encode()))
+    return sidecar
+
+
+def read_metadata(model_path: str | Path) -> dict[str, str]:
+    """A generator file's metadata (ONNX metadata_props, else the JSON sidecar); refuses non-ganforge files."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise UserError(f"{model_path}: no such file")
+    if model_path.suffix == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(model_path), load_external_data=False)
+        except Exception as error:  # onnx raises DecodeError and friends
+            raise UserError(f"{model_path}: not a readable ONNX model: {error}") from error
+        metadata = {prop.key: prop.value for prop in model.metadata_props}
+    else:
+        sidecar = model_path.with_name(model_path.name + SIDECAR_SUFFIX)
+        if not sidecar.is_file():
+            raise UserError(f"{model_path}: no metadata sidecar {sidecar.name}; export it with ganforge export")
+        metadata = json.loads(sidecar.read_text())
+    if metadata.get("producer") != "ganforge export" or "z_dim" not in metadata:
+        raise UserError(f"{model_path}: not a ganforge generator (no ganforge metadata); "
+                        "export it with `ganforge export`")
+    return metadata

@@ -1,0 +1,90 @@
+"""PyTorch generator -> ONNX (fp32, dynamic batch), and its fp16 and int8 variants.
+
+Contract: input ``z`` float32 [batch, z_dim], output ``images`` float32 [batch, *output_shape]; fp16 and
+int8 models keep float32 inputs and outputs, so every consumer feeds and reads the same tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+INPUT_NAME, OUTPUT_NAME = "z", "images"
+
+
+def export_onnx(generator: torch.nn.Module, z_dim: int, path: Path, max_batch: int, opset: int | None) -> None:
+    """torch.onnx's dynamo exporter with a dynamic batch of 1..max_batch, into one self-contained file."""
+    generator = generator.eval()  # BatchNorm must use its running statistics, not the batch's
+    example = torch.randn(2, z_dim)
+    batch = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
+    with warnings.catch_warnings(), _quiet_loggers():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(generator, (example,), dynamo=True, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},),
+                                    opset_version=opset, verbose=False)
+    program.save(str(path), external_data=False)
+
+
+class _quiet_loggers:
+    """The exporter logs its progress at INFO level: keep the user's terminal for ganforge's own lines."""
+
+    NAMES = ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo")
+
+    def __enter__(self):
+        self.levels = {name: logging.getLogger(name).level for name in self.NAMES}
+        for name in self.NAMES:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """fp16 weights and arithmetic inside, float32 at the edges (keep_io_types)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+
+
+class _LatentReader:
+    """Calibration data for static quantisation: batches of standard-normal latents."""
+
+    def __init__(self, z_dim: int, batches: int = 8, batch_size: int = 32, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self._items = iter([{INPUT_NAME: rng.standard_normal((batch_size, z_dim), dtype=np.float32)}
+                            for _ in range(batches)])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def convert_int8(source: Path, target: Path, z_dim: int) -> None:
+    """onnxruntime static quantisation in QDQ form: int8 weights (per channel), uint8 activations, calibrated
+    with MinMax on generated latents. The float32 input and output stay float32."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = target.with_name(target.name + ".prep.onnx")
+    try:
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(target), _LatentReader(z_dim), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def onnx_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])

@@ -1,0 +1,243 @@
+"""ONNX -> TensorRT engine, and loading one back (TensorRT 10.x and 11.x Python API).
+
+Follows NVIDIA's samples and Polygraphy: explicit-batch network from the ONNX parser, one optimization
+profile for the dynamic batch, a workspace pool limit, an optional timing cache, and
+``build_serialized_network``. TensorRT 11 removed the precision builder flags (networks are strongly
+typed), so fp16 there means building from an fp16 ONNX; on 10 the FP16 flag is used.
+
+Engines only run on the GPU model and TensorRT version that built them: a JSON sidecar beside the engine
+records both, and loading refuses a mismatch with a message that says to rebuild.
+
+Everything here except ``build_engine`` and ``TensorRTEngine`` runs without TensorRT, and is tested so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ganforge.errors import UserError
+
+from .metadata import read_metadata, sha256_file
+
+INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run "
+                "`pip install ganforge[tensorrt]` (TensorRT 10 or 11)")
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """The optimization profile: batches min..max are accepted, kernels are tuned for opt."""
+
+    min_batch: int = 1
+    opt_batch: int = 64
+    max_batch: int = 256
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise UserError(f"batch profile needs 1 <= min <= opt <= max, got min {self.min_batch}, "
+                            f"opt {self.opt_batch}, max {self.max_batch}")
+
+    def shapes(self, z_dim: int) -> tuple[tuple[int, int], ...]:
+        return (self.min_batch, z_dim), (self.opt_batch, z_dim), (self.max_batch, z_dim)
+
+    def check_against(self, onnx_max_batch: int | None) -> None:
+        if onnx_max_batch is not None and self.max_batch > onnx_max_batch:
+            raise UserError(f"--max-batch {self.max_batch} exceeds the ONNX model's max batch {onnx_max_batch}; "
+                            "re-export with a larger --max-batch")
+
+
+def tensorrt_major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError as error:
+        raise UserError(f"cannot read the TensorRT version {version!r}") from error
+
+
+def precision_plan(trt_version: str, fp16: bool) -> str:
+    """How to get the requested precision from this TensorRT:
+
+    - "fp32": plain build;
+    - "fp16-flag": TensorRT 10: BuilderFlag.FP16 on an fp32 network;
+    - "fp16-onnx": TensorRT 11+: strongly typed networks only, so build from an fp16 ONNX.
+    """
+    major = tensorrt_major(trt_version)
+    if major < 10:
+        raise UserError(f"TensorRT {trt_version} is too old: ganforge needs TensorRT 10 or newer")
+    if not fp16:
+        return "fp32"
+    return "fp16-flag" if major == 10 else "fp16-onnx"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The sidecar G.engine.json."""
+
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    z_dim: int
+    output_shape: list
+    onnx_sha256: str
+    build_seconds: float
+    ganforge_metadata: dict
+
+    def save(self, engine_path: Path) -> Path:
+        from ganforge.train.checkpoint import atomic_write
+
+        path = sidecar_path(engine_path)
+        text = json.dumps(asdict(self), indent=2) + "\n"
+        atomic_write(path, lambda handle: handle.write(text.encode()))
+        return path
+
+    @classmethod
+    def load(cls, engine_path: Path) -> EngineInfo:
+        path = sidecar_path(engine_path)
+        if not path.is_file():
+            raise UserError(f"{engine_path}: no sidecar {path.name}; build engines with `ganforge build-engine`")
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (TypeError, json.JSONDecodeError) as error:
+            raise UserError(f"{path}: unreadable engine sidecar: {error}") from error
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    return Path(engine_path).with_name(Path(engine_path).name + ".json")
+
+
+def check_compatible(info: EngineInfo, trt_version: str, gpu_name: str, compute_capability: str,
+                     engine_path: Path) -> None:
+    """Refuse an engine built for another GPU or TensorRT version (it would fail or misbehave)."""
+    rebuild = f"rebuild it here with `ganforge build-engine MODEL.onnx --out {engine_path}`"
+    if info.tensorrt_version != trt_version:
+        raise UserError(f"{engine_path} was built with TensorRT {info.tensorrt_version}, this machine has "
+                        f"{trt_version}: {rebuild}")
+    if info.gpu_name != gpu_name or info.compute_capability != compute_capability:
+        raise UserError(f"{engine_path} was built for {info.gpu_name} (sm {info.compute_capability}), this GPU is "
+                        f"{gpu_name} (sm {compute_capability}): {rebuild}")
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as error:
+        raise UserError(INSTALL_HINT) from error
+    return trt
+
+
+def current_gpu() -> tuple[str, str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError("TensorRT engines need an NVIDIA GPU, and this machine has none visible to PyTorch")
+    major, minor = torch.cuda.get_device_capability()
+    return torch.cuda.get_device_name(), f"{major}.{minor}"
+
+
+def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool = False, workspace_mib: int = 4096,
+                 timing_cache: Path | None = None) -> EngineInfo:
+    """Build and write ``out`` (+ sidecar). Needs TensorRT and a GPU."""
+    metadata = read_metadata(onnx_path)
+    z_dim = int(metadata["z_dim"])
+    profile.check_against(int(metadata["max_batch"]) if "max_batch" in metadata else None)
+    if workspace_mib < 1:
+        raise UserError("--workspace-mib must be positive")
+    trt = import_tensorrt()
+    gpu_name, capability = current_gpu()
+    plan_kind = precision_plan(trt.__version__, fp16)
+    started = time.perf_counter()
+    source = onnx_path
+    if plan_kind == "fp16-onnx" and metadata.get("precision") != "fp16":
+        from .onnx import convert_fp16
+
+        source = out.with_name(out.name + ".fp16.onnx")
+        convert_fp16(onnx_path, source)
+    try:
+        plan = _build_plan(trt, source, z_dim, profile, plan_kind, workspace_mib, timing_cache)
+    finally:
+        if source != onnx_path:
+            source.unlink(missing_ok=True)
+    from ganforge.train.checkpoint import atomic_write
+
+    atomic_write(out, lambda handle: handle.write(plan))
+    info = EngineInfo(trt.__version__, gpu_name, capability, "fp16" if fp16 else "fp32", profile.min_batch,
+                      profile.opt_batch, profile.max_batch, z_dim, json.loads(metadata["output_shape"]),
+                      sha256_file(onnx_path), time.perf_counter() - started, metadata)
+    info.save(out)
+    return info
+
+
+def _build_plan(trt, onnx_path: Path, z_dim: int, profile: BatchProfile, plan_kind: str, workspace_mib: int,
+                timing_cache: Path | None) -> bytes:
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if plan_kind == "fp16-onnx" and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise UserError(f"{onnx_path}: TensorRT could not parse the ONNX: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    if plan_kind == "fp16-flag":
+        config.set_flag(trt.BuilderFlag.FP16)
+    optimization_profile = builder.create_optimization_profile()
+    optimization_profile.set_shape("z", *profile.shapes(z_dim))
+    config.add_optimization_profile(optimization_profile)
+    cache = None
+    if timing_cache is not None:
+        cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise UserError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
+    if cache is not None:
+        from ganforge.train.checkpoint import atomic_write
+
+        serialized = config.get_timing_cache().serialize()
+        atomic_write(timing_cache, lambda handle: handle.write(bytes(serialized)))
+    return bytes(plan)
+
+
+class TensorRTEngine:
+    """A loaded engine: ``infer(z)`` takes and returns CUDA float32 torch tensors."""
+
+    def __init__(self, engine_path: str | Path):
+        import torch
+
+        engine_path = Path(engine_path)
+        self.info = EngineInfo.load(engine_path)
+        trt = import_tensorrt()
+        check_compatible(self.info, trt.__version__, *current_gpu(), engine_path)
+        self._torch = torch
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self._runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise UserError(f"{engine_path}: TensorRT could not load the engine: rebuild it")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+
+    def infer(self, z):
+        torch = self._torch
+        if not self.info.min_batch <= len(z) <= self.info.max_batch:
+            raise UserError(f"batch {len(z)} is outside the engine's profile "
+                            f"{self.info.min_batch}..{self.info.max_batch}")
+        z = z.to("cuda", torch.float32).contiguous()
+        self.context.set_input_shape(self.input_name, tuple(z.shape))
+        images = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), device="cuda",
+                             dtype=torch.float32)
+        self.context.set_tensor_address(self.input_name, z.data_ptr())
+        self.context.set_tensor_address(self.output_name, images.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execution failed")
+        return images

@@ -1,0 +1,134 @@
+"""Exports load in other runtimes and compute what PyTorch computes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from ganforge.export.api import ExportConfig, export
+from ganforge.export.metadata import read_metadata
+from ganforge.export.onnx import onnx_session
+from ganforge.train.checkpoint import load_generator
+from ganforge.train.config import TrainConfig
+from ganforge.train.loop import train
+
+from ganforge.errors import UserError
+
+GANFORGE = str(Path(sys.executable).parent / "ganforge")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny trained runs: dcgan at 16/32/64 px and a 2D mlp."""
+    root = tmp_path_factory.mktemp("runs")
+    common = dict(steps=2, batch_size=8, quiet=True, device="cpu", precision="fp32", checkpoint_every=2,
+                  sample_every=2, eval_every=2)
+    made = {f"dcgan{r}": train(TrainConfig(data="shapes" if r == 64 else "digits", model="dcgan", resolution=r,
+                                           width=8, z_dim=16, out=str(root / f"dcgan{r}"), **common))
+            for r in (16, 32, 64)}
+    made["ring"] = train(TrainConfig(data="ring", model="mlp", width=32, out=str(root / "ring"), **common))
+    return made
+
+
+def _torch_images(run, z):
+    generator, _ = load_generator(run)
+    with torch.no_grad():
+        return generator(torch.from_numpy(z)).numpy()
+
+
+@pytest.mark.parametrize("name, shape", [("dcgan16", (1, 16, 16)), ("dcgan32", (1, 32, 32)),
+                                         ("dcgan64", (3, 64, 64)), ("ring", (2,))])
+def test_onnx_matches_pytorch_at_several_batch_sizes(runs, tmp_path, name, shape):
+    out = tmp_path / f"{name}.onnx"
+    result = export(ExportConfig(source=str(runs[name]), out=str(out), max_batch=70))
+    assert [c.batch_size for c in result.comparisons] == [1, 3, 64, 70]
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    metadata = read_metadata(out)
+    assert metadata["z_dim"] == "16" and json.loads(metadata["output_shape"]) == list(shape)
+    assert {"ganforge_version", "value_range", "data", "training_step", "checkpoint_sha256",
+            "torch_version"} <= set(metadata)
+    session = onnx_session(out)
+    for batch in (1, 5, 70):  # dynamic batch, fresh latents
+        z = np.random.default_rng(batch).standard_normal((batch, 16), dtype=np.float32)
+        images = session.run(None, {"z": z})[0]
+        assert images.shape == (batch, *shape)
+        np.testing.assert_allclose(images, _torch_images(runs[name], z), atol=1e-4)
+
+
+def test_onnx_also_matches_in_openvino(runs, tmp_path):
+    import openvino as ov
+
+    out = tmp_path / "g.onnx"
+    export(ExportConfig(source=str(runs["dcgan32"]), out=str(out), max_batch=64))
+    compiled = ov.Core().compile_model(str(out), "CPU")
+    z = np.random.default_rng(0).standard_normal((7, 16), dtype=np.float32)
+    images = compiled(z)[compiled.output(0)]
+    np.testing.assert_allclose(images, _torch_images(runs["dcgan32"], z), atol=1e-4)
+
+
+@pytest.mark.parametrize("precision, bound", [("fp16", 1e-2), ("int8", 0.25)])
+def test_reduced_precision_onnx_within_bounds_with_float32_io(runs, tmp_path, precision, bound):
+    out = tmp_path / f"g-{precision}.onnx"
+    result = export(ExportConfig(source=str(runs["dcgan32"]), out=str(out), precision=precision, max_batch=64))
+    assert max(c.max_abs for c in result.comparisons) <= bound
+    model = onnx.load(str(out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    metadata = read_metadata(out)
+    assert metadata["precision"] == precision and float(metadata["verified_max_abs_error"]) <= bound
+    if precision == "int8":
+        assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+
+
+@pytest.mark.slow
+def test_aoti_round_trip(runs, tmp_path):
+    out = tmp_path / "g.pt2"
+    result = export(ExportConfig(source=str(runs["dcgan16"]), out=str(out), max_batch=32))
+    assert max(c.max_abs for c in result.comparisons) <= 1e-4
+    package = torch._inductor.aoti_load_package(str(out))
+    z = np.random.default_rng(3).standard_normal((5, 16), dtype=np.float32)
+    np.testing.assert_allclose(package(torch.from_numpy(z)).numpy(), _torch_images(runs["dcgan16"], z), atol=1e-4)
+    assert read_metadata(out)["z_dim"] == "16"
+
+
+def test_failed_verification_leaves_no_file(runs, tmp_path, monkeypatch):
+    import ganforge.export.verify as verify
+
+    monkeypatch.setitem(verify.TOLERANCES, "fp16", 1e-9)  # an fp16 model cannot meet this
+    out = tmp_path / "g.onnx"
+    with pytest.raises(UserError, match="verification failed"):
+        export(ExportConfig(source=str(runs["dcgan16"]), out=str(out), precision="fp16", max_batch=8))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nothing", "--out", "{tmp}/g.onnx"], "no such file"),
+    (["{tmp}/junk.pt", "--out", "{tmp}/g.onnx"], "not a readable checkpoint"),
+    (["{tmp}", "--out", "{tmp}/g.onnx"], "no checkpoint found"),
+    (["{run}", "--out", "{tmp}/g.onnx", "--max-batch", "0"], "--max-batch must be at least 1"),
+    (["{run}", "--out", "/nonexistent/dir/g.onnx"], "not writable"),
+    (["{run}", "--out", "{tmp}/g.pt2", "--precision", "int8"], "not available for aoti"),
+    (["{run}", "--out", "{tmp}/g.bin"], "cannot tell the format"),
+])
+def test_bad_export_input_is_one_line_and_writes_nothing(runs, tmp_path, args, message):
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
+    args = [a.format(tmp=tmp_path, run=runs["dcgan16"]) for a in args]
+    before = set(tmp_path.iterdir())
+    result = subprocess.run([GANFORGE, "export", *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_onnx_that_is_not_a_ganforge_generator_is_refused(tmp_path):
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "other.onnx"))
+    with pytest.raises(UserError, match="not a ganforge generator"):
+        read_metadata(tmp_path / "other.onnx")
