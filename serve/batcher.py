@@ -1,0 +1,110 @@
+"""Dynamic batching (as Triton's dynamic batcher): merge concurrent requests into one inference call.
+
+A batch is sent when it holds ``max_batch`` latents or when its oldest request has waited
+``max_queue_delay_us``. At most ``max_queue`` latents wait at once; beyond that ``submit`` raises QueueFull
+(the server answers 503). Inference runs on one worker thread, so the event loop keeps accepting requests
+while a batch computes, and those requests form the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+class QueueFull(Exception):
+    pass
+
+
+class BatcherMetrics:
+    """Hooks the batcher calls; the server connects them to Prometheus. No-ops by default."""
+
+    def batch(self, size: int, compute_seconds: float) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def depth(self, latents: int) -> None: ...
+
+
+class DynamicBatcher:
+    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int, max_queue_delay_us: int,
+                 max_queue: int, metrics: BatcherMetrics | None = None):
+        self.infer, self.max_batch, self.max_queue = infer, max_batch, max_queue
+        self.delay = max_queue_delay_us / 1e6
+        self.metrics = metrics or BatcherMetrics()
+        self.queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
+        self.queued = 0
+        self.wakeup: asyncio.Event | None = None
+        self.task: asyncio.Task | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-infer")
+
+    def start(self) -> None:
+        self.wakeup = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        while self.queue:
+            await asyncio.sleep(0.005)
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+        self.executor.shutdown(wait=True)
+
+    async def submit(self, z: np.ndarray) -> np.ndarray:
+        if self.queued + len(z) > self.max_queue:
+            raise QueueFull(f"queue full ({self.queued} latents waiting, limit {self.max_queue})")
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((z, future, time.perf_counter()))
+        self.queued += len(z)
+        self.metrics.depth(self.queued)
+        self.wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.queue:
+                self.wakeup.clear()
+                await self.wakeup.wait()
+            deadline = self.queue[0][2] + self.delay
+            while self.queued < self.max_batch and (remaining := deadline - time.perf_counter()) > 0:
+                self.wakeup.clear()
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            batch = self._take()
+            z = np.concatenate([item[0] for item in batch])
+            now = time.perf_counter()
+            for _, _, arrived in batch:
+                self.metrics.waited(now - arrived)
+            try:
+                images = await loop.run_in_executor(self.executor, self.infer, z)
+            except Exception as error:  # hand the failure to every waiting request
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self.metrics.batch(len(z), time.perf_counter() - now)
+            offset = 0
+            for item, future, _ in batch:
+                if not future.done():
+                    future.set_result(images[offset : offset + len(item)])
+                offset += len(item)
+
+    def _take(self) -> list:
+        batch, size = [], 0
+        while self.queue and (not batch or size + len(self.queue[0][0]) <= self.max_batch):
+            item = self.queue.popleft()
+            batch.append(item)
+            size += len(item[0])
+        self.queued -= size
+        self.metrics.depth(self.queued)
+        return batch

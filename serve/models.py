@@ -1,0 +1,56 @@
+"""Find (or make) the model file a backend needs: a run folder is exported on demand, cached in the run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganforge.export.metadata import read_metadata, sha256_file
+from ganforge.train.checkpoint import find_checkpoint
+
+from ganforge.errors import UserError
+
+from .runners import get_backend
+
+SUFFIXES = {"onnx": ".onnx", "aoti": ".pt2", "engine": ".engine"}
+
+
+def is_training_output(path: Path) -> bool:
+    return path.is_dir() or path.suffix == ".pt"
+
+
+def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", quiet: bool = False) -> str:
+    path = Path(path)
+    kind = get_backend(backend).model_kind
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if kind == "checkpoint":
+        if not is_training_output(path):
+            raise UserError(f"backend {backend} needs a run folder or checkpoint, got {path}")
+        return str(find_checkpoint(path))
+    if not is_training_output(path):
+        if path.suffix != SUFFIXES[kind]:
+            raise UserError(f"backend {backend} needs a {SUFFIXES[kind]} file, got {path}")
+        return str(path)
+    if kind == "engine":
+        raise UserError(f"backend {backend} needs an engine: build one with `ganforge build-engine MODEL.onnx`")
+    return str(_cached_export(path, kind, precision, quiet))
+
+
+def _cached_export(source: Path, kind: str, precision: str, quiet: bool) -> Path:
+    from ganforge.export.api import ExportConfig, describe, export
+
+    checkpoint = find_checkpoint(source)
+    folder = (source if source.is_dir() else checkpoint.parent.parent) / "exports"
+    target = folder / f"generator-{precision}{SUFFIXES[kind]}"
+    if target.is_file():
+        try:
+            if read_metadata(target)["checkpoint_sha256"] == sha256_file(checkpoint):
+                return target
+        except UserError:
+            pass  # stale or foreign: export again
+    folder.mkdir(parents=True, exist_ok=True)
+    result = export(ExportConfig(source=str(checkpoint), out=str(target), precision=precision, max_batch=1024,
+                                 verify_batches=(1, 3, 64)))
+    if not quiet:
+        print(describe(result))
+    return target

@@ -1,0 +1,114 @@
+"""The Runner protocol every backend implements, and the registry that finds backends by name.
+
+A backend is one file in this package that calls ``register(Backend(...))``; the registry imports every
+module here on first use, so adding a backend is adding a file.
+
+    with open_runner("onnxruntime", "g.onnx") as runner:
+        images = runner.infer(z)  # float32 [n, z_dim] -> float32 [n, C, H, W] in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ganforge.errors import UserError
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    backend: str
+    precision: str
+    device: str
+    max_batch: int
+    z_dim: int
+    output_shape: tuple[int, ...]
+    model_path: str
+    model_sha256: str = ""
+
+
+class Runner(Protocol):
+    info: RunnerInfo
+
+    def infer(self, z: np.ndarray) -> np.ndarray: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Runner: ...
+    def __exit__(self, *exc) -> None: ...
+
+
+class RunnerBase:
+    """Context-manager plumbing shared by the runners."""
+
+    info: RunnerInfo
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def check_batch(self, z: np.ndarray) -> np.ndarray:
+        if z.ndim != 2 or z.shape[1] != self.info.z_dim:
+            raise UserError(f"z must be [n, {self.info.z_dim}], got {list(z.shape)}")
+        if not 1 <= len(z) <= self.info.max_batch:
+            raise UserError(f"batch {len(z)} outside 1..{self.info.max_batch} for {self.info.backend}")
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    model_kind: str  # what it loads: "checkpoint", "onnx", "aoti" or "engine"
+    opener: Callable[..., Runner]  # (model_path, device, precision) -> Runner
+    availability: Callable[[], str | None]  # None when usable here, else why not
+    precisions: tuple[str, ...] = ("fp32",)
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def backends() -> dict[str, Backend]:
+    if not _BACKENDS:
+        package = importlib.import_module("ganforge.serve.runners")
+        for module in pkgutil.iter_modules(package.__path__):
+            if module.name != "base":
+                importlib.import_module(f"ganforge.serve.runners.{module.name}")
+    return dict(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    found = backends()
+    if name not in found:
+        raise UserError(f"unknown backend {name!r} (choose from {', '.join(found)})")
+    return found[name]
+
+
+def open_runner(name: str, model_path: str, device: str = "cpu", precision: str = "fp32") -> Runner:
+    backend = get_backend(name)
+    why_not = backend.availability()
+    if why_not:
+        raise UserError(f"backend {name} is not available here: {why_not}")
+    if precision not in backend.precisions:
+        raise UserError(f"backend {name} runs {', '.join(backend.precisions)}, not {precision}")
+    return backend.opener(model_path, device, precision)
+
+
+def module_missing(*modules: str) -> str | None:
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            return f"python package {module!r} is not installed"
+    return None

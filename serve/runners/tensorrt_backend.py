@@ -1,0 +1,36 @@
+"""TensorRT engines built by `ganforge build-engine` (needs TensorRT and an NVIDIA GPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+from ganforge.export.metadata import sha256_file
+
+from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
+
+
+class TensorRTRunner(RunnerBase):
+    def __init__(self, model_path: str, device: str, precision: str):
+        import torch
+        from ganforge.export.tensorrt import TensorRTEngine
+
+        self._torch = torch
+        self.engine = TensorRTEngine(model_path)
+        info = self.engine.info
+        self.info = RunnerInfo("tensorrt", info.precision, "cuda", info.max_batch, info.z_dim,
+                               tuple(info.output_shape), str(model_path), sha256_file(model_path))
+
+    def infer(self, z: np.ndarray) -> np.ndarray:
+        images = self.engine.infer(self._torch.from_numpy(self.check_batch(z)))
+        return images.cpu().numpy()  # .cpu() synchronizes the stream
+
+
+def _availability() -> str | None:
+    missing = module_missing("tensorrt")
+    if missing:
+        return "TensorRT is not installed (pip install ganforge[tensorrt] on a machine with an NVIDIA GPU)"
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA GPU"
+
+
+register(Backend("tensorrt", "engine", lambda p, d, q: TensorRTRunner(p, d, q), _availability, ("fp32", "fp16")))

@@ -1,0 +1,48 @@
+"""`ganforge sample MODEL --backend B --out DIR`."""
+
+from __future__ import annotations
+
+from ganforge.cliutil import Parser
+from ganforge.errors import UserError
+
+EXAMPLES = """\
+  ganforge sample runs/00000-digits-dcgan --seeds 0-9999 --out samples/        # onnxruntime, npz shards
+  ganforge sample g.onnx --count 100 --seed-start 500 --format png --out pngs/
+  ganforge sample runs/00000-digits-dcgan --backend torch --seeds 0-63 --out grid/ --format png
+  ganforge sample g.onnx --seeds 0-999999 --out big/ --resume                    # continue after a crash
+  torchrun --nproc-per-node 2 --no-python ganforge sample g.onnx --seeds 0-99999 --out big/
+"""
+
+
+def main(argv: list[str]) -> int:
+    parser = Parser("sample", "Sample images for seeds into npz shards or PNG files, with a manifest.", EXAMPLES)
+    parser.add_argument("model", help="run folder, checkpoint, .onnx, .pt2 or .engine (as the backend needs)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--backend", default="onnxruntime", help="see `ganforge backends` (default onnxruntime)")
+    parser.add_argument("--seeds", help="e.g. 0-9999 (inclusive) or 1,5,9-12")
+    parser.add_argument("--count", type=int, help="number of seeds, with --seed-start")
+    parser.add_argument("--seed-start", type=int, default=0)
+    parser.add_argument("--format", default="npz", choices=("npz", "png"))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2, help="threads that encode and write shards")
+    parser.add_argument("--shard-size", type=int, default=10_000)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true", help="skip shards already complete in --out")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    from .latents import parse_seeds
+    from .sampler import SampleConfig, sample
+
+    if (args.seeds is None) == (args.count is None):
+        raise UserError("give either --seeds or --count")
+    if args.count is not None and (args.count < 1 or args.seed_start < 0):
+        raise UserError("--count must be at least 1 and --seed-start non-negative")
+    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.seed_start, args.seed_start + args.count))
+    config = SampleConfig(model=args.model, out=args.out, seeds=tuple(seeds), backend=args.backend,
+                          format=args.format, batch_size=args.batch_size, workers=args.workers,
+                          shard_size=args.shard_size, precision=args.precision, device=args.device,
+                          resume=args.resume, quiet=args.quiet)
+    print(f"manifest: {sample(config)}")
+    return 0

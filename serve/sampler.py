@@ -1,0 +1,208 @@
+"""`sample()`: seeds in, images out, at high throughput, surviving crashes.
+
+Seeds are cut into fixed-size shards. Inference runs in the main thread while a thread pool encodes and
+writes finished shards (each file written atomically), so the backend never waits for the disk. After each
+shard the manifest is rewritten atomically; ``resume=True`` skips the shards it lists whose sha256 still
+matches. The output depends only on the model, backend and seeds: not on batch size, workers or crashes.
+Under torchrun, shard i belongs to rank i % world_size and rank 0 merges the manifests at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ganforge.train.checkpoint import atomic_write
+from ganforge.train.images import nchw_to_nhwc, to_uint8
+from tqdm import tqdm
+
+from ganforge.errors import UserError
+
+from .latents import latents_for_seeds
+from .models import model_for_backend
+from .runners import open_runner
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Example: ``sample(SampleConfig(model="g.onnx", out="samples", seeds=tuple(range(1000))))``."""
+
+    model: str
+    out: str
+    seeds: tuple[int, ...]
+    backend: str = "onnxruntime"
+    format: str = "npz"
+    batch_size: int = 64
+    workers: int = 2
+    shard_size: int = 10_000
+    precision: str = "fp32"
+    device: str = "cpu"
+    resume: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in ("npz", "png"):
+            raise UserError(f"unknown --format {self.format!r} (choose npz or png)")
+        for name in ("batch_size", "workers", "shard_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError("seeds must not repeat")
+
+
+def shard_name(index: int, fmt: str) -> str:
+    return f"shard-{index:05d}.npz" if fmt == "npz" else f"shard-{index:05d}"
+
+
+def _write_shard(folder: Path, index: int, seeds: np.ndarray, images: np.ndarray, fmt: str) -> dict:
+    """Encode and atomically write one shard; returns its manifest entry."""
+    digest = hashlib.sha256()
+    if fmt == "npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, seeds=seeds, images=images)
+        data = buffer.getvalue()
+        atomic_write(folder / shard_name(index, fmt), lambda handle: handle.write(data))
+        digest.update(data)
+    else:
+        from PIL import Image
+
+        shard_dir = folder / shard_name(index, fmt)
+        shard_dir.mkdir(exist_ok=True)
+        for seed, image in zip(seeds, images):
+            buffer = io.BytesIO()
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
+            data = buffer.getvalue()
+            atomic_write(shard_dir / f"seed{seed:010d}.png", lambda handle, data=data: handle.write(data))
+            digest.update(data)
+    return {"index": index, "file": shard_name(index, fmt), "first_seed": int(seeds[0]),
+            "last_seed": int(seeds[-1]), "count": len(seeds), "sha256": digest.hexdigest()}
+
+
+def shard_sha256(folder: Path, entry: dict, fmt: str) -> str | None:
+    path = folder / entry["file"]
+    digest = hashlib.sha256()
+    try:
+        if fmt == "npz":
+            digest.update(path.read_bytes())
+        else:
+            files = sorted(path.glob("seed*.png"))
+            if len(files) != entry["count"]:
+                return None
+            for file in files:
+                digest.update(file.read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+class Manifest:
+    def __init__(self, folder: Path, header: dict, rank: int, world_size: int):
+        self.folder, self.header = folder, header
+        self.name = MANIFEST if world_size == 1 else f"manifest-rank{rank}.json"
+        self.entries: dict[int, dict] = {}
+        self.lock = threading.Lock()  # writer threads report finished shards concurrently
+
+    def load_completed(self) -> None:
+        """Entries from earlier (crashed) runs whose files are intact."""
+        for file in [self.folder / MANIFEST, *sorted(self.folder.glob("manifest-rank*.json"))]:
+            if not file.is_file():
+                continue
+            saved = json.loads(file.read_text())
+            mismatched = [k for k in ("model_sha256", "backend", "precision", "format", "shard_size")
+                          if saved.get(k) != self.header[k]]
+            if mismatched:
+                raise UserError(f"{file}: cannot resume: {', '.join(mismatched)} differ from this run's")
+            for entry in saved["shards"]:
+                if shard_sha256(self.folder, entry, self.header["format"]) == entry["sha256"]:
+                    self.entries[entry["index"]] = entry
+
+    def add(self, entry: dict) -> None:
+        with self.lock:
+            self.entries[entry["index"]] = entry
+            self.save(self.name, complete=False)
+
+    def save(self, name: str, complete: bool) -> None:
+        body = {**self.header, "complete": complete, "shards": [self.entries[i] for i in sorted(self.entries)]}
+        text = json.dumps(body, indent=1) + "\n"
+        atomic_write(self.folder / name, lambda handle: handle.write(text.encode()))
+
+
+def sample(config: SampleConfig) -> Path:
+    from ganforge.train.distributed import init_distributed, shutdown_distributed
+
+    context = init_distributed()
+    try:
+        return _sample(config, context)
+    finally:
+        shutdown_distributed(context)
+
+
+def _sample(config: SampleConfig, context) -> Path:
+    folder = Path(config.out)
+    if (folder / MANIFEST).exists() and not config.resume:
+        raise UserError(f"{folder} already holds samples: add --resume to continue, or choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path = model_for_backend(config.model, config.backend, config.precision, quiet=config.quiet)
+    seeds = np.asarray(config.seeds, dtype=np.int64)
+    shards = [seeds[i : i + config.shard_size] for i in range(0, len(seeds), config.shard_size)]
+    with open_runner(config.backend, model_path, config.device, config.precision) as runner:
+        header = {"format": config.format, "model": str(model_path), "model_sha256": runner.info.model_sha256,
+                  "backend": runner.info.backend, "precision": runner.info.precision,
+                  "shard_size": config.shard_size, "num_seeds": len(seeds), "num_shards": len(shards),
+                  "image_layout": "NHWC uint8"}
+        manifest = Manifest(folder, header, context.rank, context.world_size)
+        if config.resume:
+            manifest.load_completed()
+        mine = [i for i in range(len(shards)) if i % context.world_size == context.rank]
+        todo = [i for i in mine if i not in manifest.entries]
+        _run_shards(runner, shards, todo, folder, config, manifest, context.is_main)
+    if context.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if context.is_main:
+        for part in sorted(folder.glob("manifest-rank*.json")):
+            for entry in json.loads(part.read_text())["shards"]:
+                manifest.entries[entry["index"]] = entry
+        manifest.save(MANIFEST, complete=len(manifest.entries) == len(shards))
+        for part in folder.glob("manifest-rank*.json"):
+            part.unlink()
+    return folder / MANIFEST
+
+
+def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manifest: Manifest, show: bool) -> int:
+    total = sum(len(shards[i]) for i in todo)
+    bar = tqdm(total=total, unit="img", desc=f"sample {runner.info.backend}", disable=config.quiet or not show,
+               dynamic_ncols=True)
+    started, pending = time.perf_counter(), []
+    z_dim, max_batch = runner.info.z_dim, min(config.batch_size, runner.info.max_batch)
+    with ThreadPoolExecutor(max_workers=config.workers) as pool:
+        for index in todo:
+            seeds = shards[index]
+            parts = []
+            for start in range(0, len(seeds), max_batch):
+                batch = seeds[start : start + max_batch]
+                parts.append(nchw_to_nhwc(to_uint8(runner.infer(latents_for_seeds(batch, z_dim)))))
+                bar.update(len(batch))
+            future: Future = pool.submit(_write_shard, folder, index, seeds, np.concatenate(parts), config.format)
+            future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
+            pending.append(future)
+            while len(pending) > 2 * config.workers:  # bound the memory held by shards waiting to be written
+                pending.pop(0).result()
+        for future in pending:
+            future.result()
+    bar.close()
+    seconds = time.perf_counter() - started
+    if show and not config.quiet:
+        print(f"sampled {total} images in {seconds:.1f}s ({total / max(seconds, 1e-9):.0f} img/s) with "
+              f"{runner.info.backend} {runner.info.precision} -> {folder}")
+    return total

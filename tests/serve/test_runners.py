@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+from ganforge.export.api import ExportConfig, export
+from ganforge.serve.latents import latents_for_seeds
+from ganforge.serve.models import model_for_backend
+from ganforge.serve.runners import backends, open_runner
+
+from ganforge.errors import UserError
+
+
+def test_every_backend_is_listed_with_availability():
+    found = backends()
+    assert {"torch", "torch-compile", "onnxruntime", "openvino", "aoti", "tensorrt"} <= set(found)
+    assert found["onnxruntime"].availability() is None
+    tensorrt_reason = found["tensorrt"].availability()
+    assert tensorrt_reason is None or "TensorRT" in tensorrt_reason or "GPU" in tensorrt_reason
+
+
+@pytest.mark.slow
+def test_same_seed_same_image_on_every_cpu_backend(trained_run, onnx_model, tmp_path):
+    aoti = export(ExportConfig(source=str(trained_run), out=str(tmp_path / "g.pt2"), max_batch=16)).path
+    models = {"torch": str(trained_run), "torch-compile": str(trained_run), "onnxruntime": onnx_model,
+              "openvino": onnx_model, "aoti": str(aoti)}
+    z = latents_for_seeds([0, 1, 2, 99], 8)
+    outputs = {}
+    for name, model in models.items():
+        with open_runner(name, model_for_backend(model, name)) as runner:
+            assert runner.info.backend == name
+            outputs[name] = runner.infer(z)
+    reference = outputs["torch"]
+    assert reference.shape == (4, 1, 16, 16)
+    for name, images in outputs.items():
+        np.testing.assert_allclose(images, reference, atol=1e-4, err_msg=name)
+
+
+def test_runner_rejects_wrong_shapes(onnx_model):
+    with open_runner("onnxruntime", onnx_model) as runner:
+        with pytest.raises(UserError, match=r"z must be \[n, 8\]"):
+            runner.infer(np.zeros((2, 5), np.float32))
+        with pytest.raises(UserError, match="outside 1..256"):
+            runner.infer(np.zeros((257, 8), np.float32))
+
+
+def test_backend_gets_the_file_it_needs(trained_run, onnx_model):
+    with pytest.raises(UserError, match="needs a run folder or checkpoint"):
+        model_for_backend(onnx_model, "torch")
+    with pytest.raises(UserError, match="build-engine"):
+        model_for_backend(trained_run, "tensorrt")
+    with pytest.raises(UserError, match="unknown backend"):
+        model_for_backend(trained_run, "tflite")

@@ -1,0 +1,99 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ganforge.serve.latents import latents_for_seeds
+from ganforge.serve.runners import open_runner
+from ganforge.serve.sampler import SampleConfig, sample
+from ganforge.train.images import nchw_to_nhwc, to_uint8
+
+from ganforge.errors import UserError
+
+GANFORGE = str(Path(sys.executable).parent / "ganforge")
+
+
+def _shards(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).glob("shard-*.npz"))}
+
+
+def test_npz_shards_hold_seeds_and_nhwc_uint8_images(onnx_model, tmp_path):
+    manifest = sample(SampleConfig(model=onnx_model, out=str(tmp_path / "s"), seeds=tuple(range(10, 35)),
+                                   shard_size=10, quiet=True))
+    body = json.loads(manifest.read_text())
+    assert body["complete"] and [s["count"] for s in body["shards"]] == [10, 10, 5]
+    with np.load(tmp_path / "s" / "shard-00001.npz") as shard:
+        assert shard["seeds"].dtype == np.int64 and shard["seeds"].tolist() == list(range(20, 30))
+        assert shard["images"].dtype == np.uint8 and shard["images"].shape == (10, 16, 16, 1)
+        with open_runner("onnxruntime", onnx_model) as runner:
+            expected = nchw_to_nhwc(to_uint8(runner.infer(latents_for_seeds(range(20, 30), 8))))
+        assert np.array_equal(shard["images"], expected)
+
+
+def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path):
+    runs = []
+    for i, (batch, workers) in enumerate([(1, 1), (7, 3), (64, 2)]):
+        out = tmp_path / f"s{i}"
+        sample(SampleConfig(model=onnx_model, out=str(out), seeds=tuple(range(40)), shard_size=16,
+                            batch_size=batch, workers=workers, quiet=True))
+        runs.append((_shards(out), json.loads((out / "manifest.json").read_text())))
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_png_format_writes_one_file_per_seed(onnx_model, tmp_path):
+    sample(SampleConfig(model=onnx_model, out=str(tmp_path / "p"), seeds=(3, 4, 5), format="png", quiet=True))
+    files = sorted(p.name for p in (tmp_path / "p" / "shard-00000").iterdir())
+    assert files == ["seed0000000003.png", "seed0000000004.png", "seed0000000005.png"]
+
+
+def test_existing_output_needs_resume(onnx_model, tmp_path):
+    config = SampleConfig(model=onnx_model, out=str(tmp_path / "s"), seeds=(1, 2), quiet=True)
+    sample(config)
+    with pytest.raises(UserError, match="--resume"):
+        sample(config)
+
+
+@pytest.mark.slow
+def test_killed_sampling_run_resumes_to_the_same_manifest(onnx_model, tmp_path):
+    args = ["sample", onnx_model, "--seeds", "0-5999", "--shard-size", "200", "--batch-size", "16", "--quiet"]
+    clean = tmp_path / "clean"
+    assert subprocess.run([GANFORGE, *args, "--out", str(clean)], capture_output=True).returncode == 0
+
+    crashed = tmp_path / "crashed"
+    child = subprocess.Popen([GANFORGE, *args, "--out", str(crashed)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        manifest = crashed / "manifest.json"
+        if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 3:
+            break
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    partial = json.loads((crashed / "manifest.json").read_text())
+    assert not partial["complete"] and len(partial["shards"]) < 30
+
+    result = subprocess.run([GANFORGE, *args, "--out", str(crashed), "--resume"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (crashed / "manifest.json").read_text() == (clean / "manifest.json").read_text()
+    assert _shards(crashed) == _shards(clean)
+
+
+@pytest.mark.slow
+def test_torchrun_splits_shards_across_processes(onnx_model, tmp_path):
+    single = tmp_path / "single"
+    sample(SampleConfig(model=onnx_model, out=str(single), seeds=tuple(range(50)), shard_size=10, quiet=True))
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--no-python",
+            GANFORGE, "sample", onnx_model, "--seeds", "0-49", "--shard-size", "10", "--quiet",
+            "--out", str(tmp_path / "multi")]
+    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "multi" / "manifest.json").read_text() == (single / "manifest.json").read_text()
+    assert _shards(tmp_path / "multi") == _shards(single)
+    assert not list((tmp_path / "multi").glob("manifest-rank*.json"))

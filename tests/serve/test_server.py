@@ -1,0 +1,152 @@
+"""The HTTP server, driven by a real KServe v2 client (tritonclient) and plain HTTP."""
+
+import asyncio
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+import uvicorn
+from ganforge.serve.runners import open_runner
+from ganforge.serve.sampler import SampleConfig, sample
+from ganforge.serve.server import ServerConfig, create_app
+
+
+class SlowRunner:
+    """Wraps a runner and sleeps in infer, to fill the queue on purpose."""
+
+    def __init__(self, runner, seconds):
+        self.runner, self.seconds, self.info = runner, seconds, runner.info
+
+    def infer(self, z):
+        time.sleep(self.seconds)
+        return self.runner.infer(z)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, runner, config):
+        self.port = _free_port()
+        self.app = create_app(runner, config)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        assert self.server.started
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def server(onnx_model):
+    with open_runner("onnxruntime", onnx_model) as runner:
+        with RunningServer(runner, ServerConfig(max_batch=16, max_queue_delay_us=20_000)) as running:
+            yield running
+
+
+def _seed_request(seeds):
+    return {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [len(seeds)], "data": list(seeds)}]}
+
+
+def test_tritonclient_gets_the_same_images_as_ganforge_sample(server, onnx_model, tmp_path):
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("generator")
+    metadata = client.get_model_metadata("generator")
+    assert metadata["outputs"][0]["shape"] == [-1, 1, 16, 16]
+    seeds = np.array([5, 6, 7, 123], dtype=np.int64)
+    for binary in (False, True):
+        tensor = triton.InferInput("seed", [4], "INT64")
+        tensor.set_data_from_numpy(seeds, binary_data=False)
+        output = triton.InferRequestedOutput("images", binary_data=binary)
+        images = client.infer("generator", [tensor], outputs=[output]).as_numpy("images")
+        sample(SampleConfig(model=onnx_model, out=str(tmp_path / f"s{binary}"), seeds=tuple(seeds.tolist()),
+                            quiet=True))
+        with np.load(tmp_path / f"s{binary}" / "shard-00000.npz") as shard:
+            from ganforge.train.images import nchw_to_nhwc, to_uint8
+
+            assert np.array_equal(nchw_to_nhwc(to_uint8(images)), shard["images"])
+
+
+def test_concurrent_single_seed_requests_are_batched(server):
+    def one(seed):
+        return httpx.post(f"{server.url}/v2/models/generator/infer", json=_seed_request([seed]), timeout=30)
+
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(one, range(64)))
+    assert all(r.status_code == 200 for r in responses)
+    assert responses[3].json()["outputs"][0]["shape"] == [1, 1, 16, 16]
+    text = httpx.get(f"{server.url}/metrics").text
+    count = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("ganforge_batch_size_count")))
+    assert count < 64  # fewer inference calls than requests: some batches held more than one request
+    assert 'ganforge_requests_total{status="200"} 64.0' in text
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"inputs": [{"name": "noise", "datatype": "FP32", "shape": [1, 8], "data": [0] * 8}]}, "unknown input"),
+    ({"inputs": [{"name": "seed", "datatype": "FP32", "shape": [1], "data": [1]}]}, "must be INT64"),
+    ({"inputs": [{"name": "z", "datatype": "FP32", "shape": [1, 3], "data": [0, 0, 0]}]}, "shape [n, 8]"),
+    ({"inputs": [{"name": "seed", "datatype": "INT64", "shape": [2], "data": [1]}]}, "1 values for shape"),
+    (_seed_request(range(17)), "1..16 seeds"),
+    ({"inputs": []}, "exactly one input"),
+])
+def test_malformed_requests_get_400_with_a_message(server, body, message):
+    response = httpx.post(f"{server.url}/v2/models/generator/infer", json=body)
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_unknown_model_404_and_bad_json_400(server):
+    assert httpx.post(f"{server.url}/v2/models/other/infer", json=_seed_request([1])).status_code == 404
+    response = httpx.post(f"{server.url}/v2/models/generator/infer", content=b"{not json")
+    assert response.status_code == 400
+
+
+def test_z_input_and_png_endpoint(server):
+    z = np.zeros((2, 8), np.float32)
+    body = {"inputs": [{"name": "z", "datatype": "FP32", "shape": [2, 8], "data": z.ravel().tolist()}]}
+    assert httpx.post(f"{server.url}/v2/models/generator/infer", json=body).json()["outputs"][0]["shape"][0] == 2
+    png = httpx.get(f"{server.url}/v1/sample.png", params={"seed": 3})
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_overload_gets_503_while_the_server_stays_ready(onnx_model):
+    with open_runner("onnxruntime", onnx_model) as runner:
+        config = ServerConfig(max_batch=2, max_queue_delay_us=0, max_queue=4)
+        with RunningServer(SlowRunner(runner, 0.2), config) as running:
+            async def burst():
+                async with httpx.AsyncClient(timeout=30) as client:
+                    url = f"{running.url}/v2/models/generator/infer"
+                    return await asyncio.gather(*[client.post(url, json=_seed_request([i])) for i in range(20)])
+
+            responses = asyncio.run(burst())
+            codes = [r.status_code for r in responses]
+            assert codes.count(503) > 0 and codes.count(200) > 0
+            assert next(r for r in responses if r.status_code == 503).headers["retry-after"] == "1"
+            assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200
+
+
+def test_api_key(onnx_model):
+    with open_runner("onnxruntime", onnx_model) as runner:
+        with RunningServer(runner, ServerConfig(api_key="s3cret")) as running:
+            url = f"{running.url}/v2/models/generator/infer"
+            assert httpx.post(url, json=_seed_request([1])).status_code == 401
+            assert httpx.post(url, json=_seed_request([1]), headers={"X-API-Key": "wrong"}).status_code == 401
+            ok = httpx.post(url, json=_seed_request([1]), headers={"Authorization": "Bearer s3cret"})
+            assert ok.status_code == 200
+            assert httpx.get(f"{running.url}/v2/health/live").status_code == 200  # probes stay open
