@@ -1,0 +1,152 @@
+"""`bench()`: every backend x precision x batch size x scenario, each failure reported and skipped past."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ganforge.errors import UserError
+from ganforge.export.verify import psnr
+from ganforge.serve.latents import latents_for_seeds
+from ganforge.serve.models import is_training_output, model_for_backend
+from ganforge.serve.runners import backends, open_runner
+
+from . import scenarios
+from .environment import environment, generator_gflops_per_image
+from .timing import matmul_ceiling_gflops
+
+SCENARIOS = ("offline", "single-stream", "server")
+SERVER_LOAD = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.3)  # offered rates as fractions of offline throughput
+DEFAULT_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "aoti", "tensorrt")
+ACCURACY_SEEDS = range(16)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Example: ``bench(BenchConfig(model="runs/00000-digits-dcgan", out="bench", backends=("onnxruntime",)))``."""
+
+    model: str
+    out: str
+    backends: tuple[str, ...] = ("all",)
+    precisions: tuple[str, ...] = ("fp32",)
+    batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
+    scenarios: tuple[str, ...] = SCENARIOS
+    min_duration: float = 3.0
+    server_duration: float = 3.0
+    latency_bound_ms: float = 100.0
+    server_max_batch: int = 64
+    server_delay_us: int = 2000
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.scenarios) - set(SCENARIOS)
+        if unknown:
+            raise UserError(f"unknown scenario {', '.join(sorted(unknown))} (choose from {', '.join(SCENARIOS)})")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise UserError("--batch-sizes must be positive integers")
+        if self.min_duration <= 0 or self.server_duration <= 0 or self.latency_bound_ms <= 0:
+            raise UserError("durations and --latency-bound-ms must be positive")
+        if not Path(self.model).exists():
+            raise UserError(f"{self.model}: no such file or folder")
+
+    def backend_names(self) -> list[str]:
+        known = backends()
+        names = list(DEFAULT_BACKENDS) if self.backends == ("all",) else list(self.backends)
+        for name in names:
+            if name not in known:
+                raise UserError(f"unknown backend {name!r} (choose from {', '.join(known)})")
+        return names
+
+
+def bench(config: BenchConfig, progress: bool = True) -> dict:
+    names = config.backend_names()
+    reference, gflops = _reference(config)
+    ceiling = matmul_ceiling_gflops() if config.device == "cpu" else None
+    results = []
+    combos = [(b, p) for b in names for p in config.precisions if p in backends()[b].precisions]
+    for backend, precision in tqdm(combos, desc="bench", unit="backend", disable=not progress):
+        results += _bench_backend(config, backend, precision, reference, gflops, ceiling)
+    env = environment(ceiling) | {"generator_gflops_per_image": gflops, "model": str(config.model)}
+    return {"environment": env, "results": results}
+
+
+def _reference(config: BenchConfig):
+    """fp32 PyTorch images for the accuracy column, and the generator's FLOPs per image."""
+    if not is_training_output(Path(config.model)):
+        return None, None
+    import torch
+
+    from ganforge.train.checkpoint import load_generator
+
+    generator, info = load_generator(config.model)
+    z_dim = info["generator_config"]["z_dim"]
+    with torch.no_grad():
+        images = generator(torch.from_numpy(latents_for_seeds(ACCURACY_SEEDS, z_dim))).numpy()
+    return images, generator_gflops_per_image(generator, z_dim)
+
+
+def _row(backend: str, precision: str, scenario: str, batch_size: int | None, **values) -> dict:
+    return {"backend": backend, "precision": precision, "scenario": scenario, "batch_size": batch_size,
+            "status": "ok", **values}
+
+
+def _bench_backend(config, backend, precision, reference, gflops, ceiling) -> list[dict]:
+    try:
+        path = model_for_backend(config.model, backend, precision, quiet=True)
+        runner = open_runner(backend, path, config.device, precision)
+    except Exception as error:  # a backend that cannot load is reported, and the others still run
+        return [_row(backend, precision, "load", None, status="error", error=_message(error))]
+    rows = []
+    with runner:
+        accuracy = _accuracy(runner, reference)
+        offline_rates = {}
+        batch_sizes = [b for b in config.batch_sizes if b <= runner.info.max_batch]
+        for scenario in config.scenarios:
+            for batch in batch_sizes if scenario == "offline" else [None]:
+                try:
+                    rows.append(_measure(config, runner, backend, precision, scenario, batch, offline_rates,
+                                         gflops, ceiling, accuracy))
+                except Exception as error:
+                    rows.append(_row(backend, precision, scenario, batch, status="error", error=_message(error)))
+    return rows
+
+
+def _measure(config, runner, backend, precision, scenario, batch, offline_rates, gflops, ceiling, accuracy):
+    if scenario == "offline":
+        result = scenarios.offline(runner, batch, config.min_duration)
+        offline_rates[batch] = result["images_per_second"]
+        if gflops:
+            result["gflops_per_second"] = result["images_per_second"] * gflops
+            if ceiling:
+                result["percent_of_matmul_ceiling"] = 100 * result["gflops_per_second"] / ceiling
+        return _row(backend, precision, scenario, batch, **result, **accuracy)
+    if scenario == "single-stream":
+        return _row(backend, precision, scenario, 1, **scenarios.single_stream(runner, config.min_duration),
+                    **accuracy)
+    max_batch = min(config.server_max_batch, runner.info.max_batch)
+    capacity = offline_rates.get(max_batch) or max(offline_rates.values(), default=0.0) or \
+        scenarios.offline(runner, max_batch, config.min_duration)["images_per_second"]
+    result = scenarios.server(runner, [f * capacity for f in SERVER_LOAD], config.server_duration,
+                              config.latency_bound_ms, max_batch, config.server_delay_us)
+    result["offline_images_per_second"] = capacity
+    result["images_per_second"] = result["saturated_images_per_second"]
+    result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None
+    return _row(backend, precision, scenario, max_batch, **result)
+
+
+def _accuracy(runner, reference) -> dict:
+    if reference is None:
+        return {}
+    images = runner.infer(latents_for_seeds(ACCURACY_SEEDS, runner.info.z_dim))
+    error = float(np.abs(images.astype(np.float64) - reference).max())
+    value = psnr(reference, images)
+    return {"max_abs_error": error, "psnr_db": value if math.isfinite(value) else None}
+
+
+def _message(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"

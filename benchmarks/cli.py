@@ -1,0 +1,45 @@
+"""`ganforge bench RUN_DIR|MODEL --out DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ganforge.cliutil import Parser, int_list
+
+EXAMPLES = """\
+  ganforge bench runs/00000-digits-dcgan --out bench/
+  ganforge bench runs/00000-digits-dcgan --backends onnxruntime,openvino --precisions fp32,int8 --batch-sizes 1,64
+  ganforge bench g.onnx --backends onnxruntime --scenarios offline,single-stream --min-duration 1
+"""
+
+
+def main(argv: list[str]) -> int:
+    parser = Parser("bench", "Benchmark backends: offline throughput, single-stream latency, server load.",
+                    EXAMPLES)
+    parser.add_argument("model", help="run folder (exports are made and cached there) or a model file")
+    parser.add_argument("--out", required=True, help="folder for bench.json, bench.md and the plots")
+    parser.add_argument("--backends", default="all", help="all, or a comma-separated list")
+    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,int8,bf16")
+    parser.add_argument("--batch-sizes", type=int_list, default=[1, 8, 64, 256])
+    parser.add_argument("--scenarios", default="offline,single-stream,server")
+    parser.add_argument("--min-duration", type=float, default=3.0, help="seconds per measurement (3)")
+    parser.add_argument("--server-duration", type=float, default=3.0, help="seconds per offered rate (3)")
+    parser.add_argument("--latency-bound-ms", type=float, default=100.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    from .bench import BenchConfig, bench
+    from .report import table, write_reports
+
+    split = lambda text: tuple(part.strip() for part in text.split(",") if part.strip())  # noqa: E731
+    config = BenchConfig(model=args.model, out=args.out, backends=split(args.backends),
+                         precisions=split(args.precisions), batch_sizes=tuple(args.batch_sizes),
+                         scenarios=split(args.scenarios), min_duration=args.min_duration,
+                         server_duration=args.server_duration, latency_bound_ms=args.latency_bound_ms,
+                         device=args.device)
+    report = bench(config, progress=not args.quiet)
+    paths = write_reports(report, Path(args.out))
+    print(table(report))
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

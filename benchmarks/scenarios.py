@@ -1,0 +1,77 @@
+"""The MLPerf-style scenarios: offline (throughput), single-stream (batch-1 latency), server (Poisson load
+through the dynamic batcher, p99 per rate, highest rate within the latency bound)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from ganforge.serve.batcher import DynamicBatcher, QueueFull
+from ganforge.serve.latents import latents_for_seeds
+
+from .timing import measure, percentiles
+
+
+def offline(runner, batch_size: int, min_duration: float) -> dict:
+    z = latents_for_seeds(range(batch_size), runner.info.z_dim)
+    m = measure(lambda: runner.infer(z), batch_size, min_duration=min_duration)
+    return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable,
+            "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()}}
+
+
+def single_stream(runner, min_duration: float) -> dict:
+    z = latents_for_seeds([0], runner.info.z_dim)
+    m = measure(lambda: runner.infer(z), 1, min_duration=min_duration)
+    return {"images_per_second": m.items_per_second, "stable": m.stable, "samples": len(m.latencies_s),
+            "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()},
+            "latencies_ms": [v * 1e3 for v in m.latencies_s]}
+
+
+async def _poisson_load(runner, rate: float, duration: float, max_batch: int, delay_us: int, max_queue: int,
+                        seed: int) -> dict:
+    batcher = DynamicBatcher(runner.infer, max_batch, delay_us, max_queue)
+    batcher.start()
+    rng = np.random.default_rng(seed)
+    latencies, rejected, tasks = [], 0, []
+    z_dim = runner.info.z_dim
+
+    async def one(index: int) -> None:
+        nonlocal rejected
+        started = time.perf_counter()
+        try:
+            await batcher.submit(latents_for_seeds([index], z_dim))
+        except QueueFull:
+            rejected += 1
+            return
+        latencies.append(time.perf_counter() - started)
+
+    start = time.perf_counter()
+    next_arrival, index = start, 0
+    while next_arrival - start < duration:
+        await asyncio.sleep(max(0.0, next_arrival - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(index)))
+        index += 1
+        next_arrival += rng.exponential(1.0 / rate)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    await batcher.stop()
+    stats = percentiles(latencies) if latencies else {}
+    return {"offered_rate": rate, "requests": index, "completed": len(latencies), "rejected": rejected,
+            "images_per_second": len(latencies) / elapsed, "latency_ms": {k: v * 1e3 for k, v in stats.items()}}
+
+
+def server(runner, rates: list[float], duration: float, latency_bound_ms: float, max_batch: int = 64,
+           delay_us: int = 2000, max_queue: int = 4096) -> dict:
+    """Poisson single-seed requests at each rate; the highest rate whose p99 <= the bound passes."""
+    points = []
+    for i, rate in enumerate(rates):
+        point = asyncio.run(_poisson_load(runner, rate, duration, max_batch, delay_us, max_queue, seed=i))
+        point["passed"] = (point["rejected"] == 0 and bool(point["latency_ms"])
+                           and point["latency_ms"]["p99"] <= latency_bound_ms)
+        points.append(point)
+    passing = [p["offered_rate"] for p in points if p["passed"]]
+    return {"points": points, "max_passing_rate": max(passing, default=0.0),
+            "saturated_images_per_second": max(p["images_per_second"] for p in points),
+            "latency_bound_ms": latency_bound_ms}

@@ -1,0 +1,81 @@
+"""How ganforge times things: time-based warm-up, then measurement windows until three agree.
+
+Every timed call returns host memory (runners copy results back), so the host clock brackets finished work;
+``sync`` is called before each clock read for work that could still be queued on a GPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def percentiles(samples: Sequence[float], points: Sequence[float] = PERCENTILES) -> dict[str, float]:
+    """Linear-interpolation percentiles (NumPy's default, as trtexec and most tools report them)."""
+    values = np.asarray(samples, dtype=np.float64)
+    result = {f"p{p:g}": float(np.percentile(values, p)) for p in points}
+    result.update(min=float(values.min()), max=float(values.max()), mean=float(values.mean()))
+    return result
+
+
+def windows_agree(rates: Sequence[float], tolerance: float = 0.10) -> bool:
+    """The last three windows lie within ``tolerance`` of each other (perf_analyzer's stability rule)."""
+    if len(rates) < 3:
+        return False
+    last = rates[-3:]
+    return max(last) <= min(last) * (1 + tolerance)
+
+
+@dataclass
+class Measurement:
+    items_per_second: float  # median over windows
+    window_rates: list[float]
+    latencies_s: list[float] = field(repr=False)
+    stable: bool
+    calls: int
+    seconds: float
+
+
+def measure(call: Callable[[], object], items_per_call: int, min_duration: float = 3.0,
+            warmup: float | None = None, max_windows: int = 10, sync: Callable[[], None] = lambda: None) -> Measurement:
+    """Warm up for ``warmup`` s (default: 0.5 s, or half of a shorter ``min_duration``), then time windows of ``min_duration / 3`` s until three agree within 10% (and at
+    least ``min_duration`` s passed), or ``max_windows`` were taken."""
+    deadline = time.perf_counter() + (min(0.5, min_duration / 2) if warmup is None else warmup)
+    call()  # at least once: the first call often compiles or allocates
+    while time.perf_counter() < deadline:
+        call()
+    sync()
+    window = max(min_duration / 3, 1e-3)
+    rates, latencies, started = [], [], time.perf_counter()
+    while True:
+        window_start, calls = time.perf_counter(), 0
+        while True:
+            t0 = time.perf_counter()
+            call()
+            sync()
+            t1 = time.perf_counter()
+            latencies.append(t1 - t0)
+            calls += 1
+            if t1 - window_start >= window:
+                break
+        rates.append(calls * items_per_call / (t1 - window_start))
+        elapsed = time.perf_counter() - started
+        if (windows_agree(rates) and elapsed >= min_duration) or len(rates) >= max_windows:
+            break
+    return Measurement(statistics.median(rates), rates, latencies, windows_agree(rates), len(latencies),
+                       time.perf_counter() - started)
+
+
+def matmul_ceiling_gflops(n: int = 2048, seconds: float = 1.0) -> float:
+    """This machine's fp32 matrix-multiply rate (torch, all threads): the roofline the generators are held to."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    result = measure(lambda: torch.mm(a, b), 1, min_duration=seconds, warmup=0.2, max_windows=6)
+    return 2 * n**3 * result.items_per_second / 1e9

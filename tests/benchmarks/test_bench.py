@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ganforge.benchmarks.bench import BenchConfig, bench
+from ganforge.benchmarks.report import write_reports
+from ganforge.errors import UserError
+
+GANFORGE = str(Path(sys.executable).parent / "ganforge")
+
+
+@pytest.fixture(scope="module")
+def report(trained_run, tmp_path_factory):
+    config = BenchConfig(model=str(trained_run), out="unused", backends=("onnxruntime", "torch", "tensorrt"),
+                         precisions=("fp32", "int8"), batch_sizes=(1, 8), min_duration=0.15, server_duration=0.2,
+                         latency_bound_ms=1000)
+    return bench(config, progress=False)
+
+
+def test_results_follow_the_schema(report):
+    env = report["environment"]
+    assert {"cpu", "cores", "gpu", "versions", "matmul_fp32_gflops", "torch_threads"} <= set(env)
+    ok = [r for r in report["results"] if r["status"] == "ok"]
+    assert {(r["backend"], r["precision"]) for r in ok} == {("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+                                                             ("torch", "fp32")}
+    for row in ok:
+        assert {"backend", "precision", "scenario", "batch_size", "status"} <= set(row)
+        if row["scenario"] in ("offline", "server"):
+            assert row["images_per_second"] > 0
+        if row["scenario"] in ("single-stream", "server") and row["scenario"] != "server":
+            assert row["latency_ms"]["p50"] <= row["latency_ms"]["p90"] <= row["latency_ms"]["p99"]
+    offline = [r for r in ok if r["scenario"] == "offline"]
+    assert sorted({r["batch_size"] for r in offline}) == [1, 8]
+    assert all(r["gflops_per_second"] > 0 and "max_abs_error" in r for r in offline)
+    server = next(r for r in ok if r["scenario"] == "server")
+    assert server["points"] and server["points"][0]["latency_ms"]["p99"] > 0
+
+
+def test_a_failing_backend_is_reported_and_the_rest_still_run(report):
+    failed = [r for r in report["results"] if r["backend"] == "tensorrt"]
+    assert len(failed) == 1 and failed[0]["status"] == "error" and "engine" in failed[0]["error"]
+    assert any(r["backend"] == "torch" and r["status"] == "ok" for r in report["results"])
+
+
+def test_reports_are_written(report, tmp_path):
+    paths = write_reports(report, tmp_path)
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert set(data) == {"environment", "results"} and len(data["results"]) == len(report["results"])
+    assert all("latencies_ms" not in row for row in data["results"])
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.startswith("| backend | precision | scenario |") and "onnxruntime | int8 | offline" in markdown
+    for name in ("throughput.png", "latency.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.size[0] > 300
+    assert len(paths) == 4
+
+
+def test_bad_bench_input(tmp_path, trained_run):
+    with pytest.raises(UserError, match="unknown backend"):
+        BenchConfig(model=str(trained_run), out=str(tmp_path), backends=("tflite",)).backend_names()
+    with pytest.raises(UserError, match="unknown scenario"):
+        BenchConfig(model=str(trained_run), out=str(tmp_path), scenarios=("burst",))
+    result = subprocess.run([GANFORGE, "bench", str(tmp_path / "missing"), "--out", str(tmp_path / "b")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "no such file" in result.stderr
