@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 GANFORGE := $(VENV)/bin/ganforge
 DEMO := runs/demo
 
-.PHONY: setup demo test test-fast quality style bench-train clean
+.PHONY: setup demo test test-fast quality style bench-train bench-backends clean
 
 setup: $(VENV)/.installed
 
@@ -16,10 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# train -> export (verified) -> sample -> a short benchmark; about 3 minutes on 2 CPU cores
 demo: setup
 	rm -rf $(DEMO)
 	$(GANFORGE) train --data digits --model dcgan --resolution 32 --steps 300 --sample-every 100 --out $(DEMO)
-	@echo "samples: $(DEMO)/samples/step-000300.png  loss curve: $(DEMO)/loss.png"
+	$(GANFORGE) export $(DEMO) --out $(DEMO)/generator.onnx --max-batch 256
+	$(GANFORGE) sample $(DEMO)/generator.onnx --seeds 0-999 --out $(DEMO)/samples-npz
+	$(GANFORGE) bench $(DEMO) --out $(DEMO)/bench --backends torch,onnxruntime,openvino --batch-sizes 1,64 \
+		--scenarios offline,single-stream --min-duration 1 --quiet
+	@echo "sample grid: $(DEMO)/samples/step-000300.png  loss curve: $(DEMO)/loss.png  plots: $(DEMO)/bench/*.png"
 
 test: setup
 	$(PY) -m pytest -q
@@ -38,3 +43,6 @@ bench-train: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+
+bench-backends: setup
+	$(PY) benchmarks/backends_table.py

@@ -44,8 +44,9 @@ class Measurement:
 
 def measure(call: Callable[[], object], items_per_call: int, min_duration: float = 3.0,
             warmup: float | None = None, max_windows: int = 10, sync: Callable[[], None] = lambda: None) -> Measurement:
-    """Warm up for ``warmup`` s (default: 0.5 s, or half of a shorter ``min_duration``), then time windows of ``min_duration / 3`` s until three agree within 10% (and at
-    least ``min_duration`` s passed), or ``max_windows`` were taken."""
+    """Warm up for ``warmup`` s (default: 0.5 s, or half of a shorter ``min_duration``), then time windows of
+    ``min_duration / 3`` s until three agree within 10% (and at least ``min_duration`` s passed), or until
+    ``max_windows`` were taken."""
     deadline = time.perf_counter() + (min(0.5, min_duration / 2) if warmup is None else warmup)
     call()  # at least once: the first call often compiles or allocates
     while time.perf_counter() < deadline:

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
+
 from ganforge.train.config import TrainConfig
 from ganforge.train.data import load_data
 from ganforge.train.loop import train
 from ganforge.train.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from torch import nn
 
 WINDOW = 10
 

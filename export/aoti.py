@@ -17,6 +17,6 @@ def export_aoti(generator: torch.nn.Module, z_dim: int, path: Path, max_batch: i
         torch._inductor.aoti_compile_and_package(program, package_path=str(path))
 
 
-def load_aoti(path: str | Path, device: str = "cpu"):
-    """A callable z -> images; ``device_index`` picks the GPU for CUDA packages."""
+def load_aoti(path: str | Path):
+    """A callable z -> images (a CPU package takes and returns CPU tensors)."""
     return torch._inductor.aoti_load_package(str(path))

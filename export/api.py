@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from ganforge.train.checkpoint import load_generator
 
 from ganforge.errors import UserError
+from ganforge.train.checkpoint import load_generator
 
 from . import verify as verification
 from .metadata import generator_metadata, write_sidecar
@@ -114,8 +114,10 @@ def _export_onnx(generator, z_dim: int, tmp: Path, config: ExportConfig):
         fp32 = tmp.with_name(tmp.name + ".fp32.onnx")
         try:
             export_onnx(generator, z_dim, fp32, config.max_batch, config.opset)
-            (convert_fp16 if config.precision == "fp16" else
-             lambda a, b: convert_int8(a, b, z_dim))(fp32, tmp)
+            if config.precision == "fp16":
+                convert_fp16(fp32, tmp)
+            else:
+                convert_int8(fp32, tmp, z_dim)
         finally:
             fp32.unlink(missing_ok=True)
     session = onnx_session(tmp)

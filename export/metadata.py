@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import torch
-from ganforge.train.models import output_shape
 
 import ganforge
 from ganforge.errors import UserError
+from ganforge.train.models import output_shape
 
 SIDECAR_SUFFIX = ".json"
 

@@ -49,7 +49,9 @@ def convert_fp16(source: Path, target: Path) -> None:
     import onnx
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    with warnings.catch_warnings():  # it warns for every weight below fp16's range that it rounds
+        warnings.simplefilter("ignore", UserWarning)
+        model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
     onnx.save(model, str(target))
 
 

@@ -3,9 +3,8 @@ it too); this module is the serve stage's name for it, plus the seed-list syntax
 
 from __future__ import annotations
 
-from ganforge.train.latents import latent_for_seed, latents_for_seeds
-
 from ganforge.errors import UserError
+from ganforge.train.latents import latent_for_seed, latents_for_seeds
 
 MAX_SEED = 2**63 - 1
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ganforge.errors import UserError
 from ganforge.export.metadata import read_metadata, sha256_file
 from ganforge.train.checkpoint import find_checkpoint
-
-from ganforge.errors import UserError
 
 from .runners import get_backend
 

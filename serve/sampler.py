@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ganforge.train.checkpoint import atomic_write
-from ganforge.train.images import nchw_to_nhwc, to_uint8
 from tqdm import tqdm
 
 from ganforge.errors import UserError
+from ganforge.train.checkpoint import atomic_write
+from ganforge.train.images import nchw_to_nhwc, to_uint8
 
 from .latents import latents_for_seeds
 from .models import model_for_backend

@@ -208,8 +208,9 @@ def create_app(runner: Runner, config: ServerConfig):
 
     @app.get("/v1/sample.png")
     async def sample_png(request: Request, seed: int = 0):
-        from ganforge.train.images import nchw_to_nhwc, to_uint8
         from PIL import Image
+
+        from ganforge.train.images import nchw_to_nhwc, to_uint8
 
         if not authorised(request):
             return error(401, "missing or wrong API key")

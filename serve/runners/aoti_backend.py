@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from ganforge.export.aoti import load_aoti
 from ganforge.export.metadata import read_metadata, sha256_file
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from ganforge.export.metadata import read_metadata, sha256_file
 
 from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
@@ -15,6 +16,7 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 class OnnxRuntimeRunner(RunnerBase):
     def __init__(self, model_path: str, device: str, precision: str):
         import onnxruntime as ort
+
         from ganforge.export.onnx import INPUT_NAME, onnx_session
 
         metadata = read_metadata(model_path)

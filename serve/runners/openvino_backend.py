@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from ganforge.export.metadata import read_metadata, sha256_file
 
 from .base import Backend, RunnerBase, RunnerInfo, module_missing, register

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from ganforge.export.metadata import sha256_file
 
 from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
@@ -11,6 +12,7 @@ from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
 class TensorRTRunner(RunnerBase):
     def __init__(self, model_path: str, device: str, precision: str):
         import torch
+
         from ganforge.export.tensorrt import TensorRTEngine
 
         self._torch = torch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from ganforge.export.metadata import sha256_file
 from ganforge.train.checkpoint import find_checkpoint, load_generator
 from ganforge.train.models import output_shape

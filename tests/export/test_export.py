@@ -9,14 +9,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
+from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
 from ganforge.export.metadata import read_metadata
 from ganforge.export.onnx import onnx_session
 from ganforge.train.checkpoint import load_generator
 from ganforge.train.config import TrainConfig
 from ganforge.train.loop import train
-
-from ganforge.errors import UserError
 
 GANFORGE = str(Path(sys.executable).parent / "ganforge")
 

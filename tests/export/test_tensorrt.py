@@ -8,9 +8,9 @@ from pathlib import Path
 
 import onnx
 import pytest
-from ganforge.export.tensorrt import BatchProfile, EngineInfo, check_compatible, precision_plan
 
 from ganforge.errors import UserError
+from ganforge.export.tensorrt import BatchProfile, EngineInfo, check_compatible, precision_plan
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 GANFORGE = str(Path(sys.executable).parent / "ganforge")
@@ -86,6 +86,7 @@ def test_build_engine_without_tensorrt_says_how_to_install(trained_run, tmp_path
 def test_engine_matches_onnxruntime(trained_run, tmp_path):
     import numpy as np
     import torch
+
     from ganforge.export.api import ExportConfig, export
     from ganforge.export.onnx import onnx_session
     from ganforge.export.tensorrt import TensorRTEngine, build_engine

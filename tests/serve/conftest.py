@@ -1,4 +1,5 @@
 import pytest
+
 from ganforge.export.api import ExportConfig, export
 
 

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+
+from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
 from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.models import model_for_backend
 from ganforge.serve.runners import backends, open_runner
-
-from ganforge.errors import UserError
 
 
 def test_every_backend_is_listed_with_availability():

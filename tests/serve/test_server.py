@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 import uvicorn
+
 from ganforge.serve.runners import open_runner
 from ganforge.serve.sampler import SampleConfig, sample
 from ganforge.serve.server import ServerConfig, create_app

@@ -7,10 +7,10 @@ import time
 
 import pytest
 import torch
-from ganforge.train.checkpoint import load_checkpoint, save_checkpoint
-from ganforge.train.loop import train
 
 from ganforge.errors import UserError
+from ganforge.train.checkpoint import load_checkpoint, save_checkpoint
+from ganforge.train.loop import train
 
 
 def test_sigkill_during_checkpoint_writes_leaves_a_loadable_checkpoint(tmp_path):

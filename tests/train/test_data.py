@@ -3,10 +3,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from ganforge.train.data import load_data
 from PIL import Image
 
 from ganforge.errors import UserError
+from ganforge.train.data import load_data
 
 
 @pytest.mark.parametrize("spec, shape", [

@@ -1,6 +1,7 @@
 import math
 
 import torch
+
 from ganforge.train.data.synthetic import RING_SIGMA, ring_modes
 from ganforge.train.metrics import mode_coverage
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from ganforge.train.models import build_discriminator, build_generator, generator_config, pack_samples
 
 

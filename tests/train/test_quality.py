@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from ganforge.train.checkpoint import load_checkpoint
 from ganforge.train.config import TrainConfig
 from ganforge.train.loop import train

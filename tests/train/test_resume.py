@@ -2,6 +2,7 @@ import dataclasses
 import json
 
 import torch
+
 from ganforge.train.checkpoint import load_checkpoint
 from ganforge.train.loop import resume, train
 

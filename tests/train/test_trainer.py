@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from ganforge.train.data import load_data
 from ganforge.train.precision import Precision, auto_dtype, resolve_precision
 from ganforge.train.trainer import Trainer
