@@ -17,9 +17,12 @@ def to_uint8(images) -> np.ndarray:
     """
     if hasattr(images, "detach"):
         images = images.detach().float().cpu().numpy()
-    values = np.clip((np.asarray(images, dtype=np.float32) + 1.0) * 127.5, 0.0, 255.0)
-    values = np.nan_to_num(values, nan=0.0)
-    return np.floor(values + 0.5).astype(np.uint8)  # values >= 0, so floor(v + .5) rounds half away from zero
+    values = np.asarray(images, dtype=np.float32) * np.float32(127.5)  # a new buffer, then in place
+    values += np.float32(128.0)  # (x + 1) * 127.5 + 0.5
+    np.fmax(values, np.float32(0.5), out=values)  # fmax/fmin turn NaN into the bound: NaN -> 0
+    np.fmin(values, np.float32(255.5), out=values)
+    # every value is now >= 0.5, so truncation is floor(v + 0.5): round half away from zero of the clipped value
+    return values.astype(np.uint8)
 
 
 def nchw_to_nhwc(images: np.ndarray) -> np.ndarray:

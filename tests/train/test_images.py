@@ -1,0 +1,25 @@
+import numpy as np
+import torch
+
+from ganforge.train.images import image_grid, to_uint8
+
+
+def test_to_uint8_scales_clips_and_rounds_half_away_from_zero():
+    x = np.array([-1.0, 1.0, 0.0, -2.0, 3.0, np.nan, 1 / 255 - 1, 3 / 255 - 1], dtype=np.float32)
+    # 0 -> 127.5 rounds up to 128; 1/255 - 1 -> 0.5 -> 1; 3/255 - 1 -> 1.5 -> 2
+    assert to_uint8(x).tolist() == [0, 255, 128, 0, 255, 0, 1, 2]
+
+
+def test_to_uint8_accepts_torch_and_keeps_shape():
+    images = torch.rand(2, 3, 4, 5) * 2 - 1
+    out = to_uint8(images)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 4, 5)
+    reference = np.floor(np.clip((images.numpy().astype(np.float64) + 1) * 127.5, 0, 255) + 0.5)
+    assert np.array_equal(out, reference.astype(np.uint8))
+
+
+def test_image_grid_layout():
+    images = np.stack([np.full((1, 2, 2), i, np.uint8) for i in range(5)])
+    grid = image_grid(images, columns=3, padding=1)
+    assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 1)
+    assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 1 and grid[4, 1, 0] == 3 and grid[4, 7, 0] == 0
