@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ganforge.train.checkpoint import atomic_write
+from ganforge.train.checkpoint import atomic_write_bytes
 
 RAW_KEYS = ("latencies_ms",)  # kept for the plots, left out of bench.json
 
@@ -46,9 +46,9 @@ def write_reports(report: dict, out: Path) -> list[Path]:
     clean = {"environment": report["environment"],
              "results": [{k: v for k, v in row.items() if k not in RAW_KEYS} for row in report["results"]]}
     text = json.dumps(clean, indent=2) + "\n"
-    atomic_write(out / "bench.json", lambda handle: handle.write(text.encode()))
+    atomic_write_bytes(out / "bench.json", text)
     markdown = table(report)
-    atomic_write(out / "bench.md", lambda handle: handle.write(markdown.encode()))
+    atomic_write_bytes(out / "bench.md", markdown)
     paths = [out / "bench.json", out / "bench.md"]
     paths += _plots(report, out)
     return paths

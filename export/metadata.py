@@ -45,11 +45,11 @@ def generator_metadata(info: dict, weights: str) -> dict[str, str]:
 
 
 def write_sidecar(model_path: Path, metadata: dict) -> Path:
-    from ganforge.train.checkpoint import atomic_write
+    from ganforge.train.checkpoint import atomic_write_bytes
 
     sidecar = model_path.with_name(model_path.name + SIDECAR_SUFFIX)
     text = json.dumps(metadata, indent=2) + "\n"
-    atomic_write(sidecar, lambda handle: handle.write(text.encode()))
+    atomic_write_bytes(sidecar, text)
     return sidecar
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ganforge.errors import UserError
-from ganforge.train.checkpoint import atomic_write
+from ganforge.train.checkpoint import atomic_write_bytes
 from ganforge.train.images import nchw_to_nhwc, to_uint8
 
 from .latents import latents_for_seeds
@@ -70,7 +70,7 @@ def _write_shard(folder: Path, index: int, seeds: np.ndarray, images: np.ndarray
         buffer = io.BytesIO()
         np.savez(buffer, seeds=seeds, images=images)
         data = buffer.getvalue()
-        atomic_write(folder / shard_name(index, fmt), lambda handle: handle.write(data))
+        atomic_write_bytes(folder / shard_name(index, fmt), data)
         digest.update(data)
     else:
         from PIL import Image
@@ -81,7 +81,7 @@ def _write_shard(folder: Path, index: int, seeds: np.ndarray, images: np.ndarray
             buffer = io.BytesIO()
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
             data = buffer.getvalue()
-            atomic_write(shard_dir / f"seed{seed:010d}.png", lambda handle, data=data: handle.write(data))
+            atomic_write_bytes(shard_dir / f"seed{seed:010d}.png", data)
             digest.update(data)
     return {"index": index, "file": shard_name(index, fmt), "first_seed": int(seeds[0]),
             "last_seed": int(seeds[-1]), "count": len(seeds), "sha256": digest.hexdigest()}
@@ -133,7 +133,7 @@ class Manifest:
     def save(self, name: str, complete: bool) -> None:
         body = {**self.header, "complete": complete, "shards": [self.entries[i] for i in sorted(self.entries)]}
         text = json.dumps(body, indent=1) + "\n"
-        atomic_write(self.folder / name, lambda handle: handle.write(text.encode()))
+        atomic_write_bytes(self.folder / name, text)
 
 
 def sample(config: SampleConfig) -> Path:

@@ -45,6 +45,12 @@ def atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)
 
 
+def atomic_write_bytes(path: Path, data: bytes | str) -> None:
+    """``atomic_write`` for data already in memory (text is written as UTF-8)."""
+    payload = data.encode() if isinstance(data, str) else bytes(data)
+    atomic_write(path, lambda handle: handle.write(payload))
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -75,7 +81,7 @@ def _link_latest(target: Path, latest: Path) -> None:
     try:
         os.link(target, tmp)  # a second name for the same bytes: no copy, and the rename is atomic
     except OSError:
-        atomic_write(latest, lambda handle: handle.write(target.read_bytes()))
+        atomic_write_bytes(latest, target.read_bytes())
         return
     os.replace(tmp, latest)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write_bytes
 
 
 def _save_figure(figure, path: Path) -> None:
@@ -16,7 +16,7 @@ def _save_figure(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _pyplot():

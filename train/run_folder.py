@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ganforge.errors import UserError
 
-from .checkpoint import atomic_write, list_checkpoints
+from .checkpoint import atomic_write_bytes, list_checkpoints
 from .config import TrainConfig
 
 RUN_NAME = re.compile(r"^(\d{5})-")
@@ -46,12 +46,12 @@ class RunFolder:
             return
         self.samples.mkdir(parents=True, exist_ok=True)
         self.write_config(config)
-        atomic_write(self.metrics_file, lambda handle: None)
+        atomic_write_bytes(self.metrics_file, b"")
 
     def write_config(self, config: TrainConfig) -> None:
         if self.writer:
             text = json.dumps(config.to_dict(), indent=2) + "\n"
-            atomic_write(self.path / "config.json", lambda handle: handle.write(text.encode()))
+            atomic_write_bytes(self.path / "config.json", text)
 
     def rewind_metrics(self, step: int) -> None:
         """On resume, drop the records written after the checkpoint we continue from."""
@@ -60,7 +60,7 @@ class RunFolder:
         kept = [line for line in self.metrics_file.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
         text = "".join(line + "\n" for line in kept)
-        atomic_write(self.metrics_file, lambda handle: handle.write(text.encode()))
+        atomic_write_bytes(self.metrics_file, text)
 
     def log(self, record: dict) -> None:
         if self.writer:

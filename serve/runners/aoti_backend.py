@@ -6,19 +6,16 @@ import numpy as np
 import torch
 
 from ganforge.export.aoti import load_aoti
-from ganforge.export.metadata import read_metadata, sha256_file
+from ganforge.export.metadata import read_metadata
 
-from .base import Backend, RunnerBase, RunnerInfo, register
+from .base import Backend, RunnerBase, info_from_metadata, register
 
 
 class AotiRunner(RunnerBase):
     def __init__(self, model_path: str, device: str, precision: str):
-        import json
-
         metadata = read_metadata(model_path)
         self.package = load_aoti(model_path)
-        self.info = RunnerInfo("aoti", "fp32", "cpu", int(metadata.get("max_batch", 1024)), int(metadata["z_dim"]),
-                               tuple(json.loads(metadata["output_shape"])), str(model_path), sha256_file(model_path))
+        self.info = info_from_metadata("aoti", model_path, "cpu", metadata)
 
     @torch.inference_mode()
     def infer(self, z: np.ndarray) -> np.ndarray:

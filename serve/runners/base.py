@@ -107,6 +107,17 @@ def open_runner(name: str, model_path: str, device: str = "cpu", precision: str 
     return backend.opener(model_path, device, precision)
 
 
+def info_from_metadata(backend: str, model_path: str, device: str, metadata: dict) -> RunnerInfo:
+    """RunnerInfo for a file written by `ganforge export` (its ONNX metadata or JSON sidecar)."""
+    import json
+
+    from ganforge.export.metadata import sha256_file
+
+    return RunnerInfo(backend, metadata.get("precision", "fp32"), device, int(metadata.get("max_batch", 1024)),
+                      int(metadata["z_dim"]), tuple(json.loads(metadata["output_shape"])), str(model_path),
+                      sha256_file(model_path))
+
+
 def module_missing(*modules: str) -> str | None:
     for module in modules:
         if importlib.util.find_spec(module) is None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from ganforge.export.metadata import read_metadata, sha256_file
+from ganforge.export.metadata import read_metadata
 
-from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
+from .base import Backend, RunnerBase, info_from_metadata, module_missing, register
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
@@ -27,10 +25,7 @@ class OnnxRuntimeRunner(RunnerBase):
         self.session = onnx_session(model_path, providers)
         self.input_name = INPUT_NAME
         self.on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
-        self.info = RunnerInfo("onnxruntime", metadata.get("precision", "fp32"),
-                               "cuda" if self.on_gpu else "cpu", int(metadata.get("max_batch", 1024)),
-                               int(metadata["z_dim"]), tuple(json.loads(metadata["output_shape"])), str(model_path),
-                               sha256_file(model_path))
+        self.info = info_from_metadata("onnxruntime", model_path, "cuda" if self.on_gpu else "cpu", metadata)
 
     def infer(self, z: np.ndarray) -> np.ndarray:
         z = self.check_batch(z)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from ganforge.export.metadata import read_metadata, sha256_file
+from ganforge.export.metadata import read_metadata
 
-from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
+from .base import Backend, RunnerBase, info_from_metadata, module_missing, register
 
 
 class OpenVinoRunner(RunnerBase):
@@ -19,9 +17,7 @@ class OpenVinoRunner(RunnerBase):
         # fp32 inference precision: OpenVINO would otherwise pick bf16 on CPUs that have it
         self.compiled = ov.Core().compile_model(str(model_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         self.request = self.compiled.create_infer_request()
-        self.info = RunnerInfo("openvino", metadata.get("precision", "fp32"), "cpu",
-                               int(metadata.get("max_batch", 1024)), int(metadata["z_dim"]),
-                               tuple(json.loads(metadata["output_shape"])), str(model_path), sha256_file(model_path))
+        self.info = info_from_metadata("openvino", model_path, "cpu", metadata)
 
     def infer(self, z: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: self.check_batch(z)})
