@@ -6,7 +6,7 @@
     GET  /metrics                  Prometheus text format
 
 Errors follow the protocol: {"error": "..."} with 400 (malformed), 401 (key), 404 (model), 503 (queue full,
-with Retry-After). JSON tensors and the binary tensor extension (outputs) are supported.
+with Retry-After). JSON tensors and the binary tensor extension (inputs and outputs) are supported.
 """
 
 from __future__ import annotations
@@ -71,7 +71,21 @@ class PrometheusMetrics(BatcherMetrics):
         self.queue_depth.set(latents)
 
 
-def parse_infer_request(body: dict, z_dim: int, max_batch: int) -> np.ndarray:
+def split_binary_body(raw: bytes, header_length: str | None) -> tuple[dict, bytes]:
+    """The binary tensor extension: the first Inference-Header-Content-Length bytes are the JSON header, the rest
+    are the raw input tensors in order. Without the header the whole body is JSON."""
+    if header_length is None:
+        return json.loads(raw), b""
+    try:
+        size = int(header_length)
+    except ValueError:
+        raise BadRequest("Inference-Header-Content-Length must be an integer") from None
+    if not 0 < size <= len(raw):
+        raise BadRequest(f"Inference-Header-Content-Length {size} does not fit a body of {len(raw)} bytes")
+    return json.loads(raw[:size]), raw[size:]
+
+
+def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = b"") -> np.ndarray:
     """A v2 inference request -> float32 latents [n, z_dim]; BadRequest says what is wrong."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -93,8 +107,14 @@ def parse_infer_request(body: dict, z_dim: int, max_batch: int) -> np.ndarray:
     if not 1 <= count <= max_batch:
         raise BadRequest(f"a request may carry 1..{max_batch} {'seeds' if name == 'seed' else 'latents'}, "
                          f"got {count}")
+    binary_size = (tensor.get("parameters") or {}).get("binary_data_size")
     try:
-        array = np.asarray(data, dtype=DATATYPES[datatype]).reshape(-1)
+        if binary_size is not None:  # little-endian raw bytes after the JSON header
+            if binary_size != len(binary):
+                raise BadRequest(f"input {name!r} declares {binary_size} binary bytes, the body holds {len(binary)}")
+            array = np.frombuffer(binary, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
+        else:
+            array = np.asarray(data, dtype=DATATYPES[datatype]).reshape(-1)
     except (TypeError, ValueError) as error:
         raise BadRequest(f"input {name!r} data does not match {datatype}: {error}") from None
     if array.size != int(np.prod(shape)):
@@ -182,10 +202,11 @@ def create_app(runner: Runner, config: ServerConfig):
         if (problem := model_error(request, name)) is not None:
             return problem
         try:
-            body = json.loads(await request.body())
+            body, binary = split_binary_body(await request.body(),
+                                             request.headers.get("inference-header-content-length"))
             if not isinstance(body, dict):
                 raise BadRequest("request body must be a JSON object")
-            z = parse_infer_request(body, info.z_dim, config.max_batch)
+            z = parse_infer_request(body, info.z_dim, config.max_batch, binary)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return error(400, "request body is not valid JSON")
         except BadRequest as bad:

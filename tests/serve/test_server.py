@@ -1,6 +1,7 @@
 """The HTTP server, driven by a real KServe v2 client (tritonclient) and plain HTTP."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -72,9 +73,9 @@ def test_tritonclient_gets_the_same_images_as_ganforge_sample(server, onnx_model
     metadata = client.get_model_metadata("generator")
     assert metadata["outputs"][0]["shape"] == [-1, 1, 16, 16]
     seeds = np.array([5, 6, 7, 123], dtype=np.int64)
-    for binary in (False, True):
+    for binary in (False, True):  # JSON tensors, then the binary tensor extension both ways
         tensor = triton.InferInput("seed", [4], "INT64")
-        tensor.set_data_from_numpy(seeds, binary_data=False)
+        tensor.set_data_from_numpy(seeds, binary_data=binary)
         output = triton.InferRequestedOutput("images", binary_data=binary)
         images = client.infer("generator", [tensor], outputs=[output]).as_numpy("images")
         sample(SampleConfig(model=onnx_model, out=str(tmp_path / f"s{binary}"), seeds=tuple(seeds.tolist()),
@@ -151,3 +152,16 @@ def test_api_key(onnx_model):
             ok = httpx.post(url, json=_seed_request([1]), headers={"Authorization": "Bearer s3cret"})
             assert ok.status_code == 200
             assert httpx.get(f"{running.url}/v2/health/live").status_code == 200  # probes stay open
+
+
+def test_binary_body_that_does_not_match_its_header_gets_400(server):
+    header = json.dumps({"inputs": [{"name": "seed", "datatype": "INT64", "shape": [2],
+                                     "parameters": {"binary_data_size": 16}}]}).encode()
+    url = f"{server.url}/v2/models/generator/infer"
+    short = httpx.post(url, content=header + b"\x00" * 8, headers={"Inference-Header-Content-Length": str(len(header))})
+    assert short.status_code == 400 and "declares 16 binary bytes" in short.json()["error"]
+    wrong = httpx.post(url, content=header, headers={"Inference-Header-Content-Length": "99999"})
+    assert wrong.status_code == 400 and "does not fit" in wrong.json()["error"]
+    seeds = np.array([4, 9], dtype="<i8").tobytes()
+    ok = httpx.post(url, content=header + seeds, headers={"Inference-Header-Content-Length": str(len(header))})
+    assert ok.status_code == 200 and ok.json()["outputs"][0]["shape"] == [2, 1, 16, 16]
