@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-# train -> export (verified) -> sample -> a short benchmark; about 3 minutes on 2 CPU cores
+# train -> export (verified) -> sample -> a short benchmark; about 3 minutes on 2 CPU cores once set up
 demo: setup
 	rm -rf $(DEMO)
 	$(GANFORGE) train --data digits --model dcgan --resolution 32 --steps 300 --sample-every 100 --out $(DEMO)
