@@ -95,10 +95,14 @@ class Loop:
                 bar.set_postfix(d=f"{last['loss_d']:.3f}", g=f"{last['loss_g']:.3f}",
                                 img_s=f"{last['images_per_second']:.0f}")
                 window_start, window_steps, sums = time.perf_counter(), 0, {}
-            if trainer.data.kind == "points" and (step % config.eval_every == 0 or step == config.steps):
-                last.update(self._evaluate(step))
-            if step % config.sample_every == 0 or step == config.steps:
-                self._save_samples(step)
+            evaluate = trainer.data.kind == "points" and (step % config.eval_every == 0 or step == config.steps)
+            sample = step % config.sample_every == 0 or step == config.steps
+            if evaluate or sample:
+                generated = self._generate()  # one pass of the EMA generator serves both
+                if evaluate:
+                    last.update(self._evaluate(step, generated))
+                if sample:
+                    self._save_samples(step, generated)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 self._save_checkpoint(step)
             bar.update(1)
@@ -116,20 +120,20 @@ class Loop:
     def _generate(self) -> torch.Tensor:
         return self.trainer.generator_ema(self.fixed_latents).float().cpu()
 
-    def _evaluate(self, step: int) -> dict:
+    def _evaluate(self, step: int, generated: torch.Tensor) -> dict:
         data = self.trainer.data
-        result = mode_coverage(self._generate(), data.modes, data.mode_sigma)
+        result = mode_coverage(generated, data.modes, data.mode_sigma)
         self.folder.log({"step": step, "eval": result})
         return result
 
-    def _save_samples(self, step: int) -> None:
+    def _save_samples(self, step: int, generated: torch.Tensor) -> None:
         if not self.folder.writer:
             return
         path = self.folder.samples / f"step-{step:06d}.png"
         if self.trainer.data.kind == "points":
-            plot_points(self._generate().numpy(), self.trainer.data.modes.numpy(), path, f"step {step}")
+            plot_points(generated.numpy(), self.trainer.data.modes.numpy(), path, f"step {step}")
         else:
-            save_png(image_grid(to_uint8(self._generate())), path)
+            save_png(image_grid(to_uint8(generated)), path)
 
     def _save_checkpoint(self, step: int) -> None:
         if self.folder.writer:

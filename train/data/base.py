@@ -69,15 +69,13 @@ class TensorStream:
         return to_unit_range(self.images[torch.cat(picks)])
 
     def _set_position(self, epoch: int, cursor: int) -> None:
-        if epoch != self.epoch or self._order is None:
-            self._order = shuffled_order(len(self.images), self.seed, epoch)
+        self._order = shuffled_order(len(self.images), self.seed, epoch)  # cheap: once per epoch or load
         self.epoch, self.cursor = epoch, cursor
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor}
 
     def load_state_dict(self, state: dict) -> None:
-        self._order = None
         self._set_position(int(state["epoch"]), int(state["cursor"]))
 
 
