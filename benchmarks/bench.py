@@ -17,6 +17,7 @@ from ganforge.serve.runners import backends, open_runner
 
 from . import scenarios
 from .environment import environment, generator_gflops_per_image
+from .report import write_json
 from .timing import matmul_ceiling_gflops
 
 SCENARIOS = ("offline", "single-stream", "server")
@@ -56,6 +57,8 @@ class BenchConfig:
     def backend_names(self) -> list[str]:
         known = backends()
         names = list(DEFAULT_BACKENDS) if self.backends == ("all",) else list(self.backends)
+        if self.backends == ("all",) and self.device != "cpu":
+            names.insert(1, "torch-cudagraph")
         for name in names:
             if name not in known:
                 raise UserError(f"unknown backend {name!r} (choose from {', '.join(known)})")
@@ -65,13 +68,24 @@ class BenchConfig:
 def bench(config: BenchConfig, progress: bool = True) -> dict:
     names = config.backend_names()
     reference, gflops = _reference(config)
-    ceiling = matmul_ceiling_gflops() if config.device == "cpu" else None
-    results = []
+    ceilings = _ceilings(config)
+    env = environment(ceilings.get("fp32")) | {"matmul_gflops": ceilings, "device": config.device,
+                                                "generator_gflops_per_image": gflops, "model": str(config.model)}
+    report = {"environment": env, "results": []}
     combos = [(b, p) for b in names for p in config.precisions if p in backends()[b].precisions]
     for backend, precision in tqdm(combos, desc="bench", unit="backend", disable=not progress):
-        results += _bench_backend(config, backend, precision, reference, gflops, ceiling)
-    env = environment(ceiling) | {"generator_gflops_per_image": gflops, "model": str(config.model)}
-    return {"environment": env, "results": results}
+        ceiling = ceilings.get(precision, ceilings.get("fp32"))
+        report["results"] += _bench_backend(config, backend, precision, reference, gflops, ceiling)
+        write_json(report, Path(config.out))
+    return report
+
+
+def _ceilings(config: BenchConfig) -> dict[str, float]:
+    """The matmul roofline per precision: on a GPU each float precision benched; on a CPU fp32 for every row
+    (bf16 and int8 have no faster matrix units on most CPUs)."""
+    if config.device == "cpu":
+        return {"fp32": matmul_ceiling_gflops()}
+    return {p: matmul_ceiling_gflops(config.device, p) for p in config.precisions if p in ("fp32", "fp16", "bf16")}
 
 
 def _reference(config: BenchConfig):
@@ -96,7 +110,7 @@ def _row(backend: str, precision: str, scenario: str, batch_size: int | None, **
 
 def _bench_backend(config, backend, precision, reference, gflops, ceiling) -> list[dict]:
     try:
-        path = model_for_backend(config.model, backend, precision, quiet=True)
+        path = model_for_backend(config.model, backend, precision, quiet=True, device=config.device)
         runner = open_runner(backend, path, config.device, precision)
     except Exception as error:  # a backend that cannot load is reported, and the others still run
         return [_row(backend, precision, "load", None, status="error", error=_message(error))]
@@ -105,28 +119,40 @@ def _bench_backend(config, backend, precision, reference, gflops, ceiling) -> li
         accuracy = _accuracy(runner, reference)
         offline_rates = {}
         batch_sizes = [b for b in config.batch_sizes if b <= runner.info.max_batch]
+        graphs = {"cuda_graphs": runner.info.cuda_graphs}
         for scenario in config.scenarios:
             for batch in batch_sizes if scenario == "offline" else [None]:
-                try:
-                    rows.append(_measure(config, runner, backend, precision, scenario, batch, offline_rates,
-                                         gflops, ceiling, accuracy))
-                except Exception as error:
-                    rows.append(_row(backend, precision, scenario, batch, status="error", error=_message(error)))
+                for io in _io_modes(scenario, runner):
+                    try:
+                        rows.append(_measure(config, runner, backend, precision, scenario, batch, io, offline_rates,
+                                             gflops, ceiling, accuracy | graphs))
+                    except Exception as error:
+                        rows.append(_row(backend, precision, scenario, batch, status="error", error=_message(error),
+                                         **graphs))
     return rows
 
 
-def _measure(config, runner, backend, precision, scenario, batch, offline_rates, gflops, ceiling, accuracy):
+def _io_modes(scenario: str, runner) -> tuple[str, ...]:
+    """Offline on a GPU is measured twice: latents/images in host memory (copies included), and device-only."""
+    if scenario == "offline" and runner.info.device.startswith("cuda") and hasattr(runner, "device_call"):
+        return ("host", "device")
+    return ("host",)
+
+
+def _measure(config, runner, backend, precision, scenario, batch, io, offline_rates, gflops, ceiling, fields):
+    """One row; ``fields`` (accuracy, CUDA graphs) are copied into it."""
     if scenario == "offline":
-        result = scenarios.offline(runner, batch, config.min_duration)
-        offline_rates[batch] = result["images_per_second"]
+        result = scenarios.offline(runner, batch, config.min_duration, io)
+        if io == "host":
+            offline_rates[batch] = result["images_per_second"]
         if gflops:
             result["gflops_per_second"] = result["images_per_second"] * gflops
             if ceiling:
                 result["percent_of_matmul_ceiling"] = 100 * result["gflops_per_second"] / ceiling
-        return _row(backend, precision, scenario, batch, **result, **accuracy)
+        return _row(backend, precision, scenario, batch, io=io, **result, **fields)
     if scenario == "single-stream":
         return _row(backend, precision, scenario, 1, **scenarios.single_stream(runner, config.min_duration),
-                    **accuracy)
+                    **fields)
     max_batch = min(config.server_max_batch, runner.info.max_batch)
     capacity = offline_rates.get(max_batch) or max(offline_rates.values(), default=0.0) or \
         scenarios.offline(runner, max_batch, config.min_duration)["images_per_second"]
@@ -135,7 +161,7 @@ def _measure(config, runner, backend, precision, scenario, batch, offline_rates,
     result["offline_images_per_second"] = capacity
     result["images_per_second"] = result["saturated_images_per_second"]
     result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None
-    return _row(backend, precision, scenario, max_batch, **result)
+    return _row(backend, precision, scenario, max_batch, **result, cuda_graphs=fields["cuda_graphs"])
 
 
 def _accuracy(runner, reference) -> dict:

@@ -36,7 +36,7 @@ def environment(matmul_gflops: float | None) -> dict:
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(),
             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
             "platform": platform.platform(), "python": platform.python_version(), "versions": versions(),
-            "matmul_fp32_gflops": matmul_gflops, "cuda_graphs": False}
+            "matmul_fp32_gflops": matmul_gflops}
 
 
 def generator_gflops_per_image(generator: torch.nn.Module, z_dim: int) -> float:

@@ -19,8 +19,8 @@ def _fmt(value, digits: int = 1) -> str:
 
 
 def table(report: dict) -> str:
-    lines = ["| backend | precision | scenario | batch | images/s | GFLOP/s | % matmul | p50 ms | p90 ms | p99 ms "
-             "| max abs err | PSNR dB | status |", "|" + "---|" * 13]
+    lines = ["| backend | precision | scenario | batch | io | images/s | GFLOP/s | % matmul | p50 ms | p90 ms "
+             "| p99 ms | max abs err | PSNR dB | status |", "|" + "---|" * 14]
     for row in report["results"]:
         latency = row.get("latency_ms", {})
         status = row["status"] if row["status"] == "ok" else f"error: {row.get('error', '')[:80]}"
@@ -28,25 +28,32 @@ def table(report: dict) -> str:
             status = (f"ok; max rate with p99 <= {row['latency_bound_ms']:g} ms: {row['max_passing_rate']:.0f}/s; "
                       f"{100 * (row['fraction_of_offline'] or 0):.0f}% of offline")
         lines.append("| " + " | ".join([
-            row["backend"], row["precision"], row["scenario"], _fmt(row.get("batch_size")),
+            row["backend"], row["precision"], row["scenario"], _fmt(row.get("batch_size")), row.get("io", "host"),
             _fmt(row.get("images_per_second")), _fmt(row.get("gflops_per_second")),
             _fmt(row.get("percent_of_matmul_ceiling")), _fmt(latency.get("p50"), 2), _fmt(latency.get("p90"), 2),
             _fmt(latency.get("p99"), 2), _fmt(row.get("max_abs_error"), 4), _fmt(row.get("psnr_db")), status,
         ]) + " |")
     env = report["environment"]
     lines.append("")
+    ceilings = ", ".join(f"{p} {_fmt(v)}" for p, v in env.get("matmul_gflops", {}).items()) or "-"
     lines.append(f"{env['date']} | {env['cpu']} | {env['cores']} cores | torch threads {env['torch_threads']} | "
-                 f"GPU {env['gpu'] or 'none'} | matmul ceiling {_fmt(env['matmul_fp32_gflops'])} GFLOP/s | "
+                 f"GPU {env['gpu'] or 'none'} | matmul ceiling GFLOP/s: {ceilings} | "
                  f"generator {_fmt(env.get('generator_gflops_per_image'), 3)} GFLOP/image")
     return "\n".join(lines) + "\n"
 
 
-def write_reports(report: dict, out: Path) -> list[Path]:
+def write_json(report: dict, out: Path) -> Path:
+    """bench.json, replaced atomically: bench writes it after every backend, so a long run that is stopped
+    keeps what it measured."""
     out.mkdir(parents=True, exist_ok=True)
     clean = {"environment": report["environment"],
              "results": [{k: v for k, v in row.items() if k not in RAW_KEYS} for row in report["results"]]}
-    text = json.dumps(clean, indent=2) + "\n"
-    atomic_write_bytes(out / "bench.json", text)
+    atomic_write_bytes(out / "bench.json", json.dumps(clean, indent=2) + "\n")
+    return out / "bench.json"
+
+
+def write_reports(report: dict, out: Path) -> list[Path]:
+    write_json(report, out)
     markdown = table(report)
     atomic_write_bytes(out / "bench.md", markdown)
     paths = [out / "bench.json", out / "bench.md"]
@@ -63,7 +70,8 @@ def _plots(report: dict, out: Path) -> list[Path]:
     series: dict[str, list] = {}
     for row in rows:
         if row["scenario"] == "offline":
-            series.setdefault(f"{row['backend']} {row['precision']}", []).append(
+            device_only = " device-only" if row.get("io") == "device" else ""
+            series.setdefault(f"{row['backend']} {row['precision']}{device_only}", []).append(
                 (row["batch_size"], row["images_per_second"]))
     for label, points in sorted(series.items()):
         points.sort()

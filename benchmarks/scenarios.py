@@ -11,11 +11,16 @@ import numpy as np
 from ganforge.serve.batcher import DynamicBatcher, QueueFull
 from ganforge.serve.latents import latents_for_seeds
 
-from .timing import measure, percentiles
+from .timing import measure, measure_device, percentiles
 
 
-def offline(runner, batch_size: int, min_duration: float) -> dict:
+def offline(runner, batch_size: int, min_duration: float, io: str = "host") -> dict:
+    """Images/s at a fixed batch size. io="host": latents in and images out through host memory (what a
+    sampling job sees); io="device": a GPU runner's device-only time, by CUDA events."""
     z = latents_for_seeds(range(batch_size), runner.info.z_dim)
+    if io == "device":
+        m = measure_device(runner.device_call(z), batch_size, min_duration=min_duration)
+        return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable}
     m = measure(lambda: runner.infer(z), batch_size, min_duration=min_duration)
     return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable,
             "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()}}

@@ -1,7 +1,8 @@
 """How ganforge times things: time-based warm-up, then measurement windows until three agree.
 
-Every timed call returns host memory (runners copy results back), so the host clock brackets finished work;
-``sync`` is called before each clock read for work that could still be queued on a GPU.
+Every timed ``measure`` call returns host memory (runners copy results back), so the host clock brackets
+finished work; ``sync`` is called before each clock read for work that could still be queued on a GPU.
+``measure_device`` times GPU work that stays on the device with CUDA events.
 """
 
 from __future__ import annotations
@@ -73,12 +74,53 @@ def measure(call: Callable[[], object], items_per_call: int, min_duration: float
                        time.perf_counter() - started)
 
 
-def matmul_ceiling_gflops(n: int = 2048, seconds: float = 2.0) -> float:
-    """This machine's fp32 matrix-multiply rate (torch, all threads): the roofline the generators are held to.
+def measure_device(call: Callable[[], object], items_per_call: int, min_duration: float = 3.0,
+                   max_windows: int = 10) -> Measurement:
+    """Device-only GPU throughput: calls are queued back to back (no host copies, no synchronize between
+    them) and each window is timed by CUDA events around its calls; windows as in ``measure``."""
+    import torch
+
+    warm_until = time.perf_counter() + min(0.5, min_duration / 2)
+    call()
+    while time.perf_counter() < warm_until:
+        call()
+    torch.cuda.synchronize()
+    window = max(min_duration / 3, 1e-3)
+    rates, per_call, started = [], [], time.perf_counter()
+    while True:
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        host_start, calls = time.perf_counter(), 0
+        begin.record()
+        while time.perf_counter() - host_start < window:  # the host may run ahead of the GPU; events count
+            call()
+            calls += 1
+        end.record()
+        end.synchronize()
+        seconds = begin.elapsed_time(end) / 1e3
+        rates.append(calls * items_per_call / seconds)
+        per_call += [seconds / calls] * calls
+        if (windows_agree(rates) and time.perf_counter() - started >= min_duration) or len(rates) >= max_windows:
+            break
+    return Measurement(statistics.median(rates), rates, per_call, windows_agree(rates), len(per_call),
+                       time.perf_counter() - started)
+
+
+def matmul_ceiling_gflops(device: str = "cpu", precision: str = "fp32", seconds: float = 2.0) -> float:
+    """This machine's matrix-multiply rate (torch, all threads; on a GPU in the given precision, fp32 without
+    TF32): the roofline the generators are held to.
 
     A ceiling is a peak, so this is the best window, not the median: a noisy neighbour only lowers windows."""
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    result = measure(lambda: torch.mm(a, b), 1, min_duration=seconds, warmup=0.3, max_windows=8)
+    on_gpu = torch.device(device).type == "cuda"
+    n = 8192 if on_gpu else 2048
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    if on_gpu:
+        from ganforge.train.precision import strict_fp32
+
+        strict_fp32()
+        result = measure_device(lambda: torch.mm(a, b), 1, min_duration=seconds, max_windows=8)
+    else:
+        result = measure(lambda: torch.mm(a, b), 1, min_duration=seconds, warmup=0.3, max_windows=8)
     return 2 * n**3 * max(result.window_rates) / 1e9

@@ -29,11 +29,11 @@ from ganforge.train.models.dcgan import DCGANDiscriminator, DCGANGenerator
 WINDOW = 10
 
 
-def reference_windows(steps: int, batch_size: int, device: torch.device) -> list[float]:
+def reference_windows(steps: int, batch_size: int, width: int, device: torch.device) -> list[float]:
     """The classic loop; returns images/s per WINDOW steps."""
     torch.manual_seed(0)
     data = load_data("digits", 64, seed=0).stream
-    netG, netD = DCGANGenerator(100, 1, 64, 64).to(device), DCGANDiscriminator(1, 64, 64).to(device)
+    netG, netD = DCGANGenerator(100, 1, 64, width).to(device), DCGANDiscriminator(1, 64, width).to(device)
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     criterion = nn.BCEWithLogitsLoss()
@@ -62,8 +62,9 @@ def reference_windows(steps: int, batch_size: int, device: torch.device) -> list
     return rates[1:]  # the first window includes warm-up
 
 
-def ganforge_windows(steps: int, batch_size: int, precision: str, device: str, folder: Path) -> list[float]:
-    config = TrainConfig(data="digits", model="dcgan", resolution=64, width=64, steps=steps, batch_size=batch_size,
+def ganforge_windows(steps: int, batch_size: int, width: int, precision: str, device: str,
+                     folder: Path) -> list[float]:
+    config = TrainConfig(data="digits", model="dcgan", resolution=64, width=width, steps=steps, batch_size=batch_size,
                          log_every=WINDOW, checkpoint_every=10**9, sample_every=10**9, quiet=True,
                          precision=precision, device=device, out=str(folder))
     run = train(config)
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--width", type=int, default=64, help="base channels of G and D (64)")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
@@ -85,11 +87,11 @@ def main() -> None:
     reference, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
-            reference += reference_windows(args.steps, args.batch_size, device)
-            ours += ganforge_windows(args.steps, args.batch_size, args.precision, str(device),
+            reference += reference_windows(args.steps, args.batch_size, args.width, device)
+            ours += ganforge_windows(args.steps, args.batch_size, args.width, args.precision, str(device),
                                      Path(tmp) / f"run{round_index}")
     ref_median, our_median = statistics.median(reference), statistics.median(ours)
-    result = {"benchmark": "train_throughput", "model": "dcgan-64 (width 64, z 100, 1 channel)",
+    result = {"benchmark": "train_throughput", "model": f"dcgan-64 (width {args.width}, z 100, 1 channel)",
               "batch_size": args.batch_size, "precision": args.precision, "device": str(device),
               "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "reference_images_per_second": ref_median,

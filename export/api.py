@@ -33,6 +33,7 @@ class ExportConfig:
     weights: str = "ema"
     verify: bool = True
     verify_batches: tuple[int, ...] = (1, 3, 64)
+    device: str = "cpu"  # AOTInductor compiles for one device (cpu or cuda); ONNX is device-neutral
 
     def __post_init__(self) -> None:
         fmt = self.resolved_format
@@ -41,6 +42,8 @@ class ExportConfig:
                             f"(choose from {', '.join(PRECISIONS[fmt])})")
         if self.max_batch < 1:
             raise UserError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.device != "cpu" and fmt != "aoti":
+            raise UserError(f"--device {self.device} applies to AOTInductor packages only (ONNX is device-neutral)")
         if self.weights not in ("ema", "raw"):
             raise UserError(f"--weights must be ema or raw, got {self.weights!r}")
         parent = Path(self.out).expanduser().resolve().parent
@@ -85,11 +88,8 @@ def export(config: ExportConfig) -> ExportResult:
         if fmt == "onnx":
             candidate = _export_onnx(generator, z_dim, tmp, config)
         else:
-            from .aoti import export_aoti, load_aoti
-
-            export_aoti(generator, z_dim, tmp, config.max_batch)
-            package = load_aoti(tmp)
-            candidate = lambda z: package(torch.from_numpy(z)).numpy()  # noqa: E731
+            candidate = _export_aoti(generator, z_dim, tmp, config)
+            metadata["device"] = config.device
         comparisons = []
         if config.verify:
             comparisons = _verify(generator, candidate, z_dim, config)
@@ -122,6 +122,20 @@ def _export_onnx(generator, z_dim: int, tmp: Path, config: ExportConfig):
             fp32.unlink(missing_ok=True)
     session = onnx_session(tmp)
     return lambda z: session.run(None, {INPUT_NAME: z})[0]
+
+
+def _export_aoti(generator, z_dim: int, tmp: Path, config: ExportConfig):
+    from ganforge.train.precision import resolve_device, strict_fp32
+
+    from .aoti import export_aoti, load_aoti
+
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        strict_fp32()
+    export_aoti(generator.to(device), z_dim, tmp, config.max_batch)
+    generator.cpu()  # the reference stays fp32 on the CPU
+    package = load_aoti(tmp)
+    return lambda z: package(torch.from_numpy(z).to(device)).cpu().numpy()
 
 
 def _verify(generator, candidate, z_dim: int, config: ExportConfig) -> list:

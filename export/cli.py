@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-batch", type=int, default=1024, help="largest batch the file accepts (1024)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--weights", default="ema", choices=("ema", "raw"), help="EMA (default) or raw G")
+    parser.add_argument("--device", default="cpu", help="AOTInductor only: compile for cpu (default) or cuda")
     parser.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
     args = parser.parse_args(argv)
 
@@ -29,6 +30,6 @@ def main(argv: list[str]) -> int:
 
     config = ExportConfig(source=args.source, out=args.out, format=args.format, precision=args.precision,
                           max_batch=args.max_batch, opset=args.opset, weights=args.weights,
-                          verify=not args.no_verify)
+                          verify=not args.no_verify, device=args.device)
     print(describe(export(config)))
     return 0

@@ -17,7 +17,8 @@ def is_training_output(path: Path) -> bool:
     return path.is_dir() or path.suffix == ".pt"
 
 
-def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", quiet: bool = False) -> str:
+def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", quiet: bool = False,
+                      device: str = "cpu") -> str:
     path = Path(path)
     kind = get_backend(backend).model_kind
     if not path.exists():
@@ -32,15 +33,16 @@ def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", q
         return str(path)
     if kind == "engine":
         raise UserError(f"backend {backend} needs an engine: build one with `ganforge build-engine MODEL.onnx`")
-    return str(_cached_export(path, kind, precision, quiet))
+    return str(_cached_export(path, kind, precision, quiet, device if kind == "aoti" else "cpu"))
 
 
-def _cached_export(source: Path, kind: str, precision: str, quiet: bool) -> Path:
+def _cached_export(source: Path, kind: str, precision: str, quiet: bool, device: str) -> Path:
     from ganforge.export.api import ExportConfig, describe, export
 
     checkpoint = find_checkpoint(source)
     folder = (source if source.is_dir() else checkpoint.parent.parent) / "exports"
-    target = folder / f"generator-{precision}{SUFFIXES[kind]}"
+    on = "" if device == "cpu" else f"-{device.replace(':', '')}"  # AOTInductor packages are per device
+    target = folder / f"generator-{precision}{on}{SUFFIXES[kind]}"
     if target.is_file():
         try:
             if read_metadata(target)["checkpoint_sha256"] == sha256_file(checkpoint):
@@ -49,7 +51,7 @@ def _cached_export(source: Path, kind: str, precision: str, quiet: bool) -> Path
             pass  # stale or foreign: export again
     folder.mkdir(parents=True, exist_ok=True)
     result = export(ExportConfig(source=str(checkpoint), out=str(target), precision=precision, max_batch=1024,
-                                 verify_batches=(1, 3, 64)))
+                                 verify_batches=(1, 3, 64), device=device))
     if not quiet:
         print(describe(result))
     return target

@@ -151,7 +151,8 @@ def _sample(config: SampleConfig, context) -> Path:
     if (folder / MANIFEST).exists() and not config.resume:
         raise UserError(f"{folder} already holds samples: add --resume to continue, or choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
-    model_path = model_for_backend(config.model, config.backend, config.precision, quiet=config.quiet)
+    model_path = model_for_backend(config.model, config.backend, config.precision, quiet=config.quiet,
+                                   device=config.device)
     seeds = np.asarray(config.seeds, dtype=np.int64)
     shards = [seeds[i : i + config.shard_size] for i in range(0, len(seeds), config.shard_size)]
     with open_runner(config.backend, model_path, config.device, config.precision) as runner:

@@ -40,8 +40,8 @@ def main(argv: list[str]) -> int:
     from .runners import open_runner
     from .server import ServerConfig, create_app
 
-    runner = open_runner(args.backend, model_for_backend(args.model, args.backend, args.precision), args.device,
-                         args.precision)
+    model_path = model_for_backend(args.model, args.backend, args.precision, device=args.device)
+    runner = open_runner(args.backend, model_path, args.device, args.precision)
     config = ServerConfig(args.model_name, min(args.max_batch, runner.info.max_batch), args.max_queue_delay_us,
                           args.max_queue, args.api_key)
     print(f"serving {runner.info.backend} {runner.info.precision} as {args.model_name!r} on "

@@ -72,6 +72,13 @@ def auto_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def strict_fp32() -> None:
+    """fp32 matrix and convolution work in real fp32 on GPUs (PyTorch lets cuDNN convolutions use TF32 by
+    default, which is 1e-3 off): inference backends compare "fp32" rows against each other and against CPU."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def resolve_precision(precision: str = "auto", device: str | torch.device = "auto") -> Precision:
     resolved = device if isinstance(device, torch.device) else resolve_device(device)
     if precision not in PRECISIONS:

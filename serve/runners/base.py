@@ -31,6 +31,7 @@ class RunnerInfo:
     output_shape: tuple[int, ...]
     model_path: str
     model_sha256: str = ""
+    cuda_graphs: bool = False
 
 
 class Runner(Protocol):

@@ -15,10 +15,14 @@ GANFORGE = str(Path(sys.executable).parent / "ganforge")
 
 @pytest.fixture(scope="module")
 def report(trained_run, tmp_path_factory):
-    config = BenchConfig(model=str(trained_run), out="unused", backends=("onnxruntime", "torch", "tensorrt"),
+    out = tmp_path_factory.mktemp("bench")
+    config = BenchConfig(model=str(trained_run), out=str(out), backends=("onnxruntime", "torch", "tensorrt"),
                          precisions=("fp32", "int8"), batch_sizes=(1, 8), min_duration=0.15, server_duration=0.2,
                          latency_bound_ms=1000)
-    return bench(config, progress=False)
+    result = bench(config, progress=False)
+    # bench.json is rewritten after every backend, so an interrupted run keeps what it measured
+    assert len(json.loads((out / "bench.json").read_text())["results"]) == len(result["results"])
+    return result
 
 
 def test_results_follow_the_schema(report):
@@ -36,6 +40,7 @@ def test_results_follow_the_schema(report):
     offline = [r for r in ok if r["scenario"] == "offline"]
     assert sorted({r["batch_size"] for r in offline}) == [1, 8]
     assert all(r["gflops_per_second"] > 0 and "max_abs_error" in r for r in offline)
+    assert all(r["io"] == "host" and r["cuda_graphs"] is False for r in offline)  # device-only rows need a GPU
     server = next(r for r in ok if r["scenario"] == "server")
     assert server["points"] and server["points"][0]["latency_ms"]["p99"] > 0
 

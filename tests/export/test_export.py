@@ -114,6 +114,7 @@ def test_failed_verification_leaves_no_file(runs, tmp_path, monkeypatch):
     (["{run}", "--out", "/nonexistent/dir/g.onnx"], "not writable"),
     (["{run}", "--out", "{tmp}/g.pt2", "--precision", "int8"], "not available for aoti"),
     (["{run}", "--out", "{tmp}/g.bin"], "cannot tell the format"),
+    (["{run}", "--out", "{tmp}/g.onnx", "--device", "cuda"], "applies to AOTInductor packages only"),
 ])
 def test_bad_export_input_is_one_line_and_writes_nothing(runs, tmp_path, args, message):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)

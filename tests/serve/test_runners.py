@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
@@ -10,7 +11,7 @@ from ganforge.serve.runners import backends, open_runner
 
 def test_every_backend_is_listed_with_availability():
     found = backends()
-    assert {"torch", "torch-compile", "onnxruntime", "openvino", "aoti", "tensorrt"} <= set(found)
+    assert {"torch", "torch-compile", "torch-cudagraph", "onnxruntime", "openvino", "aoti", "tensorrt"} <= set(found)
     assert found["onnxruntime"].availability() is None
     tensorrt_reason = found["tensorrt"].availability()
     assert tensorrt_reason is None or "TensorRT" in tensorrt_reason or "GPU" in tensorrt_reason
@@ -31,6 +32,30 @@ def test_same_seed_same_image_on_every_cpu_backend(trained_run, onnx_model, tmp_
     assert reference.shape == (4, 1, 16, 16)
     for name, images in outputs.items():
         np.testing.assert_allclose(images, reference, atol=1e-4, err_msg=name)
+    with pytest.raises(UserError, match="compiled for cpu, not cuda: export again with --device cuda"):
+        open_runner("aoti", str(aoti), device="cuda")
+
+
+def test_cuda_graph_backend_says_it_needs_a_gpu(trained_run):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="torch-cudagraph is not available here: needs a CUDA GPU"):
+        open_runner("torch-cudagraph", str(trained_run), device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_backends_match_cpu_fp32_and_replay_graphs_per_batch_size(trained_run):
+    z = latents_for_seeds(range(7), 8)
+    with open_runner("torch", str(trained_run)) as runner:
+        reference = runner.infer(z)
+    for precision, tolerance in (("fp32", 1e-4), ("fp16", 1e-2)):
+        for name in ("torch", "torch-cudagraph"):
+            with open_runner(name, str(trained_run), device="cuda", precision=precision) as runner:
+                for batch in (7, 3, 7):  # a graph per batch size, replayed with new inputs
+                    np.testing.assert_allclose(runner.infer(z[:batch]), reference[:batch], atol=tolerance,
+                                               err_msg=f"{name} {precision} batch {batch}")
+                assert runner.device_call(z)().device.type == "cuda"
 
 
 def test_runner_rejects_wrong_shapes(onnx_model):
