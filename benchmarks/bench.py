@@ -20,7 +20,8 @@ from .environment import environment, generator_gflops_per_image
 from .report import write_json
 from .timing import matmul_ceiling_gflops
 
-SCENARIOS = ("offline", "single-stream", "server")
+SCENARIOS = ("offline", "single-stream", "server", "server-http")
+DEFAULT_SCENARIOS = SCENARIOS[:3]  # server-http starts `ganforge serve` per backend: asked for by name
 SERVER_LOAD = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0, 1.3)  # offered rates as fractions of offline throughput
 DEFAULT_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "aoti", "tensorrt")
 ACCURACY_SEEDS = range(16)
@@ -35,7 +36,7 @@ class BenchConfig:
     backends: tuple[str, ...] = ("all",)
     precisions: tuple[str, ...] = ("fp32",)
     batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     min_duration: float = 3.0
     server_duration: float = 3.0
     latency_bound_ms: float = 100.0
@@ -156,8 +157,17 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
     max_batch = min(config.server_max_batch, runner.info.max_batch)
     capacity = offline_rates.get(max_batch) or max(offline_rates.values(), default=0.0) or \
         scenarios.offline(runner, max_batch, config.min_duration)["images_per_second"]
-    result = scenarios.server(runner, [f * capacity for f in SERVER_LOAD], config.server_duration,
-                              config.latency_bound_ms, max_batch, config.server_delay_us)
+    rates = [f * capacity for f in SERVER_LOAD]
+    if scenario == "server":
+        result = scenarios.server(runner, rates, config.server_duration, config.latency_bound_ms, max_batch,
+                                  config.server_delay_us)
+    else:
+        from .http_scenario import server_http
+        from .http_server import serving
+
+        with serving(runner.info.model_path, backend, precision, config.device, max_batch,
+                     config.server_delay_us) as url:
+            result = server_http(url, rates, config.server_duration, config.latency_bound_ms)
     result["offline_images_per_second"] = capacity
     result["images_per_second"] = result["saturated_images_per_second"]
     result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None

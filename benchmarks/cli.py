@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="all", help="all, or a comma-separated list")
     parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,int8,bf16")
     parser.add_argument("--batch-sizes", type=int_list, default=[1, 8, 64, 256])
-    parser.add_argument("--scenarios", default="offline,single-stream,server")
+    parser.add_argument("--scenarios", default="offline,single-stream,server",
+                        help="offline, single-stream, server (in process), server-http (starts `ganforge serve`)")
     parser.add_argument("--min-duration", type=float, default=3.0, help="seconds per measurement (3)")
     parser.add_argument("--server-duration", type=float, default=3.0, help="seconds per offered rate (3)")
     parser.add_argument("--latency-bound-ms", type=float, default=100.0)

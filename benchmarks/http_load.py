@@ -11,21 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from ganforge.benchmarks.http_server import serving
 from ganforge.benchmarks.timing import percentiles
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def load(url: str, concurrency: int, duration: float) -> dict:
@@ -64,18 +56,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "http_load.json"))
     args = parser.parse_args()
-    port = free_port()
-    ganforge = str(Path(sys.executable).parent / "ganforge")
-    server = subprocess.Popen([ganforge, "serve", args.model, "--backend", args.backend, "--port", str(port),
-                               "--max-batch", str(args.max_batch), "--max-queue", "100000"])
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with serving(args.model, args.backend, max_batch=args.max_batch) as base:
         asyncio.run(load(f"{base}/v2/models/generator/infer", args.concurrency, 1.0))  # warm-up
         result = asyncio.run(load(f"{base}/v2/models/generator/infer", args.concurrency, args.duration))
         metrics = httpx.get(f"{base}/metrics").text
@@ -84,9 +65,6 @@ def main() -> None:
         images = next(float(line.split()[-1]) for line in metrics.splitlines()
                       if line.startswith("ganforge_batch_size_sum"))
         result.update(backend=args.backend, mean_batch_size=images / batches)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     print(f"{args.backend}: {result['images_per_second']:.0f} img/s with {args.concurrency} concurrent single-seed "
           f"clients, mean batch {result['mean_batch_size']:.1f}, p50 {result['latency_ms']['p50']:.1f} ms, "
           f"p99 {result['latency_ms']['p99']:.1f} ms, errors {result['errors']}")

@@ -24,7 +24,7 @@ def table(report: dict) -> str:
     for row in report["results"]:
         latency = row.get("latency_ms", {})
         status = row["status"] if row["status"] == "ok" else f"error: {row.get('error', '')[:80]}"
-        if row["scenario"] == "server" and row["status"] == "ok":
+        if row["scenario"].startswith("server") and row["status"] == "ok":
             status = (f"ok; max rate with p99 <= {row['latency_bound_ms']:g} ms: {row['max_passing_rate']:.0f}/s; "
                       f"{100 * (row['fraction_of_offline'] or 0):.0f}% of offline")
         lines.append("| " + " | ".join([

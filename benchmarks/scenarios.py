@@ -69,13 +69,17 @@ async def _poisson_load(runner, rate: float, duration: float, max_batch: int, de
 
 def server(runner, rates: list[float], duration: float, latency_bound_ms: float, max_batch: int = 64,
            delay_us: int = 2000, max_queue: int = 4096) -> dict:
-    """Poisson single-seed requests at each rate; the highest rate whose p99 <= the bound passes."""
-    points = []
-    for i, rate in enumerate(rates):
-        point = asyncio.run(_poisson_load(runner, rate, duration, max_batch, delay_us, max_queue, seed=i))
+    """Poisson single-seed requests at each rate, in process; the highest rate whose p99 <= the bound passes."""
+    points = [asyncio.run(_poisson_load(runner, rate, duration, max_batch, delay_us, max_queue, seed=i))
+              for i, rate in enumerate(rates)]
+    return summarize_load(points, latency_bound_ms)
+
+
+def summarize_load(points: list[dict], latency_bound_ms: float) -> dict:
+    """Mark each rate passed (nothing rejected, p99 within the bound) and find the highest passing rate."""
+    for point in points:
         point["passed"] = (point["rejected"] == 0 and bool(point["latency_ms"])
                            and point["latency_ms"]["p99"] <= latency_bound_ms)
-        points.append(point)
     passing = [p["offered_rate"] for p in points if p["passed"]]
     return {"points": points, "max_passing_rate": max(passing, default=0.0),
             "saturated_images_per_second": max(p["images_per_second"] for p in points),

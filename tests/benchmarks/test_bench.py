@@ -72,3 +72,18 @@ def test_bad_bench_input(tmp_path, trained_run):
     result = subprocess.run([GANFORGE, "bench", str(tmp_path / "missing"), "--out", str(tmp_path / "b")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+@pytest.mark.slow
+def test_server_over_http_starts_ganforge_serve_and_stops_at_saturation(trained_run, tmp_path):
+    config = BenchConfig(model=str(trained_run), out=str(tmp_path), backends=("onnxruntime",), batch_sizes=(16,),
+                         scenarios=("offline", "server-http"), min_duration=0.3, server_duration=0.5,
+                         latency_bound_ms=500, server_max_batch=16)
+    row = next(r for r in bench(config, progress=False)["results"] if r["scenario"] == "server-http")
+    assert row["status"] == "ok", row.get("error")
+    points = row["points"]
+    assert points[0]["completed"] > 0 and points[0]["latency_ms"]["p50"] > 0
+    assert row["images_per_second"] > 0 and row["max_in_flight"] == 128
+    # rates rise until one is saturated (dropped, refused or timed out), and no higher rate is tried after it
+    assert all(p["rejected"] == 0 for p in points[:-1])
+    assert [p["offered_rate"] for p in points] == sorted(p["offered_rate"] for p in points)

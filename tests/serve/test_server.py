@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ import pytest
 import tritonclient.http as triton
 import uvicorn
 
+from ganforge.benchmarks.http_server import free_port
 from ganforge.serve.runners import open_runner
 from ganforge.serve.sampler import SampleConfig, sample
 from ganforge.serve.server import ServerConfig, create_app
@@ -29,15 +29,9 @@ class SlowRunner:
         return self.runner.infer(z)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RunningServer:
     def __init__(self, runner, config):
-        self.port = _free_port()
+        self.port = free_port()
         self.app = create_app(runner, config)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
