@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +33,9 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     config = dataclasses.replace(tiny_config(root, steps=6, checkpoint_every=6, sample_every=6))
     return train(config)
+
+
+@pytest.fixture(scope="session")
+def ganforge_cli() -> str:
+    """The installed `ganforge` console script: CLI tests run it as a user does."""
+    return str(Path(sys.executable).parent / "ganforge")

@@ -1,7 +1,5 @@
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -9,8 +7,6 @@ from PIL import Image
 from ganforge.benchmarks.bench import BenchConfig, bench
 from ganforge.benchmarks.report import write_reports
 from ganforge.errors import UserError
-
-GANFORGE = str(Path(sys.executable).parent / "ganforge")
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +60,12 @@ def test_reports_are_written(report, tmp_path):
     assert len(paths) == 4
 
 
-def test_bad_bench_input(tmp_path, trained_run):
+def test_bad_bench_input(tmp_path, trained_run, ganforge_cli):
     with pytest.raises(UserError, match="unknown backend"):
         BenchConfig(model=str(trained_run), out=str(tmp_path), backends=("tflite",)).backend_names()
     with pytest.raises(UserError, match="unknown scenario"):
         BenchConfig(model=str(trained_run), out=str(tmp_path), scenarios=("burst",))
-    result = subprocess.run([GANFORGE, "bench", str(tmp_path / "missing"), "--out", str(tmp_path / "b")],
+    result = subprocess.run([ganforge_cli, "bench", str(tmp_path / "missing"), "--out", str(tmp_path / "b")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "no such file" in result.stderr
 

@@ -2,8 +2,6 @@
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -17,8 +15,6 @@ from ganforge.export.onnx import onnx_session
 from ganforge.train.checkpoint import load_generator
 from ganforge.train.config import TrainConfig
 from ganforge.train.loop import train
-
-GANFORGE = str(Path(sys.executable).parent / "ganforge")
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +112,11 @@ def test_failed_verification_leaves_no_file(runs, tmp_path, monkeypatch):
     (["{run}", "--out", "{tmp}/g.bin"], "cannot tell the format"),
     (["{run}", "--out", "{tmp}/g.onnx", "--device", "cuda"], "applies to AOTInductor packages only"),
 ])
-def test_bad_export_input_is_one_line_and_writes_nothing(runs, tmp_path, args, message):
+def test_bad_export_input_is_one_line_and_writes_nothing(runs, tmp_path, args, message, ganforge_cli):
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     args = [a.format(tmp=tmp_path, run=runs["dcgan16"]) for a in args]
     before = set(tmp_path.iterdir())
-    result = subprocess.run([GANFORGE, "export", *args], capture_output=True, text=True)
+    result = subprocess.run([ganforge_cli, "export", *args], capture_output=True, text=True)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert set(tmp_path.iterdir()) == before

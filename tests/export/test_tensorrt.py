@@ -3,8 +3,6 @@
 import importlib.util
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import onnx
 import pytest
@@ -13,7 +11,6 @@ from ganforge.errors import UserError
 from ganforge.export.tensorrt import BatchProfile, EngineInfo, check_compatible, precision_plan
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-GANFORGE = str(Path(sys.executable).parent / "ganforge")
 
 
 def _info(**changes):
@@ -70,11 +67,11 @@ def test_fp16_onnx_step_for_tensorrt_11(trained_run, tmp_path):
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
-def test_build_engine_without_tensorrt_says_how_to_install(trained_run, tmp_path):
+def test_build_engine_without_tensorrt_says_how_to_install(trained_run, tmp_path, ganforge_cli):
     from ganforge.export.api import ExportConfig, export
 
     onnx_path = export(ExportConfig(source=str(trained_run), out=str(tmp_path / "g.onnx"), max_batch=8)).path
-    result = subprocess.run([GANFORGE, "build-engine", str(onnx_path), "--out", str(tmp_path / "g.engine"),
+    result = subprocess.run([ganforge_cli, "build-engine", str(onnx_path), "--out", str(tmp_path / "g.engine"),
                              "--max-batch", "8", "--opt-batch", "4"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "pip install ganforge[tensorrt]" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -15,8 +15,6 @@ from ganforge.serve.runners import open_runner
 from ganforge.serve.sampler import SampleConfig, sample
 from ganforge.train.images import nchw_to_nhwc, to_uint8
 
-GANFORGE = str(Path(sys.executable).parent / "ganforge")
-
 
 def _shards(folder):
     return {p.name: p.read_bytes() for p in sorted(Path(folder).glob("shard-*.npz"))}
@@ -59,13 +57,13 @@ def test_existing_output_needs_resume(onnx_model, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_sampling_run_resumes_to_the_same_manifest(onnx_model, tmp_path):
+def test_killed_sampling_run_resumes_to_the_same_manifest(onnx_model, tmp_path, ganforge_cli):
     args = ["sample", onnx_model, "--seeds", "0-5999", "--shard-size", "200", "--batch-size", "16", "--quiet"]
     clean = tmp_path / "clean"
-    assert subprocess.run([GANFORGE, *args, "--out", str(clean)], capture_output=True).returncode == 0
+    assert subprocess.run([ganforge_cli, *args, "--out", str(clean)], capture_output=True).returncode == 0
 
     crashed = tmp_path / "crashed"
-    child = subprocess.Popen([GANFORGE, *args, "--out", str(crashed)], stdout=subprocess.DEVNULL,
+    child = subprocess.Popen([ganforge_cli, *args, "--out", str(crashed)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -78,18 +76,18 @@ def test_killed_sampling_run_resumes_to_the_same_manifest(onnx_model, tmp_path):
     partial = json.loads((crashed / "manifest.json").read_text())
     assert not partial["complete"] and len(partial["shards"]) < 30
 
-    result = subprocess.run([GANFORGE, *args, "--out", str(crashed), "--resume"], capture_output=True, text=True)
+    result = subprocess.run([ganforge_cli, *args, "--out", str(crashed), "--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (crashed / "manifest.json").read_text() == (clean / "manifest.json").read_text()
     assert _shards(crashed) == _shards(clean)
 
 
 @pytest.mark.slow
-def test_torchrun_splits_shards_across_processes(onnx_model, tmp_path):
+def test_torchrun_splits_shards_across_processes(onnx_model, tmp_path, ganforge_cli):
     single = tmp_path / "single"
     sample(SampleConfig(model=onnx_model, out=str(single), seeds=tuple(range(50)), shard_size=10, quiet=True))
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--no-python",
-            GANFORGE, "sample", onnx_model, "--seeds", "0-49", "--shard-size", "10", "--quiet",
+            ganforge_cli, "sample", onnx_model, "--seeds", "0-49", "--shard-size", "10", "--quiet",
             "--out", str(tmp_path / "multi")]
     result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             timeout=300)

@@ -3,14 +3,10 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from ganforge.cli import main
-
-GANFORGE = str(Path(sys.executable).parent / "ganforge")
 
 
 def run_cli(capsys, *args):
@@ -56,20 +52,20 @@ def test_refuses_to_overwrite_an_existing_run(capsys, trained_run):
     assert (trained_run / "checkpoints" / "latest.pt").read_bytes() == before
 
 
-def test_corrupt_checkpoint_through_the_real_command(tmp_path, trained_run):
+def test_corrupt_checkpoint_through_the_real_command(tmp_path, trained_run, ganforge_cli):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text((trained_run / "config.json").read_text())
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "latest.pt").write_bytes(b"PK\x03\x04garbage")
-    result = subprocess.run([GANFORGE, "train", "--resume", str(run)], capture_output=True, text=True)
+    result = subprocess.run([ganforge_cli, "train", "--resume", str(run)], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "truncated or corrupt" in result.stderr
 
 
-def test_default_run_folder_is_numbered(tmp_path):
+def test_default_run_folder_is_numbered(tmp_path, ganforge_cli):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = [GANFORGE, "train", "--data", "digits", "--resolution", "16", "--width", "8", "--steps", "2",
+    args = [ganforge_cli, "train", "--data", "digits", "--resolution", "16", "--width", "8", "--steps", "2",
             "--batch-size", "8", "--quiet"]
     for _ in range(2):
         result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env=env)
