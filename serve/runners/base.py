@@ -35,6 +35,9 @@ class RunnerInfo:
 
 
 class Runner(Protocol):
+    """GPU runners may also offer ``device_call(z) -> Callable[[], Tensor]`` (latents staged on the device,
+    images left there), which bench times as the device-only offline rows."""
+
     info: RunnerInfo
 
     def infer(self, z: np.ndarray) -> np.ndarray: ...
@@ -124,3 +127,9 @@ def module_missing(*modules: str) -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"python package {module!r} is not installed"
     return None
+
+
+def cuda_missing() -> str | None:
+    import torch
+
+    return None if torch.cuda.is_available() else "needs a CUDA GPU (none found)"

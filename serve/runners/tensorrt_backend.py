@@ -6,7 +6,7 @@ import numpy as np
 
 from ganforge.export.metadata import sha256_file
 
-from .base import Backend, RunnerBase, RunnerInfo, module_missing, register
+from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, module_missing, register
 
 
 class TensorRTRunner(RunnerBase):
@@ -30,9 +30,7 @@ def _availability() -> str | None:
     missing = module_missing("tensorrt")
     if missing:
         return "TensorRT is not installed (pip install ganforge[tensorrt] on a machine with an NVIDIA GPU)"
-    import torch
-
-    return None if torch.cuda.is_available() else "no CUDA GPU"
+    return cuda_missing()
 
 
 register(Backend("tensorrt", "engine", lambda p, d, q: TensorRTRunner(p, d, q), _availability, ("fp32", "fp16")))

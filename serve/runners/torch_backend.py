@@ -19,7 +19,7 @@ from ganforge.train.checkpoint import find_checkpoint, load_generator
 from ganforge.train.models import output_shape
 from ganforge.train.precision import resolve_precision, strict_fp32
 
-from .base import Backend, RunnerBase, RunnerInfo, register
+from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, register
 
 MAX_BATCH = 4096
 
@@ -41,11 +41,11 @@ class TorchRunner(RunnerBase):
                 self.input_dtype = self.precision.dtype
                 self.generator = self.generator.to(self.precision.dtype, memory_format=torch.channels_last)
         self.forward = torch.compile(self.generator, dynamic=True) if compile else self.generator
-        self.graphs = CudaGraphs(self._forward) if cuda_graphs else None
+        self.run = CudaGraphs(self._forward) if cuda_graphs else self._forward
         config = info["generator_config"]
         name = "torch-compile" if compile else ("torch-cudagraph" if cuda_graphs else "torch")
         self.info = RunnerInfo(name, self.precision.name, str(self.precision.device), MAX_BATCH, config["z_dim"],
-                               output_shape(config), str(checkpoint), sha256_file(checkpoint))
+                               output_shape(config), str(checkpoint), sha256_file(checkpoint), cuda_graphs)
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.precision.device.type == "cuda":  # weights are already in the chosen dtype
@@ -53,17 +53,17 @@ class TorchRunner(RunnerBase):
         with self.precision.autocast():
             return self.forward(z)
 
+    def _stage(self, z: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.check_batch(z)).to(self.precision.device, self.input_dtype)
+
     @torch.inference_mode()
     def infer(self, z: np.ndarray) -> np.ndarray:
-        z = torch.from_numpy(self.check_batch(z)).to(self.precision.device, self.input_dtype)
-        images = self.graphs(z) if self.graphs else self._forward(z)
-        return images.float().cpu().numpy()
+        return self.run(self._stage(z)).float().cpu().numpy()
 
     def device_call(self, z: np.ndarray) -> Callable[[], torch.Tensor]:
         """Latents already on the GPU, images left there: the device-only half of the offline scenario."""
-        staged = torch.from_numpy(self.check_batch(z)).to(self.precision.device, self.input_dtype)
-        forward = self.graphs if self.graphs else self._forward
-        return torch.inference_mode()(lambda: forward(staged))
+        staged = self._stage(z)
+        return torch.inference_mode()(lambda: self.run(staged))
 
 
 class CudaGraphs:
@@ -97,13 +97,9 @@ class CudaGraphs:
         return graph, static_in, static_out
 
 
-def _cuda_missing() -> str | None:
-    return None if torch.cuda.is_available() else "needs a CUDA GPU (none found)"
-
-
 TORCH_PRECISIONS = ("fp32", "bf16", "fp16")
 register(Backend("torch", "checkpoint", lambda p, d, q: TorchRunner(p, d, q), lambda: None, TORCH_PRECISIONS))
 register(Backend("torch-compile", "checkpoint", lambda p, d, q: TorchRunner(p, d, q, compile=True),
                  lambda: None, TORCH_PRECISIONS))
 register(Backend("torch-cudagraph", "checkpoint", lambda p, d, q: TorchRunner(p, d, q, cuda_graphs=True),
-                 _cuda_missing, TORCH_PRECISIONS))
+                 cuda_missing, TORCH_PRECISIONS))

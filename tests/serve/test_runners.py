@@ -56,6 +56,7 @@ def test_gpu_backends_match_cpu_fp32_and_replay_graphs_per_batch_size(trained_ru
                     np.testing.assert_allclose(runner.infer(z[:batch]), reference[:batch], atol=tolerance,
                                                err_msg=f"{name} {precision} batch {batch}")
                 assert runner.device_call(z)().device.type == "cuda"
+                assert runner.info.cuda_graphs == (name == "torch-cudagraph")
 
 
 def test_runner_rejects_wrong_shapes(onnx_model):
