@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from ganforge.benchmarks.http_scenario import seed_request
 from ganforge.benchmarks.http_server import serving
 from ganforge.benchmarks.timing import percentiles
 
@@ -29,10 +30,8 @@ async def load(url: str, concurrency: int, duration: float) -> dict:
         seed = worker * 1_000_000
         async with httpx.AsyncClient(timeout=30) as http:
             while time.perf_counter() < deadline:
-                body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [seed]}],
-                        "parameters": {"binary_data_output": True}}
                 started = time.perf_counter()
-                response = await http.post(url, json=body)
+                response = await http.post(url, json=seed_request([seed]))
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - started)
                 else:

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
+from .scenarios import load_point, poisson_arrivals, summarize_load
 
-from .scenarios import summarize_load
-from .timing import percentiles
+
+def seed_request(seeds: list[int]) -> dict:
+    """A KServe v2 infer request for these seeds, images answered as raw bytes (the binary tensor extension)."""
+    return {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [len(seeds)], "data": list(seeds)}],
+            "parameters": {"binary_data_output": True}}
 
 
 async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: int, drain_s: float,
                         seed: int) -> dict:
     import httpx
 
-    rng = np.random.default_rng(seed)
     latencies: list[float] = []
     errors = dropped = 0
     tasks: set[asyncio.Task] = set()
@@ -30,11 +32,9 @@ async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: i
     async with httpx.AsyncClient(limits=limits, timeout=duration + drain_s + 10) as http:
         async def one(request_seed: int) -> None:
             nonlocal errors
-            body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [request_seed]}],
-                    "parameters": {"binary_data_output": True}}
             started = time.perf_counter()
             try:
-                response = await http.post(url, json=body)
+                response = await http.post(url, json=seed_request([request_seed]))
             except httpx.HTTPError:
                 errors += 1
                 return
@@ -43,12 +43,8 @@ async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: i
             else:
                 errors += 1  # 503 when the server's queue is full
 
-        start = time.perf_counter()
-        next_arrival, requests = start, 0
-        while (now := time.perf_counter()) - start < duration:  # wall clock: a client that falls behind
-            if next_arrival > now:                              # still stops on time
-                await asyncio.sleep(next_arrival - now)
-                continue
+        start, requests = time.perf_counter(), 0
+        async for _ in poisson_arrivals(rate, duration, seed):
             requests += 1
             if len(tasks) >= max_in_flight:
                 dropped += 1
@@ -56,9 +52,6 @@ async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: i
                 task = asyncio.create_task(one(seed * 10_000_000 + requests))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-            next_arrival += rng.exponential(1.0 / rate)
-            if requests % 32 == 0:
-                await asyncio.sleep(0)  # behind schedule: let responses in between bursts of arrivals
         timed_out = 0
         if tasks:
             _, pending = await asyncio.wait(set(tasks), timeout=drain_s)
@@ -67,10 +60,8 @@ async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: i
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         elapsed = time.perf_counter() - start
-    stats = percentiles(latencies) if latencies else {}
-    return {"offered_rate": rate, "requests": requests, "completed": len(latencies),
-            "rejected": errors + dropped + timed_out, "dropped": dropped, "timed_out": timed_out,
-            "images_per_second": len(latencies) / elapsed, "latency_ms": {k: v * 1e3 for k, v in stats.items()}}
+    return load_point(rate, requests, latencies, errors + dropped + timed_out, elapsed, dropped=dropped,
+                      timed_out=timed_out)
 
 
 def server_http(base_url: str, rates: list[float], duration: float, latency_bound_ms: float,

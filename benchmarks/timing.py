@@ -1,8 +1,7 @@
 """How ganforge times things: time-based warm-up, then measurement windows until three agree.
 
-Every timed ``measure`` call returns host memory (runners copy results back), so the host clock brackets
-finished work; ``sync`` is called before each clock read for work that could still be queued on a GPU.
-``measure_device`` times GPU work that stays on the device with CUDA events.
+Every call timed by ``measure`` returns host memory (runners copy results back), so the host clock brackets
+finished work. ``measure_device`` times GPU work that stays on the device with CUDA events.
 """
 
 from __future__ import annotations
@@ -44,65 +43,68 @@ class Measurement:
 
 
 def measure(call: Callable[[], object], items_per_call: int, min_duration: float = 3.0,
-            warmup: float | None = None, max_windows: int = 10, sync: Callable[[], None] = lambda: None) -> Measurement:
+            warmup: float | None = None, max_windows: int = 10) -> Measurement:
     """Warm up for ``warmup`` s (default: 0.5 s, or half of a shorter ``min_duration``), then time windows of
     ``min_duration / 3`` s until three agree within 10% (and at least ``min_duration`` s passed), or until
-    ``max_windows`` were taken."""
-    deadline = time.perf_counter() + (min(0.5, min_duration / 2) if warmup is None else warmup)
-    call()  # at least once: the first call often compiles or allocates
-    while time.perf_counter() < deadline:
-        call()
-    sync()
-    window = max(min_duration / 3, 1e-3)
-    rates, latencies, started = [], [], time.perf_counter()
-    while True:
-        window_start, calls = time.perf_counter(), 0
+    ``max_windows`` were taken. Each call's latency is kept."""
+
+    def window(seconds: float) -> tuple[int, float, list[float]]:
+        latencies, window_start = [], time.perf_counter()
         while True:
             t0 = time.perf_counter()
             call()
-            sync()
             t1 = time.perf_counter()
             latencies.append(t1 - t0)
-            calls += 1
-            if t1 - window_start >= window:
-                break
-        rates.append(calls * items_per_call / (t1 - window_start))
-        elapsed = time.perf_counter() - started
-        if (windows_agree(rates) and elapsed >= min_duration) or len(rates) >= max_windows:
-            break
-    return Measurement(statistics.median(rates), rates, latencies, windows_agree(rates), len(latencies),
-                       time.perf_counter() - started)
+            if t1 - window_start >= seconds:
+                return len(latencies), t1 - window_start, latencies
+
+    _warm_up(call, min(0.5, min_duration / 2) if warmup is None else warmup)
+    return _windows(window, items_per_call, min_duration, max_windows)
 
 
 def measure_device(call: Callable[[], object], items_per_call: int, min_duration: float = 3.0,
                    max_windows: int = 10) -> Measurement:
     """Device-only GPU throughput: calls are queued back to back (no host copies, no synchronize between
-    them) and each window is timed by CUDA events around its calls; windows as in ``measure``."""
+    them) and each window is timed by CUDA events around its calls; windows as in ``measure``. Queued calls
+    have no latency of their own, so none is kept."""
     import torch
 
-    warm_until = time.perf_counter() + min(0.5, min_duration / 2)
-    call()
-    while time.perf_counter() < warm_until:
-        call()
-    torch.cuda.synchronize()
-    window = max(min_duration / 3, 1e-3)
-    rates, per_call, started = [], [], time.perf_counter()
-    while True:
+    def window(seconds: float) -> tuple[int, float, list[float]]:
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         host_start, calls = time.perf_counter(), 0
         begin.record()
-        while time.perf_counter() - host_start < window:  # the host may run ahead of the GPU; events count
+        while time.perf_counter() - host_start < seconds:  # the host may run ahead of the GPU; events count
             call()
             calls += 1
         end.record()
         end.synchronize()
-        seconds = begin.elapsed_time(end) / 1e3
-        rates.append(calls * items_per_call / seconds)
-        per_call += [seconds / calls] * calls
+        return calls, begin.elapsed_time(end) / 1e3, []
+
+    _warm_up(call, min(0.5, min_duration / 2), sync=torch.cuda.synchronize)
+    return _windows(window, items_per_call, min_duration, max_windows)
+
+
+def _warm_up(call: Callable[[], object], seconds: float, sync: Callable[[], None] = lambda: None) -> None:
+    deadline = time.perf_counter() + seconds
+    call()  # at least once: the first call often compiles or allocates
+    while time.perf_counter() < deadline:
+        call()
+    sync()
+
+
+def _windows(window: Callable[[float], tuple[int, float, list[float]]], items_per_call: int, min_duration: float,
+             max_windows: int) -> Measurement:
+    """Runs ``window(seconds) -> (calls, seconds taken, latencies)`` until the stopping rule holds."""
+    length = max(min_duration / 3, 1e-3)
+    rates, latencies, calls, started = [], [], 0, time.perf_counter()
+    while True:
+        window_calls, seconds, window_latencies = window(length)
+        rates.append(window_calls * items_per_call / seconds)
+        latencies += window_latencies
+        calls += window_calls
         if (windows_agree(rates) and time.perf_counter() - started >= min_duration) or len(rates) >= max_windows:
-            break
-    return Measurement(statistics.median(rates), rates, per_call, windows_agree(rates), len(per_call),
-                       time.perf_counter() - started)
+            return Measurement(statistics.median(rates), rates, latencies, windows_agree(rates), calls,
+                               time.perf_counter() - started)
 
 
 def matmul_ceiling_gflops(device: str = "cpu", precision: str = "fp32", seconds: float = 2.0) -> float:
@@ -114,11 +116,11 @@ def matmul_ceiling_gflops(device: str = "cpu", precision: str = "fp32", seconds:
 
     on_gpu = torch.device(device).type == "cuda"
     n = 8192 if on_gpu else 2048
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    from ganforge.train.precision import DTYPES, strict_fp32
+
+    dtype = DTYPES[precision]
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     if on_gpu:
-        from ganforge.train.precision import strict_fp32
-
         strict_fp32()
         result = measure_device(lambda: torch.mm(a, b), 1, min_duration=seconds, max_windows=8)
     else:

@@ -25,6 +25,7 @@ from ganforge.train.config import TrainConfig
 from ganforge.train.data import load_data
 from ganforge.train.loop import train
 from ganforge.train.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from ganforge.train.precision import resolve_device
 
 WINDOW = 10
 
@@ -82,8 +83,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     reference, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
