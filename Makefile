@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 GANFORGE := $(VENV)/bin/ganforge
 DEMO := runs/demo
 
-.PHONY: setup demo test test-fast quality style bench-train bench-backends clean
+.PHONY: setup demo test test-fast quality style bench-quality bench-train bench-backends clean
 
 setup: $(VENV)/.installed
 
@@ -20,11 +20,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	rm -rf $(DEMO)
 	$(GANFORGE) train --data digits --model dcgan --resolution 32 --steps 300 --sample-every 100 --out $(DEMO)
+	$(GANFORGE) eval $(DEMO) --n 2000 --quiet
 	$(GANFORGE) export $(DEMO) --out $(DEMO)/generator.onnx --max-batch 256
 	$(GANFORGE) sample $(DEMO)/generator.onnx --seeds 0-999 --out $(DEMO)/samples-npz
 	$(GANFORGE) bench $(DEMO) --out $(DEMO)/bench --backends torch,onnxruntime,openvino --batch-sizes 1,64 \
 		--scenarios offline,single-stream --min-duration 1 --quiet
-	@echo "sample grid: $(DEMO)/samples/step-000300.png  loss curve: $(DEMO)/loss.png  plots: $(DEMO)/bench/*.png"
+	@echo "sample grid: $(DEMO)/samples/step-000300.png  loss curve: $(DEMO)/loss.png  quality: $(DEMO)/eval/eval.png  plots: $(DEMO)/bench/*.png"
 
 test: setup
 	$(PY) -m pytest -q
@@ -37,6 +38,9 @@ quality: setup
 
 style: setup
 	$(VENV)/bin/ruff check --fix .
+
+bench-quality: setup
+	$(PY) benchmarks/quality.py
 
 bench-train: setup
 	$(PY) benchmarks/train_throughput.py

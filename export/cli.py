@@ -9,6 +9,7 @@ EXAMPLES = """\
   ganforge export runs/00000-digits-dcgan --out g-fp16.onnx --precision fp16
   ganforge export runs/00000-digits-dcgan --out g-int8.onnx --precision int8
   ganforge export runs/00000-digits-dcgan/checkpoints/step-000300.pt --out g.pt2 --max-batch 256
+  ganforge export runs/00000-digits-dcgan --checkpoint best --out g-best.onnx   # the best evaluation
 """
 
 
@@ -24,11 +25,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--weights", default="ema", choices=("ema", "raw"), help="EMA (default) or raw G")
     parser.add_argument("--device", default="cpu", help="AOTInductor only: compile for cpu (default) or cuda")
     parser.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
+    parser.add_argument("--checkpoint", help="run folders: best, latest or step-NNNNNN (default latest)")
     args = parser.parse_args(argv)
+
+    from ganforge.train.checkpoint import find_checkpoint
 
     from .api import ExportConfig, describe, export
 
-    config = ExportConfig(source=args.source, out=args.out, format=args.format, precision=args.precision,
+    source = str(find_checkpoint(args.source, args.checkpoint)) if args.checkpoint else args.source
+    config = ExportConfig(source=source, out=args.out, format=args.format, precision=args.precision,
                           max_batch=args.max_batch, opset=args.opset, weights=args.weights,
                           verify=not args.no_verify, device=args.device)
     print(describe(export(config)))

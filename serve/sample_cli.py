@@ -9,6 +9,7 @@ EXAMPLES = """\
   ganforge sample runs/00000-digits-dcgan --seeds 0-9999 --out samples/        # onnxruntime, npz shards
   ganforge sample g.onnx --count 100 --seed-start 500 --format png --out pngs/
   ganforge sample runs/00000-digits-dcgan --backend torch --seeds 0-63 --out grid/ --format png
+  ganforge sample runs/00000-digits-dcgan --checkpoint best --seeds 0-9999 --out best/
   ganforge sample g.onnx --seeds 0-999999 --out big/ --resume                    # continue after a crash
   torchrun --nproc-per-node 2 --no-python ganforge sample g.onnx --seeds 0-99999 --out big/
 """
@@ -29,6 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true", help="skip shards already complete in --out")
+    parser.add_argument("--checkpoint", help="run folders: best, latest or step-NNNNNN (default latest)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> int:
     if args.count is not None and (args.count < 1 or args.seed_start < 0):
         raise UserError("--count must be at least 1 and --seed-start non-negative")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.seed_start, args.seed_start + args.count))
+    if args.checkpoint:
+        from ganforge.train.checkpoint import find_checkpoint
+
+        args.model = str(find_checkpoint(args.model, args.checkpoint))
     config = SampleConfig(model=args.model, out=args.out, seeds=tuple(seeds), backend=args.backend,
                           format=args.format, batch_size=args.batch_size, workers=args.workers,
                           shard_size=args.shard_size, precision=args.precision, device=args.device,

@@ -94,9 +94,21 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder (its checkpoints/latest.pt, else its newest step-*.pt)."""
+def find_checkpoint(path: str | Path, name: str | None = None) -> Path:
+    """A checkpoint file, or a run folder (its checkpoints/latest.pt, else its newest step-*.pt).
+
+    ``name`` picks another checkpoint of a run folder: "best" (the best evaluation so far), "latest", or a
+    step file such as "step-001000".
+    """
     path = Path(path)
+    if name is not None:
+        if not path.is_dir():
+            raise UserError(f"--checkpoint {name} needs a run folder, got {path}")
+        chosen = path / "checkpoints" / f"{name.removesuffix('.pt')}.pt"
+        if not chosen.is_file():
+            hint = " (best.pt is written by runs that evaluate: --eval-every)" if name == "best" else ""
+            raise UserError(f"{path}: no checkpoint {chosen.name}{hint}")
+        return chosen
     if path.is_file():
         return path
     if not path.exists():

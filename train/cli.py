@@ -7,7 +7,7 @@ import argparse
 from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
-from .config import LOSSES, MODELS, TrainConfig
+from .config import LOSSES, MODELS
 from .precision import PRECISIONS
 
 EXAMPLES = """\
@@ -50,7 +50,8 @@ def build_parser() -> Parser:
     add("--checkpoint-every", type=int, default=S, help="default 500")
     add("--keep-checkpoints", type=int, default=S, help="how many step checkpoints to keep (default 3)")
     add("--sample-every", type=int, default=S, help="default 500")
-    add("--eval-every", type=int, default=S, help="2D runs: mode coverage every N steps (default 500)")
+    add("--eval-every", type=int, default=S, help="quality metrics (as `ganforge eval`) of the EMA generator every "
+        "N steps and at the end, best one kept as checkpoints/best.pt; 0 = off (default: the recipe's)")
     add("--log-every", type=int, default=S, help="metrics.jsonl record every N steps (default 10)")
     add("--quiet", action="store_true", default=S, help="no progress bar")
     add("--resume", metavar="RUN_DIR", default=S, help="continue this run from its latest checkpoint")
@@ -60,6 +61,7 @@ def build_parser() -> Parser:
 def main(argv: list[str]) -> int:
     given = vars(build_parser().parse_args(argv))
     from .loop import resume, train  # torch and the rest load only once the flags are known to be valid
+    from .recipes import recipe_config
 
     if "resume" in given:
         run_dir = given.pop("resume")
@@ -70,9 +72,7 @@ def main(argv: list[str]) -> int:
                             "only --steps and --quiet can")
         resume(run_dir, steps=given.get("steps"), quiet=given.get("quiet"))
         return 0
-    if given.get("data") in ("ring", "grid") and "model" not in given:
-        given["model"] = "mlp"
     if "betas" in given:
         given["betas"] = tuple(given["betas"])
-    train(TrainConfig(**given))
+    train(recipe_config(**given))
     return 0

@@ -48,7 +48,7 @@ class TrainConfig:
     out: str | None = None  # None: runs/<NNNNN>-<data>-<model>
     checkpoint_every: int = 500
     sample_every: int = 500
-    eval_every: int = 500
+    eval_every: int = 500  # quality metrics of the EMA generator every N steps (and at the end); 0 = off
     keep_checkpoints: int = 3
     log_every: int = 10
     quiet: bool = False
@@ -62,10 +62,12 @@ class TrainConfig:
             raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
         if self.model == "dcgan" and self.is_points:
             raise UserError(f"--data {self.data} is 2D points: use --model mlp")
-        for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every", "eval_every",
+        for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every",
                      "keep_checkpoints", "log_every", "resolution"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise UserError(f"--eval-every must be 0 (off) or more, got {self.eval_every}")
         for name in ("z_dim", "width"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")

@@ -9,20 +9,21 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import load_data, spec_name
 from .distributed import init_distributed, shutdown_distributed
 from .images import image_grid, save_png, to_uint8
 from .latents import latents_for_seeds
-from .metrics import mode_coverage
-from .plots import plot_losses, plot_points
+from .metrics.evaluate import Evaluator
+from .plots import plot_losses, plot_points, plot_quality
 from .precision import resolve_precision
+from .records import finite_or_none
 from .run_folder import RunFolder, next_run_dir, read_config
 from .trainer import Trainer
 
 GRID_SEEDS = range(64)  # sample grids show seeds 0..63, the same images `ganforge sample --seeds 0-63` makes
-EVAL_SEEDS = range(2500)  # the 2D protocol evaluates 2,500 samples
+EVAL_SEEDS = {"points": range(2500), "images": range(2000)}  # the 2D protocol evaluates 2,500 samples
 
 
 def train(config: TrainConfig, runs_root: Path = Path("runs")) -> Path:
@@ -47,9 +48,12 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
     context = init_distributed()
     try:
         device = config.device
-        if device == "auto" and context.enabled and torch.cuda.is_available():
+        if device in ("auto", "cuda") and context.enabled and torch.cuda.is_available():
             device = f"cuda:{context.local_rank}"  # one GPU per process under torchrun
         precision = resolve_precision(config.precision, device)
+        # config.json states what ran: the resolved precision, device (its type under torchrun) and folder
+        config = dataclasses.replace(config, precision=precision.name, out=str(run_dir),
+                                     device=precision.device.type if context.enabled else str(precision.device))
         data = load_data(config.data, config.resolution, config.seed)
         trainer = Trainer(config, data, precision, context)
         run = RunFolder(run_dir, writer=context.is_main)
@@ -70,8 +74,13 @@ class Loop:
         self.trainer, self.folder, self.quiet = trainer, folder, quiet
         self.config = trainer.config
         z_dim, device = self.config.z_dim, trainer.precision.device
-        seeds = EVAL_SEEDS if trainer.data.kind == "points" else GRID_SEEDS
-        self.fixed_latents = torch.from_numpy(latents_for_seeds(seeds, z_dim)).to(device)
+        self.points = trainer.data.kind == "points"
+        self.grid_latents = torch.from_numpy(latents_for_seeds(GRID_SEEDS, z_dim)).to(device)
+        self.eval_latents = torch.from_numpy(latents_for_seeds(EVAL_SEEDS[trainer.data.kind], z_dim)).to(device)
+        # Only the writing process evaluates; its evaluator (a cached domain classifier for images) is made once.
+        evaluates = folder.writer and self.config.eval_every > 0
+        self.evaluator = Evaluator(trainer.data, folder.path / "eval") if evaluates else None
+        self.best = self._best_so_far()
 
     def run(self) -> None:
         trainer, config = self.trainer, self.config
@@ -95,14 +104,10 @@ class Loop:
                 bar.set_postfix(d=f"{last['loss_d']:.3f}", g=f"{last['loss_g']:.3f}",
                                 img_s=f"{last['images_per_second']:.0f}")
                 window_start, window_steps, sums = time.perf_counter(), 0, {}
-            evaluate = trainer.data.kind == "points" and (step % config.eval_every == 0 or step == config.steps)
-            sample = step % config.sample_every == 0 or step == config.steps
-            if evaluate or sample:
-                generated = self._generate()  # one pass of the EMA generator serves both
-                if evaluate:
-                    last.update(self._evaluate(step, generated))
-                if sample:
-                    self._save_samples(step, generated)
+            if self.evaluator and (step % config.eval_every == 0 or step == config.steps):
+                last.update(self._evaluate(step))
+            if step % config.sample_every == 0 or step == config.steps:
+                self._save_samples(step, self._generate(self.eval_latents if self.points else self.grid_latents))
             if step % config.checkpoint_every == 0 or step == config.steps:
                 self._save_checkpoint(step)
             bar.update(1)
@@ -117,14 +122,31 @@ class Loop:
         return record
 
     @torch.no_grad()
-    def _generate(self) -> torch.Tensor:
-        return self.trainer.generator_ema(self.fixed_latents).float().cpu()
+    def _generate(self, latents: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.trainer.generator_ema(z).float().cpu() for z in latents.split(500)])
 
-    def _evaluate(self, step: int, generated: torch.Tensor) -> dict:
-        data = self.trainer.data
-        result = mode_coverage(generated, data.modes, data.mode_sigma)
+    def _evaluate(self, step: int) -> dict:
+        """Evaluate the EMA generator; a new best primary metric also writes checkpoints/best.pt."""
+        result = finite_or_none(self.evaluator.evaluate(self._generate(self.eval_latents)))
         self.folder.log({"step": step, "eval": result})
+        primary = self.evaluator.primary
+        if primary.better(result.get(primary.name), self.best):
+            self.best = result[primary.name]
+            self.folder.checkpoints.mkdir(parents=True, exist_ok=True)
+            state = self.trainer.state_dict()
+            atomic_write(self.folder.checkpoints / "best.pt", lambda handle: torch.save(state, handle))
+        plot_quality(self.folder.records(), self.folder.path / "quality.png", primary.name)
         return result
+
+    def _best_so_far(self) -> float | None:
+        """On resume, the best primary value among the evaluations kept in metrics.jsonl."""
+        if self.evaluator is None:
+            return None
+        best, primary = None, self.evaluator.primary
+        for record in self.folder.records():
+            if primary.better(record.get("eval", {}).get(primary.name), best):
+                best = record["eval"][primary.name]
+        return best
 
     def _save_samples(self, step: int, generated: torch.Tensor) -> None:
         if not self.folder.writer:
@@ -151,5 +173,11 @@ class Loop:
                  f"precision {self.trainer.precision.name} on {self.trainer.precision.device}"]
         if "modes_captured" in last:
             parts.append(f"modes {last['modes_captured']}/{last['num_modes']}, "
-                         f"high-quality {100 * last['high_quality']:.1f}%, reverse KL {last['reverse_kl']:.3f}")
+                         f"high-quality {100 * last['high_quality']:.1f}%, reverse KL {_number(last['reverse_kl'])}")
+        elif "fd" in last:
+            parts.append(f"FD {_number(last['fd'], 2)} (n={last['n']})")
         print(f"{' | '.join(parts)}\nrun folder: {self.folder.path}")
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -44,6 +44,28 @@ def plot_losses(records: list[dict], path: Path) -> None:
     _save_figure(figure, path)
 
 
+QUALITY_PANELS = {"fd": ("fd", "kid"), "mode_overlap": ("mode_overlap", "high_quality")}
+
+
+def plot_quality(records: list[dict], path: Path, primary: str) -> None:
+    """The evaluations of a run over its steps: the primary metric and a second one beside it."""
+    rows = [r for r in records if isinstance(r.get("eval"), dict)]
+    if not rows:
+        return
+    plt = _pyplot()
+    names = [n for n in QUALITY_PANELS.get(primary, (primary,)) if any(r["eval"].get(n) is not None for r in rows)]
+    figure, axes = plt.subplots(1, max(1, len(names)), figsize=(4.2 * max(1, len(names)), 3.2), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        points = [(r["step"], r["eval"][name]) for r in rows if r["eval"].get(name) is not None]
+        axis.plot(*zip(*points), marker="o", markersize=3)
+        axis.set_xlabel("step")
+        axis.set_title(name + (" (primary)" if name == primary else ""))
+        axis.grid(alpha=0.3)
+        if name in ("fd", "kid") and all(v > 0 for _, v in points):
+            axis.set_yscale("log")
+    _save_figure(figure, path)
+
+
 def plot_points(samples: np.ndarray, modes: np.ndarray, path: Path, title: str) -> None:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(4.5, 4.5))

@@ -10,6 +10,7 @@ from ganforge.errors import UserError
 
 from .checkpoint import atomic_write_bytes, list_checkpoints
 from .config import TrainConfig
+from .records import finite_or_none
 
 RUN_NAME = re.compile(r"^(\d{5})-")
 
@@ -65,7 +66,7 @@ class RunFolder:
     def log(self, record: dict) -> None:
         if self.writer:
             with open(self.metrics_file, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps(finite_or_none(record), allow_nan=False) + "\n")
 
     def records(self) -> list[dict]:
         if not self.metrics_file.exists():

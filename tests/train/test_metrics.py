@@ -1,9 +1,14 @@
+import json
 import math
 
+import numpy as np
 import torch
 
 from ganforge.train.data.synthetic import RING_SIGMA, ring_modes
 from ganforge.train.metrics import mode_coverage
+from ganforge.train.metrics.frechet import frechet_distance_of, kernel_distance
+from ganforge.train.metrics.memorization import near_copy_share
+from ganforge.train.metrics.prdc import prdc
 
 
 def test_perfect_samples_capture_every_mode_with_zero_kl():
@@ -26,3 +31,53 @@ def test_ring_has_eight_distinct_modes():
     modes = ring_modes()
     assert len(torch.unique(modes.round(decimals=6), dim=0)) == 8
     assert torch.allclose(modes.norm(dim=1), torch.ones(8))
+
+
+def test_mode_overlap_is_one_for_perfect_samples_and_loses_missing_modes():
+    modes = ring_modes()
+    perfect = modes.repeat(100, 1)
+    assert abs(mode_coverage(perfect, modes, RING_SIGMA)["mode_overlap"] - 1.0) < 1e-9
+    half = modes[:4].repeat(200, 1)  # 4 of 8 modes, all high quality
+    assert abs(mode_coverage(half, modes, RING_SIGMA)["mode_overlap"] - 0.5) < 1e-9
+
+
+def test_reverse_kl_is_null_not_infinity_without_high_quality_samples():
+    result = mode_coverage(torch.full((50, 2), 10.0), ring_modes(), RING_SIGMA)
+    assert result["reverse_kl"] is None and result["modes_captured"] == 0
+    json.dumps(result, allow_nan=False)  # valid JSON
+
+
+def test_frechet_distance_matches_the_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.0, size=(20000, 2))
+    b = rng.normal(1.0, 2.0, size=(20000, 2))
+    # per dimension: (mu_a - mu_b)^2 + (s_a - s_b)^2 = 1 + 1; two dimensions
+    assert abs(frechet_distance_of(a, b) - 4.0) < 0.1
+    assert abs(frechet_distance_of(a, a)) < 1e-6
+
+
+def test_kernel_distance_is_near_zero_for_one_distribution_and_positive_for_two():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(1000, 8)), rng.normal(size=(1000, 8))
+    assert abs(kernel_distance(a, b, num_subsets=20)) < 0.02
+    assert kernel_distance(a, b + 1.0, num_subsets=20) > 0.5
+
+
+def test_prdc_separates_fidelity_from_diversity():
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(500, 4))
+    same = prdc(real, rng.normal(size=(500, 4)))
+    assert same["precision"] > 0.8 and same["recall"] > 0.8 and 0.7 < same["density"] < 1.3
+    collapsed = prdc(real, 0.05 * rng.normal(size=(500, 4)))  # all at the centre: faithful but not diverse
+    assert collapsed["precision"] > 0.9 and collapsed["recall"] < 0.2 and collapsed["coverage"] < 0.3
+    far = prdc(real, rng.normal(size=(500, 4)) + 10)
+    assert far["precision"] == far["recall"] == far["coverage"] == 0.0
+
+
+def test_near_copies_flag_a_generator_that_copies_its_training_images():
+    rng = np.random.default_rng(3)
+    training = rng.uniform(0, 255, size=(300, 1, 8, 8))
+    copies = training[:100] + rng.normal(0, 0.5, size=(100, 1, 8, 8))
+    fresh = rng.uniform(0, 255, size=(100, 1, 8, 8))
+    assert near_copy_share(copies, training)["near_copies"] == 1.0
+    assert near_copy_share(fresh, training)["near_copies"] < 0.05

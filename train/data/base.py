@@ -34,7 +34,7 @@ class DataSource:
     labels: torch.Tensor | None = None
     modes: torch.Tensor | None = None  # 2D mixtures: mode centres [K, 2]
     mode_sigma: float | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # e.g. "detail": the resolution its content really has
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

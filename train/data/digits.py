@@ -21,7 +21,8 @@ def load_digits_source(resolution: int, seed: int) -> DataSource:
 
     images, labels = load_digit_images(resolution)
     return DataSource(name="digits", kind="images", sample_shape=tuple(images.shape[1:]),
-                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels)
+                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels,
+                      extra={"detail": 8})
 
 
 class StackedDigitsStream(GeneratorStream):
@@ -41,4 +42,4 @@ def load_stacked_digits_source(resolution: int, seed: int) -> DataSource:
     images, labels = load_digit_images(resolution)
     return DataSource(name="stacked-digits", kind="images", sample_shape=(3, resolution, resolution),
                       stream=StackedDigitsStream(images, seed), labels=labels,
-                      extra={"num_modes": 1000})
+                      extra={"num_modes": 1000, "detail": 8})

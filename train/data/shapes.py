@@ -49,5 +49,6 @@ def load_shapes_source(resolution: int, seed: int, pool_size: int = POOL_SIZE) -
                         zip(shape.split(500), colour.split(500), centre.split(500), radius.split(500))])
     factors = {"shape": shape, "colour": colour, "radius": radius, "centre": centre}
     return DataSource(name="shapes", kind="images", sample_shape=(3, resolution, resolution),
-                      stream=TensorStream(images, seed), num_samples=pool_size, labels=shape,
+                      stream=TensorStream(images, seed), num_samples=pool_size,
+                      labels=shape * len(COLOURS) + colour,  # 18 classes: each shape in each colour
                       extra={"factors": factors})

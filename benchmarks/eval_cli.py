@@ -1,0 +1,44 @@
+"""`ganforge eval RUN|MODEL`: quality metrics of a generator against its data, beside the real-data floor."""
+
+from __future__ import annotations
+
+from ganforge.cliutil import Parser
+
+EXAMPLES = """\
+  ganforge eval runs/00000-digits-dcgan                        # EMA generator of the latest checkpoint
+  ganforge eval runs/00000-digits-dcgan --checkpoint best --n 5000
+  ganforge eval runs/00001-grid-mlp                            # 2D: modes, high quality, reverse KL
+  ganforge eval g.onnx --data digits --out eval-onnx/          # an exported model, through onnxruntime
+  ganforge eval runs/00000-digits-dcgan --features inception --weights inception-2015-12-05.pt
+"""
+
+
+def main(argv: list[str]) -> int:
+    parser = Parser("eval", "Measure a generator: FD, KID, precision/recall/density/coverage, classes and modes "
+                    "(images; features of a domain classifier trained here), or mode coverage (2D).", EXAMPLES)
+    add = parser.add_argument
+    add("model", help="run folder, checkpoint (.pt), .onnx, .pt2 or .engine")
+    add("--checkpoint", help="run folders: best, latest or step-NNNNNN (default latest)")
+    add("--n", type=int, help="samples, from seeds 0..n-1 (default 2,500 for 2D, 26,000 for stacked-digits, "
+        "10,000 for other images)")
+    add("--data", help="the data to compare with (default: what the model was trained on)")
+    add("--out", help="folder for eval.json, eval.png and the cached classifier (default RUN/eval or MODEL-eval/)")
+    add("--backend", help="default torch for run folders, else by the file's suffix")
+    add("--device", default="cpu")
+    add("--batch-size", type=int, default=500)
+    add("--features", default="auto", help="auto (domain classifier, or a random embedding without labels) "
+        "or inception (the standard FID/KID; needs --weights)")
+    add("--weights", help="--features inception: the Inception-v3 TorchScript file (inception-2015-12-05.pt)")
+    add("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    from .eval_report import table
+    from .evaluate import EvalConfig, evaluate_model
+
+    config = EvalConfig(model=args.model, out=args.out, checkpoint=args.checkpoint, n=args.n, data=args.data,
+                        backend=args.backend, device=args.device, batch_size=args.batch_size,
+                        features=args.features, weights=args.weights, quiet=args.quiet)
+    result = evaluate_model(config)
+    print(table(result))
+    print(f"wrote {result['out']}/eval.json, {result['picture']}")
+    return 0

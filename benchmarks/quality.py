@@ -1,0 +1,132 @@
+"""Quality of the default recipes: train `ganforge train --data D` (no other flags) over several seeds, evaluate each
+run as `ganforge eval` does, and compare the mean with the targets and the published tables.
+
+    python benchmarks/quality.py                      # grid, ring, stacked-digits, digits; 5 seeds each
+    python benchmarks/quality.py --quick              # one seed each
+    python benchmarks/quality.py --data ring --seeds 0,1 --set lr_g=3e-4 --set lr_d=3e-4 \\
+        --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
+
+Writes benchmarks/results/quality.json (or --out) after every run, so a stopped run keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.evaluate import EvalConfig, evaluate_model
+from ganforge.train.checkpoint import atomic_write_bytes
+from ganforge.train.loop import train
+from ganforge.train.recipes import recipe_config
+
+DATA = ("grid", "ring", "stacked-digits", "digits")
+# target: (metric, comparison, bound) on the mean over seeds, and the training-time budget in seconds
+TARGETS = {
+    "grid": ([("modes_captured", ">=", 25), ("high_quality", ">=", 0.97), ("reverse_kl", "<=", 0.01)], 180),
+    "ring": ([("modes_captured", ">=", 8), ("high_quality", ">=", 0.98), ("reverse_kl", "<=", 0.02)], 180),
+    "stacked-digits": ([("modes", ">=", 990), ("mode_kl", "<=", 0.06)], 900),
+    "digits": ([("recognised", ">=", 0.9), ("classes", ">=", 10), ("class_kl", "<=", 0.05)], 300),
+}
+# PacGAN (Lin et al. 2018) Tables 1 and 3, as quoted in ../shared/REFERENCE.md
+PUBLISHED = {
+    "grid": {"GAN": {"modes_captured": 17.3, "high_quality": 0.948, "reverse_kl": 0.70},
+             "PacGAN4": {"modes_captured": 24.8, "high_quality": 0.936, "reverse_kl": 0.04}},
+    "ring": {"GAN": {"modes_captured": 6.3, "high_quality": 0.982, "reverse_kl": 0.45},
+             "PacGAN4": {"modes_captured": 7.8, "high_quality": 0.959, "reverse_kl": 0.07}},
+    "stacked-digits": {"DCGAN": {"modes": 99.0, "mode_kl": 3.40}, "VEEGAN": {"modes": 150, "mode_kl": 2.95},
+                       "PacDCGAN2": {"modes": 1000, "mode_kl": 0.06}},
+}
+
+
+def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
+    config = recipe_config(data, seed=seed, out=str(root / f"{data}-{seed}"), quiet=True, **overrides)
+    start = time.perf_counter()
+    run = train(config)
+    seconds = time.perf_counter() - start
+    result = evaluate_model(EvalConfig(model=str(run), quiet=True))
+    return {"seed": seed, "train_seconds": round(seconds, 1), "steps": config.steps,
+            "generated": result["generated"], "real": result["real"]}
+
+
+def summarise(data: str, runs: list[dict]) -> dict:
+    targets, budget = TARGETS.get(data, ([], None))
+    keys = [k for k, v in runs[0]["generated"].items() if isinstance(v, (int, float))]
+    mean = {k: float(np.mean([r["generated"][k] for r in runs if r["generated"][k] is not None] or [np.nan]))
+            for k in keys}
+    checks = {f"{m} {op} {bound}": (mean[m] >= bound if op == ">=" else mean[m] <= bound) for m, op, bound in targets}
+    seconds = float(np.mean([r["train_seconds"] for r in runs]))
+    if budget:
+        checks[f"train seconds <= {budget}"] = seconds <= budget
+    return {"seeds": len(runs), "mean": mean, "train_seconds_mean": seconds, "targets": checks,
+            "all_met": all(checks.values()), "real": runs[0]["real"], "published": PUBLISHED.get(data, {})}
+
+
+def parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def table(results: dict) -> str:
+    lines = ["| data | seeds | train s | modes | high quality / recognised | KL | FD | targets |", "|" + "---|" * 8]
+    for data, entry in results["data"].items():
+        s = entry.get("summary")
+        if not s:
+            continue
+        m = s["mean"]
+        modes = m.get("modes_captured", m.get("modes", m.get("classes")))
+        share = m.get("high_quality", m.get("recognised"))
+        kl = m.get("reverse_kl", m.get("mode_kl", m.get("class_kl")))
+        fmt = lambda v, d: "-" if v is None or v != v else f"{v:.{d}f}"  # noqa: E731
+        met = "all met" if s["all_met"] else "not met: " + ", ".join(k for k, ok in s["targets"].items() if not ok)
+        lines.append(f"| {data} | {s['seeds']} | {s['train_seconds_mean']:.0f} | {fmt(modes, 1)} | "
+                     f"{fmt(share, 3)} | {fmt(kl, 4)} | {fmt(m.get('fd'), 3)} | {met} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=",".join(DATA))
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--quick", action="store_true", help="one seed (0) per data set")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a recipe field (a candidate for the sweep), e.g. --set lr_g=3e-4")
+    parser.add_argument("--out", default="benchmarks/results/quality.json")
+    args = parser.parse_args(argv)
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
+    out = Path(args.out)
+    results = {"environment": environment(None), "overrides": overrides, "data": {}}
+    root = Path(tempfile.mkdtemp(prefix="ganforge-quality-"))
+    try:
+        for data in args.data.split(","):
+            entry = results["data"].setdefault(data, {"config": recipe_config(data, **overrides).to_dict(),
+                                                      "runs": []})
+            for seed in seeds:
+                entry["runs"].append(run_one(data, seed, overrides, root))
+                entry["summary"] = summarise(data, entry["runs"])
+                out.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(out, json.dumps(results, indent=2) + "\n")
+                g = entry["runs"][-1]["generated"]
+                print(f"{data} seed {seed}: {entry['runs'][-1]['train_seconds']:.0f}s "
+                      + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in g.items()),
+                      flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(table(results))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""`ganforge eval` and training's --eval-every: the same metrics, finite JSON, best.pt, bad input in one line."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from ganforge.benchmarks.evaluate import EvalConfig, evaluate_model
+from ganforge.benchmarks.inception import torchmetrics_fid_kid
+from ganforge.train.data import load_data
+from ganforge.train.loop import train
+from ganforge.train.metrics.evaluate import Evaluator
+from ganforge.train.metrics.frechet import frechet_distance_of
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+    """A tiny digits run that evaluates every 3 steps (the classifier is trained once and cached)."""
+    from tests.conftest import tiny_config
+
+    root = tmp_path_factory.mktemp("evaluated")
+    return train(tiny_config(root, steps=6, eval_every=3, checkpoint_every=3))
+
+
+@pytest.fixture(scope="module")
+def digits_evaluator(evaluated_run):
+    return Evaluator(load_data("digits", 16, 0), cache=evaluated_run / "eval")
+
+
+def test_training_evaluations_are_finite_json_with_a_best_checkpoint_and_a_plot(evaluated_run):
+    lines = (evaluated_run / "metrics.jsonl").read_text().splitlines()
+    evals = [json.loads(line)["eval"] for line in lines if '"eval"' in line]
+    assert len(evals) == 2 and all("fd" in e and "recognised" in e for e in evals)
+    for line in lines:
+        json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in metrics.jsonl"))
+    assert (evaluated_run / "checkpoints" / "best.pt").is_file()
+    assert (evaluated_run / "quality.png").is_file() and (evaluated_run / "eval" / "classifier.pt").is_file()
+    config = json.loads((evaluated_run / "config.json").read_text())
+    assert config["precision"] == "fp32" and config["device"] == "cpu" and config["out"] == str(evaluated_run)
+
+
+def test_real_held_out_digits_score_near_the_floor_and_noise_does_not(digits_evaluator):
+    floor = digits_evaluator.real_floor()
+    assert floor["recognised"] > 0.9 and floor["classes"] == 10 and floor["class_kl"] < 0.05
+    assert floor["precision"] > 0.8 and floor["recall"] > 0.8 and floor["near_copies"] < 0.1
+    noise = digits_evaluator.evaluate(torch.rand(500, 1, 16, 16) * 2 - 1)
+    assert noise["fd"] > 50 * max(floor["fd"], 0.1) and noise["precision"] < 0.05
+    copies = torch.from_numpy(digits_evaluator.train_images[:500].numpy() / 127.5 - 1.0)
+    assert digits_evaluator.evaluate(copies)["near_copies"] == 1.0  # a generator that copies is caught
+
+
+def test_torchmetrics_path_agrees_with_our_frechet_distance_on_the_local_extractor(digits_evaluator):
+    """--features inception computes FID/KID with torchmetrics; here it runs on the domain classifier's features."""
+    real = digits_evaluator.train_images[:400]
+    fake = digits_evaluator.held_images[:300]
+    theirs = torchmetrics_fid_kid(digits_evaluator.extractor, real, fake, subset_size=200)
+    ours_real, _ = digits_evaluator.extractor.run(real.float() / 127.5 - 1)
+    ours_fake, _ = digits_evaluator.extractor.run(fake.float() / 127.5 - 1)
+    assert theirs["fd"] == pytest.approx(frechet_distance_of(ours_fake, ours_real), rel=1e-3, abs=1e-3)
+
+
+def test_eval_of_run_and_of_its_onnx_export_agree(evaluated_run, tmp_path, ganforge_cli):
+    by_torch = evaluate_model(EvalConfig(model=str(evaluated_run), n=300, quiet=True))
+    assert json.loads((evaluated_run / "eval" / "eval.json").read_text())["generated"]["n"] == 300
+    assert (evaluated_run / "eval" / "eval.png").stat().st_size > 1000
+    onnx = tmp_path / "g.onnx"
+    subprocess.run([ganforge_cli, "export", str(evaluated_run), "--out", str(onnx)], check=True, capture_output=True)
+    # --out: the run's eval folder, whose cached classifier fits (it is keyed by the data, not the model)
+    result = subprocess.run([ganforge_cli, "eval", str(onnx), "--n", "300", "--quiet", "--out",
+                             str(evaluated_run / "eval")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Fréchet distance" in result.stdout and "real held-out" in result.stdout
+    by_onnx = json.loads((evaluated_run / "eval" / "eval.json").read_text())
+    assert by_onnx["backend"] == "onnxruntime"
+    assert by_onnx["generated"]["fd"] == pytest.approx(by_torch["generated"]["fd"], rel=1e-3)
+
+
+def test_best_checkpoint_is_usable_downstream(evaluated_run, tmp_path, ganforge_cli):
+    out = tmp_path / "best.onnx"
+    result = subprocess.run([ganforge_cli, "export", str(evaluated_run), "--checkpoint", "best", "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([ganforge_cli, "eval", str(evaluated_run), "--checkpoint", "best", "--n", "100",
+                             "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "best.pt" in json.loads((evaluated_run / "eval" / "eval.json").read_text())["checkpoint"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "10"], "too few"),
+    (["--data", "grid"], "wrong model or --data"),
+    (["--features", "inception"], "needs --weights"),
+    (["--features", "inception", "--weights", "/nonexistent.pt"], "no such file"),
+    (["--checkpoint", "step-999999"], "no checkpoint step-999999.pt"),
+    (["--features", "fancy"], "unknown --features"),
+])
+def test_bad_eval_input_is_one_line_and_exit_2(evaluated_run, ganforge_cli, args, message):
+    result = subprocess.run([ganforge_cli, "eval", str(evaluated_run), *args], capture_output=True, text=True)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_sorted_grid_groups_samples_by_predicted_class():
+    from ganforge.benchmarks.eval_report import sorted_by_class
+
+    probs = np.eye(3)[[2, 0, 1, 0, 2, 1]]
+    images = torch.arange(6).float().view(6, 1, 1, 1)
+    assert sorted_by_class(images, probs, per_class=2).flatten().tolist() == [1, 3, 2, 5, 0, 4]

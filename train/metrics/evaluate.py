@@ -1,0 +1,138 @@
+"""Every quality metric for one data source, against real features computed once (StyleGAN2-ADA's cached
+real statistics). Training's ``--eval-every`` and ``ganforge eval`` both call ``Evaluator.evaluate``.
+
+    evaluator = Evaluator(data, cache=run_dir / "eval")
+    report = evaluator.evaluate(generated)  # float [N, C, H, W] in [-1, 1] (or [N, 2] points)
+    floor = evaluator.real_floor()          # the same metrics, held-out real images against the reference
+
+The primary metric (best checkpoint, the first column of tables) is FD for images and ``mode_overlap`` for 2D.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.errors import UserError
+
+from ..data.base import DataSource, to_unit_range
+from .features import Extractor, domain_classifier, input_size, random_embedding, split_indices
+from .frechet import frechet_distance_of, kernel_distance
+from .memorization import near_copy_share
+from .modes import kl_to_uniform, mode_coverage
+from .prdc import prdc
+
+CONFIDENT = 0.9  # a sample is "recognised" when the classifier gives its class at least this probability
+PRDC_MAX = 5000  # precision/recall use at most this many samples per side (k-NN cost grows as N^2)
+STACKED_REFERENCE = 10_000  # stacked digits: reference stacks drawn from the classifier's train split
+MIN_SAMPLES = {"points": 100, "images": 50}
+
+
+@dataclass(frozen=True)
+class Primary:
+    name: str
+    higher_is_better: bool
+
+    def better(self, new: float | None, old: float | None) -> bool:
+        if new is None or not math.isfinite(new):
+            return False
+        return old is None or (new > old if self.higher_is_better else new < old)
+
+
+class Evaluator:
+    def __init__(self, data: DataSource, cache: Path | None = None, extractor: Extractor | None = None):
+        self.data, self.kind = data, data.kind
+        self.stacked = data.name == "stacked-digits"
+        self.primary = Primary("mode_overlap", True) if self.kind == "points" else Primary("fd", False)
+        if self.kind == "points":
+            return
+        labelled = data.labels is not None
+        images = data.stream.images  # uint8 [N, C, H, W] (stacked digits: the single digits)
+        size = input_size(images.shape[-1], data.extra.get("detail"))
+        self.extractor = extractor or (
+            domain_classifier(images, data.labels, cache / "classifier.pt" if cache else None, size,
+                              per_channel=self.stacked) if labelled
+            else random_embedding(images.shape[1], size))
+        train_idx, held_idx = split_indices(len(images))
+        self.train_images, self.held_images = images[train_idx], images[held_idx]
+        if self.stacked:
+            self.train_images = stack_digits(self.train_images, STACKED_REFERENCE, seed=1)
+            self.held_images = stack_digits(self.held_images, STACKED_REFERENCE, seed=2)
+        if labelled and not self.stacked:
+            counts = torch.bincount(data.labels[train_idx], minlength=int(data.labels.max()) + 1).double()
+            self.class_prior = (counts / counts.sum()).numpy()
+        self.reference, _ = self.extractor.run(to_unit_range(self.train_images))
+
+    @property
+    def description(self) -> str:
+        if self.kind == "points":
+            return f"2D mode coverage ({len(self.data.modes)} modes, high quality within 3 sigma)"
+        info = self.extractor.info or {}
+        accuracy = f", held-out accuracy {100 * info['held_out_accuracy']:.1f}%" if "held_out_accuracy" in info else ""
+        note = "" if self.extractor.head else (" (no labels: a fixed-seed random embedding; compare runs on the "
+                                               "same data only)")
+        return f"features: {self.extractor.name}{accuracy}{note}"
+
+    def minimum_samples(self) -> int:
+        return MIN_SAMPLES[self.kind]
+
+    def evaluate(self, generated: torch.Tensor | np.ndarray) -> dict:
+        generated = torch.as_tensor(generated).float()
+        if len(generated) < self.minimum_samples():
+            raise UserError(f"quality metrics need at least {self.minimum_samples()} samples, got {len(generated)}")
+        if self.kind == "points":
+            if generated.ndim != 2 or generated.shape[1] != 2:
+                raise UserError(f"2D data wants [N, 2] samples, got {list(generated.shape)}")
+            return {"n": len(generated), **mode_coverage(generated, self.data.modes, self.data.mode_sigma)}
+        expected = tuple(self.train_images.shape[1:])
+        if tuple(generated.shape[1:]) != expected:
+            raise UserError(f"samples of shape {list(generated.shape[1:])} do not match the data's {list(expected)}")
+        features, probs = self.extractor.run(generated)
+        report = {"n": len(generated), **self._distribution_metrics(features, probs)}
+        if not self.stacked:  # stacked digits have 1797^3 possible training images: no copies to look for
+            uint8 = ((generated.clamp(-1, 1) + 1) * 127.5).round()
+            report.update(near_copy_share(uint8.numpy(), self.train_images.float().numpy()))
+        return report
+
+    def real_floor(self) -> dict:
+        """Held-out real images (stacked: stacks of held-out digits) against the same reference."""
+        if self.kind == "points":
+            return {}
+        held = to_unit_range(self.held_images)
+        features, probs = self.extractor.run(held)
+        report = {"n": len(held), **self._distribution_metrics(features, probs)}
+        if not self.stacked:
+            report.update(near_copy_share(self.held_images.float().numpy(), self.train_images.float().numpy()))
+        return report
+
+    def _distribution_metrics(self, features: np.ndarray, probs: np.ndarray | None) -> dict:
+        report = {"fd": frechet_distance_of(features, self.reference),
+                  "kid": kernel_distance(features, self.reference)}
+        report.update(prdc(self.reference[:PRDC_MAX], features[:PRDC_MAX]))
+        if probs is None:
+            return report
+        if self.stacked:  # [N, 3, 10]: the mode is the triple of per-channel digits
+            digits = probs.argmax(axis=2)
+            modes = digits[:, 0] * 100 + digits[:, 1] * 10 + digits[:, 2]
+            counts = np.bincount(modes, minlength=1000)
+            report.update({"modes": int((counts > 0).sum()), "num_modes": 1000,
+                           "mode_kl": kl_to_uniform(torch.from_numpy(counts)),
+                           "recognised": float((probs.max(axis=2) >= CONFIDENT).all(axis=1).mean())})
+            return report
+        classes = probs.argmax(axis=1)
+        counts = np.bincount(classes, minlength=len(self.class_prior))
+        p = counts / counts.sum()
+        kl = float(np.sum(p[p > 0] * np.log(p[p > 0] / self.class_prior[p > 0])))
+        report.update({"recognised": float((probs.max(axis=1) >= CONFIDENT).mean()),
+                       "classes": int((counts > 0).sum()), "num_classes": len(counts), "class_kl": max(0.0, kl)})
+        return report
+
+
+def stack_digits(digits: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` stacked-digit images [count, 3, H, W] made of 3 digits drawn independently from ``digits``."""
+    picks = torch.randint(len(digits), (count, 3), generator=torch.Generator().manual_seed(seed))
+    return digits[picks.flatten(), 0].view(count, 3, *digits.shape[-2:])
