@@ -20,6 +20,7 @@ import torch
 from ganforge.errors import UserError
 
 from ..data.base import DataSource, to_unit_range
+from ..images import to_uint8
 from .features import Extractor, domain_classifier, input_size, random_embedding, split_indices
 from .frechet import frechet_distance_of, kernel_distance
 from .memorization import near_copy_share
@@ -94,8 +95,7 @@ class Evaluator:
         features, probs = self.extractor.run(generated)
         report = {"n": len(generated), **self._distribution_metrics(features, probs)}
         if not self.stacked:  # stacked digits have 1797^3 possible training images: no copies to look for
-            uint8 = ((generated.clamp(-1, 1) + 1) * 127.5).round()
-            report.update(near_copy_share(uint8.numpy(), self.train_images.float().numpy()))
+            report.update(near_copy_share(to_uint8(generated), self.train_images.numpy()))
         return report
 
     def real_floor(self) -> dict:
@@ -106,7 +106,7 @@ class Evaluator:
         features, probs = self.extractor.run(held)
         report = {"n": len(held), **self._distribution_metrics(features, probs)}
         if not self.stacked:
-            report.update(near_copy_share(self.held_images.float().numpy(), self.train_images.float().numpy()))
+            report.update(near_copy_share(self.held_images.numpy(), self.train_images.numpy()))
         return report
 
     def _distribution_metrics(self, features: np.ndarray, probs: np.ndarray | None) -> dict:

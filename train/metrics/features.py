@@ -4,9 +4,10 @@
   CPU) and caches. Its penultimate layer gives the features for FD/KID/PR; its softmax says which class a
   sample shows and how confidently. Inception features describe photographs; on 8x8 digits or toy shapes a
   classifier of the domain itself is the better judge (as PacGAN's and VEEGAN's digit classifiers are).
-- ``RandomEmbedding``: a fixed-seed random convolutional network for data without labels. Its numbers compare
+- ``random_embedding``: a fixed-seed random convolutional network for data without labels. Its numbers compare
   runs on the same data, nothing more; reports say which extractor made them.
-- ``PerChannel``: stacked digits: the digit classifier applied to each channel, features concatenated.
+- ``Extractor(per_channel=True)``: stacked digits: the digit classifier applied to each channel, features
+  concatenated.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 from ganforge.errors import UserError
 
 from ..checkpoint import atomic_write
+from ..data.base import to_unit_range
 
 CLASSIFIER_SEED = 1234
 HELD_OUT = 0.2  # share of the labelled images kept out of the classifier's training: the real-vs-real floor
@@ -106,15 +108,13 @@ def _shifted(x: torch.Tensor, generator: torch.Generator, pixels: int) -> torch.
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, size: int, epochs: int = 30,
                      seed: int = CLASSIFIER_SEED) -> tuple[DomainClassifier, dict]:
     """Train on the fixed train split of uint8 ``images`` [N, C, H, W]; report held-out accuracy."""
-
     with torch.random.fork_rng():  # leave the caller's RNG (a training run's) untouched
         torch.manual_seed(seed)
         return _train_classifier(images, labels, num_classes, size, epochs, seed)
 
 
-def _train_classifier(images, labels, num_classes, size, epochs, seed):
-    from ..data.base import to_unit_range
-
+def _train_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, size: int, epochs: int,
+                      seed: int) -> tuple[DomainClassifier, dict]:
     generator = torch.Generator().manual_seed(seed)
     train_idx, held_idx = split_indices(len(images), seed)
     x = F.interpolate(to_unit_range(images), size=size, mode="bilinear", align_corners=False,
