@@ -7,7 +7,7 @@ import argparse
 from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
-from .config import LOSSES, MODELS
+from .config import LOSSES, LR_SCHEDULES, MODELS
 from .precision import PRECISIONS
 
 EXAMPLES = """\
@@ -45,6 +45,8 @@ def build_parser() -> Parser:
     add("--lr-g", type=float, default=S, help="generator learning rate (default 2e-4)")
     add("--lr-d", type=float, default=S, help="discriminator learning rate (default 2e-4)")
     add("--betas", type=float, nargs=2, default=S, help="Adam betas (default 0.5 0.999)")
+    add("--lr-schedule", choices=LR_SCHEDULES, default=S, help="constant (default) or linear decay to 0 at "
+        "--steps")
     add("--seed", type=int, default=S, help="default 0")
     add("--out", default=S, help="run folder (default runs/<NNNNN>-<data>-<model>)")
     add("--checkpoint-every", type=int, default=S, help="default 500")

@@ -17,6 +17,7 @@ from .data import POINT_SOURCES, check_spec
 from .precision import PRECISIONS
 
 LOSSES = ("ns", "hinge", "wgan-gp")
+LR_SCHEDULES = ("constant", "linear")  # linear: both learning rates fall linearly to 0 at --steps
 MODELS = ("mlp", "dcgan")
 DCGAN_RESOLUTIONS = (16, 32, 64)
 # per-model defaults for the fields left as None
@@ -44,6 +45,7 @@ class TrainConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+    lr_schedule: str = "constant"
     seed: int = 0
     out: str | None = None  # None: runs/<NNNNN>-<data>-<model>
     checkpoint_every: int = 500
@@ -58,6 +60,7 @@ class TrainConfig:
         _choice("model", self.model, MODELS)
         _choice("loss", self.loss, LOSSES)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
         if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
             raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
         if self.model == "dcgan" and self.is_points:

@@ -56,6 +56,7 @@ class Trainer:
         real = self.data.stream.next_batch(config.batch_size)[part].to(device, non_blocking=True)
         z = torch.randn(config.batch_size, config.z_dim, generator=self.latent_rng, device=device)[part]
         D, pack = self.discriminator, config.pack
+        self._set_learning_rates()
 
         with self.precision.autocast():
             fake = self.generator(z)
@@ -76,6 +77,15 @@ class Trainer:
             all_reduce_mean_(self._float_buffers())
         self.step += 1
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "penalty": penalty.detach()}
+
+    def _set_learning_rates(self) -> None:
+        """The schedule is a function of the step alone, so a resumed run continues it exactly."""
+        scale = 1.0
+        if self.config.lr_schedule == "linear":
+            scale = max(0.0, 1.0 - self.step / self.config.steps)
+        for optimizer, lr in ((self.optimizer_g, self.config.lr_g), (self.optimizer_d, self.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * scale
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor, part: slice) -> torch.Tensor:
         """Gradient penalties in fp32 outside autocast: input gradients overflow easily in fp16."""
