@@ -54,6 +54,11 @@ class BenchConfig:
             raise UserError("durations and --latency-bound-ms must be positive")
         if not Path(self.model).exists():
             raise UserError(f"{self.model}: no such file or folder")
+        offered = {p for b in backends().values() for p in b.precisions}
+        wrong = [p for p in self.precisions if p not in offered]
+        if wrong or not self.precisions:
+            raise UserError(f"unknown precision {', '.join(wrong) or '(none)'} "
+                            f"(choose from {', '.join(sorted(offered))})")
 
     def backend_names(self) -> list[str]:
         known = backends()
@@ -74,6 +79,8 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
                                                 "generator_gflops_per_image": gflops, "model": str(config.model)}
     report = {"environment": env, "results": []}
     combos = [(b, p) for b in names for p in config.precisions if p in backends()[b].precisions]
+    if not combos:
+        raise UserError(f"no backend among {', '.join(names)} runs precision {', '.join(config.precisions)}")
     for backend, precision in tqdm(combos, desc="bench", unit="backend", disable=not progress):
         ceiling = ceilings.get(precision, ceilings.get("fp32"))
         report["results"] += _bench_backend(config, backend, precision, reference, gflops, ceiling)

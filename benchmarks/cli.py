@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ganforge.cliutil import Parser, int_list
+from ganforge.errors import UserError
 
 EXAMPLES = """\
   ganforge bench runs/00000-digits-dcgan --out bench/
-  ganforge bench runs/00000-digits-dcgan --backends onnxruntime,openvino --precisions fp32,int8 --batch-sizes 1,64
-  ganforge bench g.onnx --backends onnxruntime --scenarios offline,single-stream --min-duration 1
+  ganforge bench runs/00000-digits-dcgan --backends onnxruntime,openvino --precisions fp32,int8 --batch-sizes 1,64 \\
+      --out bench-int8/
+  ganforge bench g.onnx --backends onnxruntime --scenarios offline,single-stream --min-duration 1 --out bench-ort/
 """
 
 
@@ -43,4 +45,6 @@ def main(argv: list[str]) -> int:
     paths = write_reports(report, Path(args.out))
     print(table(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    if not any(row["status"] == "ok" for row in report["results"]):
+        raise UserError("every backend failed (see the error column above)")
     return 0

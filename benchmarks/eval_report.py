@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganforge.train.checkpoint import atomic_write_bytes
+from ganforge.files import atomic_write_bytes
 from ganforge.train.images import image_grid, to_uint8
 
 # (key, label, digits): the rows of the table, in order; a key missing from a report is left out

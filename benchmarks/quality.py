@@ -24,7 +24,7 @@ import numpy as np
 
 from ganforge.benchmarks.environment import environment
 from ganforge.benchmarks.evaluate import EvalConfig, evaluate_model
-from ganforge.train.checkpoint import atomic_write_bytes
+from ganforge.files import atomic_write_bytes
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
 

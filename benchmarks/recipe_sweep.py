@@ -22,7 +22,9 @@ from pathlib import Path
 
 
 def evaluations(run: Path) -> list[dict]:
-    records = (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip())
+    from ganforge.train.run_folder import read_records
+
+    records = read_records((run / "metrics.jsonl").read_text())
     return [{"step": r["step"], **r["eval"]} for r in records if "eval" in r]
 
 
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, args.data, values, int(seed), str(root / f"{name}-{seed}"))
             for name, values in candidates.items() for seed in args.seeds.split(",")]
     from ganforge.benchmarks.environment import environment
-    from ganforge.train.checkpoint import atomic_write_bytes
+    from ganforge.files import atomic_write_bytes
 
     results = {"environment": environment(None), "data": args.data, "runs": []}
     with ProcessPoolExecutor(args.jobs) as pool:

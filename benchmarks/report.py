@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ganforge.train.checkpoint import atomic_write_bytes
+from ganforge.files import atomic_write_bytes
 
 RAW_KEYS = ("latencies_ms",)  # kept for the plots, left out of bench.json
 

@@ -26,6 +26,7 @@ from ganforge.train.data import load_data
 from ganforge.train.loop import train
 from ganforge.train.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from ganforge.train.precision import resolve_device
+from ganforge.train.run_folder import read_records
 
 WINDOW = 10
 
@@ -66,10 +67,10 @@ def reference_windows(steps: int, batch_size: int, width: int, device: torch.dev
 def ganforge_windows(steps: int, batch_size: int, width: int, precision: str, device: str,
                      folder: Path) -> list[float]:
     config = TrainConfig(data="digits", model="dcgan", resolution=64, width=width, steps=steps, batch_size=batch_size,
-                         log_every=WINDOW, checkpoint_every=10**9, sample_every=10**9, quiet=True,
+                         log_every=WINDOW, checkpoint_every=10**9, sample_every=10**9, eval_every=0, quiet=True,
                          precision=precision, device=device, out=str(folder))
     run = train(config)
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = read_records((run / "metrics.jsonl").read_text())
     return [r["images_per_second"] for r in records if "images_per_second" in r][1:]
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 from ganforge.errors import UserError
+from ganforge.files import temp_path
 from ganforge.train.checkpoint import load_generator
 
 from . import verify as verification
-from .metadata import generator_metadata, write_sidecar
+from .metadata import generator_metadata, write_checksum, write_sidecar
 
 FORMATS = {".onnx": "onnx", ".pt2": "aoti"}
 PRECISIONS = {"onnx": ("fp32", "fp16", "int8"), "aoti": ("fp32",)}
@@ -83,7 +84,7 @@ def export(config: ExportConfig) -> ExportResult:
     z_dim = info["generator_config"]["z_dim"]
     metadata = generator_metadata(info, config.weights) | {"precision": config.precision,
                                                             "max_batch": str(config.max_batch)}
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
+    tmp = temp_path(out, out.suffix)
     try:
         if fmt == "onnx":
             candidate = _export_onnx(generator, z_dim, tmp, config)
@@ -100,6 +101,7 @@ def export(config: ExportConfig) -> ExportResult:
         else:
             write_sidecar(out, metadata)
         os.replace(tmp, out)
+        write_checksum(out)
     finally:
         tmp.unlink(missing_ok=True)
     return ExportResult(out, fmt, config.precision, time.perf_counter() - started, metadata, comparisons)

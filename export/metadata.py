@@ -13,6 +13,7 @@ from ganforge.errors import UserError
 from ganforge.train.models import output_shape
 
 SIDECAR_SUFFIX = ".json"
+CHECKSUM_SUFFIX = ".sha256"  # `sha256sum -c MODEL.sha256` format, beside every exported file
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -21,6 +22,29 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_checksum(model_path: Path) -> Path:
+    """Record an exported file's sha256 beside it, so a flipped byte is caught before the model is served."""
+    from ganforge.files import atomic_write_bytes
+
+    path = Path(model_path)
+    checksum = path.with_name(path.name + CHECKSUM_SUFFIX)
+    atomic_write_bytes(checksum, f"{sha256_file(path)}  {path.name}\n")
+    return checksum
+
+
+def verified_sha256(model_path: str | Path) -> str:
+    """The file's sha256, checked against its .sha256 record when there is one (exports made by ganforge)."""
+    path = Path(model_path)
+    digest = sha256_file(path)
+    checksum = path.with_name(path.name + CHECKSUM_SUFFIX)
+    if checksum.is_file():
+        recorded = checksum.read_text().split()[:1]
+        if recorded != [digest]:
+            raise UserError(f"{path}: sha256 does not match {checksum.name} (the file changed after export: "
+                            "corrupt or tampered?); export it again")
+    return digest
 
 
 def generator_metadata(info: dict, weights: str) -> dict[str, str]:
@@ -45,7 +69,7 @@ def generator_metadata(info: dict, weights: str) -> dict[str, str]:
 
 
 def write_sidecar(model_path: Path, metadata: dict) -> Path:
-    from ganforge.train.checkpoint import atomic_write_bytes
+    from ganforge.files import atomic_write_bytes
 
     sidecar = model_path.with_name(model_path.name + SIDECAR_SUFFIX)
     text = json.dumps(metadata, indent=2) + "\n"
@@ -58,6 +82,7 @@ def read_metadata(model_path: str | Path) -> dict[str, str]:
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UserError(f"{model_path}: no such file")
+    verified_sha256(model_path)
     if model_path.suffix == ".onnx":
         import onnx
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ganforge.errors import UserError
 
-from .metadata import read_metadata, sha256_file
+from .metadata import read_metadata, sha256_file, write_checksum
 
 INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run "
                 "`pip install ganforge[tensorrt]` (TensorRT 10 or 11)")
@@ -88,7 +88,7 @@ class EngineInfo:
     ganforge_metadata: dict
 
     def save(self, engine_path: Path) -> Path:
-        from ganforge.train.checkpoint import atomic_write_bytes
+        from ganforge.files import atomic_write_bytes
 
         path = sidecar_path(engine_path)
         text = json.dumps(asdict(self), indent=2) + "\n"
@@ -162,9 +162,10 @@ def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool =
     finally:
         if source != onnx_path:
             source.unlink(missing_ok=True)
-    from ganforge.train.checkpoint import atomic_write_bytes
+    from ganforge.files import atomic_write_bytes
 
     atomic_write_bytes(out, plan)
+    write_checksum(out)
     info = EngineInfo(trt.__version__, gpu_name, capability, "fp16" if fp16 else "fp32", profile.min_batch,
                       profile.opt_batch, profile.max_batch, z_dim, json.loads(metadata["output_shape"]),
                       sha256_file(onnx_path), time.perf_counter() - started, metadata)
@@ -199,7 +200,7 @@ def _build_plan(trt, onnx_path: Path, z_dim: int, profile: BatchProfile, plan_ki
     if plan is None:
         raise UserError(f"{onnx_path}: TensorRT failed to build an engine (see its log above)")
     if cache is not None:
-        from ganforge.train.checkpoint import atomic_write_bytes
+        from ganforge.files import atomic_write_bytes
 
         serialized = config.get_timing_cache().serialize()
         atomic_write_bytes(timing_cache, serialized)

@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ganforge {command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if debug or error.filename is None:  # not about a path the user gave: a real bug, show it
+            raise
+        where = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+        print(f"ganforge {command}: error: cannot use {where}: {error.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ganforge {command}: interrupted", file=sys.stderr)
         return 130

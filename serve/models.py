@@ -18,7 +18,9 @@ def is_training_output(path: Path) -> bool:
 
 
 def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", quiet: bool = False,
-                      device: str = "cpu") -> str:
+                      device: str = "cpu", cache: Path | None = None) -> str:
+    """The file ``backend`` loads for ``path``. A run folder or checkpoint is exported on demand into
+    ``RUN/exports/`` (a checkpoint outside a run folder: ``cache``, else the checkpoint's own folder)."""
     path = Path(path)
     kind = get_backend(backend).model_kind
     if not path.exists():
@@ -33,14 +35,20 @@ def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", q
         return str(path)
     if kind == "engine":
         raise UserError(f"backend {backend} needs an engine: build one with `ganforge build-engine MODEL.onnx`")
-    return str(_cached_export(path, kind, precision, quiet, device if kind == "aoti" else "cpu"))
+    return str(_cached_export(path, kind, precision, quiet, device if kind == "aoti" else "cpu", cache))
 
 
-def _cached_export(source: Path, kind: str, precision: str, quiet: bool, device: str) -> Path:
+def _run_folder_of(checkpoint: Path) -> Path | None:
+    parent = checkpoint.parent
+    return parent.parent if parent.name == "checkpoints" and (parent.parent / "config.json").is_file() else None
+
+
+def _cached_export(source: Path, kind: str, precision: str, quiet: bool, device: str, cache: Path | None) -> Path:
     from ganforge.export.api import ExportConfig, describe, export
 
     checkpoint = find_checkpoint(source)
-    folder = (source if source.is_dir() else checkpoint.parent.parent) / "exports"
+    run = source if source.is_dir() else _run_folder_of(checkpoint)
+    folder = run / "exports" if run else (cache or checkpoint.parent) / "exports"
     on = "" if device == "cpu" else f"-{device.replace(':', '')}"  # AOTInductor packages are per device
     target = folder / f"generator-{precision}{on}{SUFFIXES[kind]}"
     if target.is_file():

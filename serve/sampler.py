@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ganforge.errors import UserError
-from ganforge.train.checkpoint import atomic_write_bytes
+from ganforge.files import atomic_write_bytes, remove_stale_temps
 from ganforge.train.images import nchw_to_nhwc, to_uint8
 
 from .latents import latents_for_seeds
@@ -55,6 +55,8 @@ class SampleConfig:
         for name in ("batch_size", "workers", "shard_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.seeds:
+            raise UserError("no seeds given")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError("seeds must not repeat")
 
@@ -64,11 +66,12 @@ def shard_name(index: int, fmt: str) -> str:
 
 
 def _write_shard(folder: Path, index: int, seeds: np.ndarray, images: np.ndarray, fmt: str) -> dict:
-    """Encode and atomically write one shard; returns its manifest entry."""
+    """Encode and atomically write one shard; returns its manifest entry. 2D models' [n, 2] float32 points go to
+    the npz as ``points``; images as NHWC uint8 ``images``."""
     digest = hashlib.sha256()
     if fmt == "npz":
         buffer = io.BytesIO()
-        np.savez(buffer, seeds=seeds, images=images)
+        np.savez(buffer, seeds=seeds, **{"points" if images.ndim == 2 else "images": images})
         data = buffer.getvalue()
         atomic_write_bytes(folder / shard_name(index, fmt), data)
         digest.update(data)
@@ -111,17 +114,20 @@ class Manifest:
         self.entries: dict[int, dict] = {}
         self.lock = threading.Lock()  # writer threads report finished shards concurrently
 
-    def load_completed(self) -> None:
-        """Entries from earlier (crashed) runs whose files are intact."""
+    def load_completed(self, shards: list[np.ndarray]) -> None:
+        """Entries from earlier (crashed) runs whose files are intact. The seeds are part of the identity: a
+        folder sampled for other seeds is refused, never passed off as this run's output."""
+        remove_stale_temps(self.folder, recursive=True)
         for file in [self.folder / MANIFEST, *sorted(self.folder.glob("manifest-rank*.json"))]:
             if not file.is_file():
                 continue
-            saved = json.loads(file.read_text())
-            mismatched = [k for k in ("model_sha256", "backend", "precision", "format", "shard_size")
-                          if saved.get(k) != self.header[k]]
+            saved = _read_manifest(file)
+            mismatched = [k for k in IDENTITY if saved.get(k) != self.header[k]]
             if mismatched:
-                raise UserError(f"{file}: cannot resume: {', '.join(mismatched)} differ from this run's")
+                raise UserError(f"{file}: cannot resume: {', '.join(mismatched)} differ from this run's "
+                                "(use another --out for other seeds, model or settings)")
             for entry in saved["shards"]:
+                _check_entry(file, entry, shards, self.header["format"])
                 if shard_sha256(self.folder, entry, self.header["format"]) == entry["sha256"]:
                     self.entries[entry["index"]] = entry
 
@@ -134,6 +140,37 @@ class Manifest:
         body = {**self.header, "complete": complete, "shards": [self.entries[i] for i in sorted(self.entries)]}
         text = json.dumps(body, indent=1) + "\n"
         atomic_write_bytes(self.folder / name, text)
+
+
+# what a manifest must share with this run for its shards to be reused
+IDENTITY = ("model_sha256", "backend", "precision", "format", "shard_size", "num_seeds", "seeds_sha256")
+
+
+def _read_manifest(file: Path) -> dict:
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{file}: unreadable manifest ({error}); move it away to sample this folder anew") from error
+    if not isinstance(saved, dict) or not isinstance(saved.get("shards"), list):
+        raise UserError(f"{file}: not a ganforge sample manifest")
+    return saved
+
+
+def _check_entry(file: Path, entry: object, shards: list[np.ndarray], fmt: str) -> None:
+    """A manifest entry names shard i by its plain file name and this run's seeds, nothing else."""
+    index = entry.get("index") if isinstance(entry, dict) else None
+    if not isinstance(index, int) or not 0 <= index < len(shards):
+        raise UserError(f"{file}: shard entry {entry!r} is not one of this run's {len(shards)} shards")
+    seeds = shards[index]
+    expected = {"file": shard_name(index, fmt), "first_seed": int(seeds[0]), "last_seed": int(seeds[-1]),
+                "count": len(seeds)}
+    wrong = [k for k, v in expected.items() if entry.get(k) != v]
+    if wrong or not isinstance(entry.get("sha256"), str):
+        raise UserError(f"{file}: shard {index} entry does not match this run ({', '.join(wrong) or 'sha256'})")
+
+
+def seeds_sha256(seeds: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(seeds, dtype="<i8").tobytes()).hexdigest()
 
 
 def sample(config: SampleConfig) -> Path:
@@ -152,17 +189,22 @@ def _sample(config: SampleConfig, context) -> Path:
         raise UserError(f"{folder} already holds samples: add --resume to continue, or choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
     model_path = model_for_backend(config.model, config.backend, config.precision, quiet=config.quiet,
-                                   device=config.device)
+                                   device=config.device, cache=folder)
     seeds = np.asarray(config.seeds, dtype=np.int64)
     shards = [seeds[i : i + config.shard_size] for i in range(0, len(seeds), config.shard_size)]
     with open_runner(config.backend, model_path, config.device, config.precision) as runner:
+        points = len(runner.info.output_shape) == 1
+        if points and config.format != "npz":
+            raise UserError(f"{config.model} is a 2D (points) model: its samples are coordinates, not images; "
+                            "use --format npz")
         header = {"format": config.format, "model": str(model_path), "model_sha256": runner.info.model_sha256,
                   "backend": runner.info.backend, "precision": runner.info.precision,
-                  "shard_size": config.shard_size, "num_seeds": len(seeds), "num_shards": len(shards),
-                  "image_layout": "NHWC uint8"}
+                  "shard_size": config.shard_size, "num_seeds": len(seeds), "seeds_sha256": seeds_sha256(seeds),
+                  "first_seed": int(seeds[0]), "last_seed": int(seeds[-1]), "num_shards": len(shards),
+                  "layout": "points [n, 2] float32" if points else "images NHWC uint8"}
         manifest = Manifest(folder, header, context.rank, context.world_size)
         if config.resume:
-            manifest.load_completed()
+            manifest.load_completed(shards)
         mine = [i for i in range(len(shards)) if i % context.world_size == context.rank]
         todo = [i for i in mine if i not in manifest.entries]
         _run_shards(runner, shards, todo, folder, config, manifest, context.is_main)
@@ -192,7 +234,8 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
             parts = []
             for start in range(0, len(seeds), max_batch):
                 batch = seeds[start : start + max_batch]
-                parts.append(nchw_to_nhwc(to_uint8(runner.infer(latents_for_seeds(batch, z_dim)))))
+                out = runner.infer(latents_for_seeds(batch, z_dim))
+                parts.append(out.astype(np.float32) if out.ndim == 2 else nchw_to_nhwc(to_uint8(out)))
                 bar.update(len(batch))
             future: Future = pool.submit(_write_shard, folder, index, seeds, np.concatenate(parts), config.format)
             future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))

@@ -5,30 +5,41 @@
     GET  /v1/sample.png?seed=N     one image, for a browser
     GET  /metrics                  Prometheus text format
 
-Errors follow the protocol: {"error": "..."} with 400 (malformed), 401 (key), 404 (model), 503 (queue full,
-with Retry-After). JSON tensors and the binary tensor extension (inputs and outputs) are supported.
+Errors follow the protocol: {"error": "..."} with 400 (malformed; parsing lives in protocol.py), 401 (key),
+404 (model or route), 408 (body too slow), 413 (body too large), 503 (queue full, with Retry-After), and 500
+only for a real internal error (logged once, counted in /metrics). JSON tensors and the binary tensor
+extension (inputs and outputs) are supported. The API key guards every route but the two health probes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 import ganforge
+from ganforge.errors import UserError
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .latents import MAX_SEED, latents_for_seeds
+from .protocol import BadRequest, decode_body, parse_infer_request, wants_binary_output
 from .runners import Runner
 
-DATATYPES = {"INT64": np.int64, "FP32": np.float32, "INT32": np.int32}
+log = logging.getLogger("ganforge.serve")
+OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes answer without the API key
+DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
 @dataclass(frozen=True)
@@ -38,10 +49,23 @@ class ServerConfig:
     max_queue_delay_us: int = 2000
     max_queue: int = 1024
     api_key: str | None = None
+    max_body_bytes: int | None = None  # None: sized to a JSON request of max_batch latents (default_body_limit)
+    body_timeout_s: float = 10.0  # a request body must arrive within this (slow senders get 408)
+    metrics_public: bool = False  # with an API key: leave /metrics open to scrapers
+    api_docs: bool = False  # /docs, /redoc and /openapi.json
+
+    def __post_init__(self) -> None:
+        if self.max_queue < self.max_batch:
+            raise UserError(f"--max-queue {self.max_queue} must be at least --max-batch {self.max_batch} "
+                            "(a full request could never be queued)")
+
+    def body_limit(self, z_dim: int) -> int:
+        return self.max_body_bytes or default_body_limit(self.max_batch, z_dim)
 
 
-class BadRequest(Exception):
-    pass
+def default_body_limit(max_batch: int, z_dim: int) -> int:
+    """Room for a JSON request of max_batch latents at 32 bytes a number, plus 64 KiB for the rest."""
+    return 65536 + 32 * max_batch * z_dim
 
 
 class PrometheusMetrics(BatcherMetrics):
@@ -71,74 +95,11 @@ class PrometheusMetrics(BatcherMetrics):
         self.queue_depth.set(latents)
 
 
-def split_binary_body(raw: bytes, header_length: str | None) -> tuple[dict, bytes]:
-    """The binary tensor extension: the first Inference-Header-Content-Length bytes are the JSON header, the rest
-    are the raw input tensors in order. Without the header the whole body is JSON."""
-    if header_length is None:
-        return json.loads(raw), b""
-    try:
-        size = int(header_length)
-    except ValueError:
-        raise BadRequest("Inference-Header-Content-Length must be an integer") from None
-    if not 0 < size <= len(raw):
-        raise BadRequest(f"Inference-Header-Content-Length {size} does not fit a body of {len(raw)} bytes")
-    return json.loads(raw[:size]), raw[size:]
-
-
-def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = b"") -> np.ndarray:
-    """A v2 inference request -> float32 latents [n, z_dim]; BadRequest says what is wrong."""
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise BadRequest("request needs exactly one input: 'seed' (INT64 [n]) or 'z' (FP32 [n, z_dim])")
-    tensor = inputs[0]
-    name, datatype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
-    if name not in ("seed", "z"):
-        raise BadRequest(f"unknown input {name!r}: use 'seed' or 'z'")
-    expected = {"seed": ("INT64", "INT32"), "z": ("FP32",)}[name]
-    if datatype not in expected:
-        raise BadRequest(f"input {name!r} must be {' or '.join(expected)}, got {datatype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise BadRequest("shape must be a list of non-negative integers")
-    want_rank = 1 if name == "seed" else 2
-    if len(shape) != want_rank or (name == "z" and shape[1] != z_dim):
-        raise BadRequest(f"input {name!r} must have shape {'[n]' if name == 'seed' else f'[n, {z_dim}]'}, "
-                         f"got {shape}")
-    count = shape[0]
-    if not 1 <= count <= max_batch:
-        raise BadRequest(f"a request may carry 1..{max_batch} {'seeds' if name == 'seed' else 'latents'}, "
-                         f"got {count}")
-    binary_size = (tensor.get("parameters") or {}).get("binary_data_size")
-    try:
-        if binary_size is not None:  # little-endian raw bytes after the JSON header
-            if binary_size != len(binary):
-                raise BadRequest(f"input {name!r} declares {binary_size} binary bytes, the body holds {len(binary)}")
-            array = np.frombuffer(binary, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
-        else:
-            array = np.asarray(data, dtype=DATATYPES[datatype]).reshape(-1)
-    except (TypeError, ValueError) as error:
-        raise BadRequest(f"input {name!r} data does not match {datatype}: {error}") from None
-    if array.size != int(np.prod(shape)):
-        raise BadRequest(f"input {name!r} has {array.size} values for shape {shape}")
-    if name == "seed":
-        if array.min() < 0 or array.max() > MAX_SEED:
-            raise BadRequest(f"seeds must be in 0..{MAX_SEED}")
-        return latents_for_seeds(array.tolist(), z_dim)
-    z = array.reshape(shape).astype(np.float32)
-    if not np.isfinite(z).all():
-        raise BadRequest("z must be finite")
-    return z
-
-
-def wants_binary_output(body: dict) -> bool:
-    if body.get("parameters", {}).get("binary_data_output"):
-        return True
-    return any(o.get("parameters", {}).get("binary_data") for o in body.get("outputs", []) or [])
-
-
 def create_app(runner: Runner, config: ServerConfig):
     info = runner.info
     metrics = PrometheusMetrics(config.max_batch)
     batcher = DynamicBatcher(runner.infer, config.max_batch, config.max_queue_delay_us, config.max_queue, metrics)
+    body_limit = config.body_limit(info.z_dim)
     state = {"ready": False}
 
     @asynccontextmanager
@@ -149,21 +110,66 @@ def create_app(runner: Runner, config: ServerConfig):
         state["ready"] = False
         await batcher.stop()  # requests in flight finish first
 
-    app = FastAPI(title="ganforge", version=ganforge.__version__, lifespan=lifespan)
+    docs = {} if config.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="ganforge", version=ganforge.__version__, lifespan=lifespan, **docs)
 
     def error(status: int, message: str, headers: dict | None = None):
         metrics.requests.labels(str(status)).inc()
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
+    # Every error is a JSON {"error": ...}: FastAPI's own 404/405/422 answers included (422 becomes 400).
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return error(400, problems or "invalid request")
+
     def authorised(request: Request) -> bool:
+        """'Authorization: Bearer KEY' or 'X-API-Key: KEY', compared in constant time."""
         if not config.api_key:
             return True
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        header = request.headers.get("authorization")
+        given = header[7:] if header and header.startswith("Bearer ") else request.headers.get("x-api-key", "")
         return secrets.compare_digest(given.encode(), config.api_key.encode())
 
-    def model_error(request: Request, name: str):
-        if not authorised(request):
-            return error(401, "missing or wrong API key (send it as 'Authorization: Bearer KEY' or 'X-API-Key')")
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """The API key on every route but the probes; a real internal error is logged once, counted, 500."""
+        path = request.url.path
+        open_path = path in OPEN_PATHS or (path == "/metrics" and config.metrics_public)
+        if not open_path and not authorised(request):
+            return error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into a clean 500
+            log.exception("internal error on %s %s: %s", request.method, path, exc)
+            return error(500, "internal server error")
+
+    async def read_body(request: Request) -> bytes:
+        """The body, at most body_limit bytes (413 beyond), arriving within body_timeout_s (408 beyond)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > body_limit:
+            raise BadRequest(f"request body of {declared} bytes exceeds the limit of {body_limit}", 413)
+        chunks, size = [], 0
+
+        async def receive() -> None:
+            nonlocal size
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > body_limit:
+                    raise BadRequest(f"request body exceeds the limit of {body_limit} bytes", 413)
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(receive(), config.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise BadRequest(f"request body did not arrive within {config.body_timeout_s:g}s", 408) from None
+        return b"".join(chunks)
+
+    def model_error(name: str):
         if name != config.model_name:
             return error(404, f"unknown model {name!r}; this server serves {config.model_name!r}")
         return None
@@ -181,36 +187,35 @@ def create_app(runner: Runner, config: ServerConfig):
         return {"name": "ganforge", "version": ganforge.__version__, "extensions": ["binary_tensor_data"]}
 
     @app.get("/v2/models/{name}")
-    async def model_metadata(name: str, request: Request):
-        if (problem := model_error(request, name)) is not None:
+    async def model_metadata(name: str):
+        if (problem := model_error(name)) is not None:
             return problem
         return {"name": name, "versions": ["1"], "platform": info.backend,
                 "inputs": [{"name": "seed", "datatype": "INT64", "shape": [-1]},
                            {"name": "z", "datatype": "FP32", "shape": [-1, info.z_dim]}],
                 "outputs": [{"name": "images", "datatype": "FP32", "shape": [-1, *info.output_shape]}],
                 "parameters": {"precision": info.precision, "device": info.device, "max_batch": config.max_batch,
-                               "value_range": [-1, 1]}}
+                               "max_body_bytes": body_limit, "value_range": [-1, 1]}}
 
     @app.get("/v2/models/{name}/ready")
-    async def model_ready(name: str, request: Request):
-        if (problem := model_error(request, name)) is not None:
+    async def model_ready(name: str):
+        if (problem := model_error(name)) is not None:
             return problem
         return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request):
-        if (problem := model_error(request, name)) is not None:
+        if (problem := model_error(name)) is not None:
             return problem
         try:
-            body, binary = split_binary_body(await request.body(),
-                                             request.headers.get("inference-header-content-length"))
-            if not isinstance(body, dict):
-                raise BadRequest("request body must be a JSON object")
+            raw = await read_body(request)
+            body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
             z = parse_infer_request(body, info.z_dim, config.max_batch, binary)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "request body is not valid JSON")
         except BadRequest as bad:
-            return error(400, str(bad))
+            return error(bad.status, str(bad))
+        except ClientDisconnect:
+            log.warning("client %s disconnected before sending its whole request", _peer(request))
+            return error(499, "client disconnected")
         try:
             images = await batcher.submit(z)
         except QueueFull as full:
@@ -228,19 +233,17 @@ def create_app(runner: Runner, config: ServerConfig):
                         headers={"Inference-Header-Content-Length": str(len(head))})
 
     @app.get("/v1/sample.png")
-    async def sample_png(request: Request, seed: int = 0):
+    async def sample_png(seed: str = "0"):
         from PIL import Image
 
         from ganforge.train.images import nchw_to_nhwc, to_uint8
 
-        if not authorised(request):
-            return error(401, "missing or wrong API key")
         if len(info.output_shape) != 3:
             return error(400, "this model makes 2D points, not images")
-        if not 0 <= seed <= MAX_SEED:
-            return error(400, f"seed must be in 0..{MAX_SEED}")
+        if not (seed.isascii() and seed.isdigit()) or int(seed) > MAX_SEED:
+            return error(400, f"seed must be an integer in 0..{MAX_SEED}, got {seed[:40]!r}")
         try:
-            images = await batcher.submit(latents_for_seeds([seed], info.z_dim))
+            images = await batcher.submit(latents_for_seeds([int(seed)], info.z_dim))
         except QueueFull as full:
             return error(503, str(full), headers={"Retry-After": "1"})
         picture = nchw_to_nhwc(to_uint8(images))[0]
@@ -255,3 +258,7 @@ def create_app(runner: Runner, config: ServerConfig):
 
     app.state.batcher, app.state.metrics = batcher, metrics
     return app
+
+
+def _peer(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "?"

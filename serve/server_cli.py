@@ -29,10 +29,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-queue-delay-us", type=int, default=2000)
     parser.add_argument("--max-queue", type=int, default=1024, help="latents allowed to wait; beyond: 503")
     parser.add_argument("--api-key", default=os.environ.get("GANFORGE_API_KEY"),
-                        help="require this key (default: $GANFORGE_API_KEY; none = open)")
+                        help="require this key on every route but the health probes (default: $GANFORGE_API_KEY; "
+                        "none = open)")
+    parser.add_argument("--metrics-public", action="store_true", help="leave /metrics open when --api-key is set")
+    parser.add_argument("--api-docs", action="store_true", help="serve /docs and /openapi.json (default off)")
+    parser.add_argument("--max-body-bytes", type=int, help="largest request body; beyond: 413 (default: a JSON "
+                        "request of --max-batch latents, 64 KiB + 32 B x max-batch x z-dim)")
+    parser.add_argument("--body-timeout", type=float, default=10.0, help="seconds a request body may take to "
+                        "arrive; beyond: 408 (default 10)")
+    parser.add_argument("--max-connections", type=int, default=1024, help="open connections; beyond: 503 "
+                        "(default 1024)")
+    parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
+                        "stays open (default 5)")
     args = parser.parse_args(argv)
     if args.max_batch < 1 or args.max_queue < 1 or args.max_queue_delay_us < 0:
         raise UserError("--max-batch and --max-queue must be positive and --max-queue-delay-us non-negative")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
+    if (args.max_body_bytes is not None and args.max_body_bytes < 1) or args.body_timeout <= 0 \
+            or args.max_connections < 1 or args.keep_alive <= 0:
+        raise UserError("--max-body-bytes, --body-timeout, --max-connections and --keep-alive must be positive")
+    sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
     import uvicorn
 
@@ -43,10 +60,37 @@ def main(argv: list[str]) -> int:
     model_path = model_for_backend(args.model, args.backend, args.precision, device=args.device)
     runner = open_runner(args.backend, model_path, args.device, args.precision)
     config = ServerConfig(args.model_name, min(args.max_batch, runner.info.max_batch), args.max_queue_delay_us,
-                          args.max_queue, args.api_key)
+                          args.max_queue, args.api_key, args.max_body_bytes, args.body_timeout, args.metrics_public,
+                          args.api_docs)
+    port = sock.getsockname()[1]
     print(f"serving {runner.info.backend} {runner.info.precision} as {args.model_name!r} on "
-          f"http://{args.host}:{args.port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us)")
+          f"http://{args.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, "
+          f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(runner, config), log_level="warning", timeout_graceful_shutdown=30,
+        limit_concurrency=args.max_connections, timeout_keep_alive=args.keep_alive,
+        h11_max_incomplete_event_size=16 * 1024))  # request line + headers
     with runner:
-        uvicorn.run(create_app(runner, config), host=args.host, port=args.port, log_level="warning",
-                    timeout_graceful_shutdown=30)
+        server.run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int):
+    """A listening socket on host:port, or one clear line (port taken, address not here, no permission)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise UserError(f"--host {host}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -11,7 +11,6 @@ Nothing else (no timestamps), so an uninterrupted run and a resumed one write id
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import zipfile
@@ -20,48 +19,11 @@ from pathlib import Path
 import torch
 
 from ganforge.errors import UserError
+from ganforge.files import atomic_link, atomic_write
 
 FORMAT = "ganforge-checkpoint"
 VERSION = 1
 STEP_FILE = re.compile(r"step-(\d{6,})\.pt$")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then rename it into place.
-
-    A crash or Ctrl-C at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes | str) -> None:
-    """``atomic_write`` for data already in memory (text is written as UTF-8)."""
-    payload = data.encode() if isinstance(data, str) else bytes(data)
-    atomic_write(path, lambda handle: handle.write(payload))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
@@ -69,21 +31,10 @@ def save_checkpoint(state: dict, folder: Path, step: int, keep: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{step:06d}.pt"
     atomic_write(path, lambda handle: torch.save(state, handle))
-    _link_latest(path, folder / "latest.pt")
+    atomic_link(path, folder / "latest.pt")
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return path
-
-
-def _link_latest(target: Path, latest: Path) -> None:
-    tmp = latest.with_name(f".{latest.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(target, tmp)  # a second name for the same bytes: no copy, and the rename is atomic
-    except OSError:
-        atomic_write_bytes(latest, target.read_bytes())
-        return
-    os.replace(tmp, latest)
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -127,6 +78,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = find_checkpoint(path)
     if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive
         raise UserError(f"{path}: not a readable checkpoint (truncated or corrupt?): not a torch zip archive")
+    _check_crcs(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -140,6 +92,20 @@ def load_checkpoint(path: str | Path) -> dict:
     if state.get("version") != VERSION:
         raise UserError(f"{path}: checkpoint version {state.get('version')} is not supported (want {VERSION})")
     return state
+
+
+def _check_crcs(path: Path) -> None:
+    """Verify every member's zip CRC-32 (torch.save records them; torch.load does not check them), so one
+    flipped byte in the tensor data is refused instead of loaded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise UserError(f"{path}: not a readable checkpoint (truncated or corrupt?): {error}") from None
+    except Exception as error:  # zlib.error and friends from a damaged member  # noqa: BLE001
+        raise UserError(f"{path}: corrupt checkpoint: {error}") from None
+    if bad is not None:
+        raise UserError(f"{path}: corrupt checkpoint: checksum (CRC-32) mismatch in {bad}")
 
 
 def load_module_state(module: torch.nn.Module, state_dict: dict, what: str, path: str | Path) -> None:

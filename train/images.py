@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from ganforge.files import atomic_write
 
 
 def to_uint8(images) -> np.ndarray:

@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from ganforge.files import atomic_write
+
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import load_data, spec_name
 from .distributed import init_distributed, shutdown_distributed
@@ -62,7 +64,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
         else:
             trainer.load_state_dict(checkpoint, str(run_dir))
             run.write_config(config)
-            run.rewind_metrics(trainer.step)
+            run.prepare_resume(trainer.step)
         Loop(trainer, run, quiet=config.quiet or not context.is_main).run()
         return run_dir
     finally:

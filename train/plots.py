@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from ganforge.files import atomic_write_bytes
 
 
 def _save_figure(figure, path: Path) -> None:

@@ -7,8 +7,9 @@ import re
 from pathlib import Path
 
 from ganforge.errors import UserError
+from ganforge.files import atomic_write_bytes, remove_stale_temps
 
-from .checkpoint import atomic_write_bytes, list_checkpoints
+from .checkpoint import list_checkpoints
 from .config import TrainConfig
 from .records import finite_or_none
 
@@ -54,14 +55,15 @@ class RunFolder:
             text = json.dumps(config.to_dict(), indent=2) + "\n"
             atomic_write_bytes(self.path / "config.json", text)
 
-    def rewind_metrics(self, step: int) -> None:
-        """On resume, drop the records written after the checkpoint we continue from."""
-        if not self.writer or not self.metrics_file.exists():
+    def prepare_resume(self, step: int) -> None:
+        """On resume: remove temp files a killed process left, and drop the metrics records written after the
+        checkpoint we continue from (and a line torn by the crash)."""
+        if not self.writer:
             return
-        kept = [line for line in self.metrics_file.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        text = "".join(line + "\n" for line in kept)
-        atomic_write_bytes(self.metrics_file, text)
+        remove_stale_temps(self.path, recursive=True)
+        if self.metrics_file.exists():
+            kept = [record for record in self.records() if record.get("step", 0) <= step]
+            atomic_write_bytes(self.metrics_file, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
     def log(self, record: dict) -> None:
         if self.writer:
@@ -71,4 +73,17 @@ class RunFolder:
     def records(self) -> list[dict]:
         if not self.metrics_file.exists():
             return []
-        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        return read_records(self.metrics_file.read_text())
+
+
+def read_records(text: str) -> list[dict]:
+    """The JSON lines of metrics.jsonl; a line a crash cut short (the only kind a kill can leave) is skipped."""
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

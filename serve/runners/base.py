@@ -115,11 +115,11 @@ def info_from_metadata(backend: str, model_path: str, device: str, metadata: dic
     """RunnerInfo for a file written by `ganforge export` (its ONNX metadata or JSON sidecar)."""
     import json
 
-    from ganforge.export.metadata import sha256_file
+    from ganforge.export.metadata import verified_sha256
 
     return RunnerInfo(backend, metadata.get("precision", "fp32"), device, int(metadata.get("max_batch", 1024)),
                       int(metadata["z_dim"]), tuple(json.loads(metadata["output_shape"])), str(model_path),
-                      sha256_file(model_path))
+                      verified_sha256(model_path))
 
 
 def module_missing(*modules: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ganforge.export.metadata import sha256_file
+from ganforge.export.metadata import verified_sha256
 
 from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, module_missing, register
 
@@ -19,7 +19,7 @@ class TensorRTRunner(RunnerBase):
         self.engine = TensorRTEngine(model_path)
         info = self.engine.info
         self.info = RunnerInfo("tensorrt", info.precision, "cuda", info.max_batch, info.z_dim,
-                               tuple(info.output_shape), str(model_path), sha256_file(model_path))
+                               tuple(info.output_shape), str(model_path), verified_sha256(model_path))
 
     def infer(self, z: np.ndarray) -> np.ndarray:
         images = self.engine.infer(self._torch.from_numpy(self.check_batch(z)))

@@ -129,3 +129,16 @@ def test_onnx_that_is_not_a_ganforge_generator_is_refused(tmp_path):
     onnx.save(onnx.helper.make_model(graph), str(tmp_path / "other.onnx"))
     with pytest.raises(UserError, match="not a ganforge generator"):
         read_metadata(tmp_path / "other.onnx")
+
+
+def test_a_changed_export_is_refused_by_its_checksum(runs, tmp_path, ganforge_cli):
+    out = export(ExportConfig(source=str(runs["dcgan16"]), out=str(tmp_path / "g.onnx"))).path
+    checksum = out.with_name("g.onnx.sha256")
+    assert checksum.read_text().split() == [__import__("hashlib").sha256(out.read_bytes()).hexdigest(), "g.onnx"]
+    data = bytearray(out.read_bytes())
+    data[-100] ^= 1  # a weight byte near the end
+    out.write_bytes(bytes(data))
+    result = subprocess.run([ganforge_cli, "sample", str(out), "--count", "2", "--out", str(tmp_path / "s")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "does not match g.onnx.sha256" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "s" / "manifest.json").exists()

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -95,3 +96,78 @@ def test_torchrun_splits_shards_across_processes(onnx_model, tmp_path, ganforge_
     assert (tmp_path / "multi" / "manifest.json").read_text() == (single / "manifest.json").read_text()
     assert _shards(tmp_path / "multi") == _shards(single)
     assert not list((tmp_path / "multi").glob("manifest-rank*.json"))
+
+
+def test_resume_refuses_a_folder_sampled_for_other_seeds(onnx_model, tmp_path):
+    out = str(tmp_path / "s")
+    sample(SampleConfig(model=onnx_model, out=out, seeds=tuple(range(20)), shard_size=10, quiet=True))
+    for seeds in (range(100, 120), range(5)):  # same count other seeds; fewer seeds
+        with pytest.raises(UserError, match="seeds"):
+            sample(SampleConfig(model=onnx_model, out=out, seeds=tuple(seeds), shard_size=10, resume=True,
+                                quiet=True))
+
+
+def _tamper(folder, change):
+    manifest = folder / "manifest.json"
+    body = json.loads(manifest.read_text())
+    change(body)
+    manifest.write_text(json.dumps(body))
+
+
+@pytest.mark.parametrize("name", ["../outside.npz", "/tmp/x.npz", "shard-00001.npz"])
+def test_resume_refuses_shard_names_that_are_not_this_runs_own(onnx_model, tmp_path, name):
+    out = tmp_path / "s"
+    config = SampleConfig(model=onnx_model, out=str(out), seeds=tuple(range(20)), shard_size=10, quiet=True)
+    sample(config)
+    _tamper(out, lambda body: body["shards"][0].update(file=name))
+    with pytest.raises(UserError, match="shard 0 entry does not match"):
+        sample(dataclasses.replace(config, resume=True))
+
+
+def test_resume_with_a_corrupt_manifest_is_one_clear_error(onnx_model, tmp_path):
+    out = tmp_path / "s"
+    config = SampleConfig(model=onnx_model, out=str(out), seeds=(1, 2), quiet=True)
+    sample(config)
+    (out / "manifest.json").write_text('{"shards": [')
+    with pytest.raises(UserError, match="unreadable manifest"):
+        sample(dataclasses.replace(config, resume=True))
+
+
+def test_resume_removes_temp_files_a_kill_left_and_redoes_a_torn_shard(onnx_model, tmp_path):
+    out = tmp_path / "s"
+    config = SampleConfig(model=onnx_model, out=str(out), seeds=tuple(range(20)), shard_size=10, quiet=True)
+    sample(config)
+    clean = _shards(out)
+    stale = out / ".shard-00001.npz.tmp-0123456789abcdef"
+    stale.write_bytes(b"half a shard")
+    (out / "shard-00001.npz").write_bytes(b"flipped")
+    sample(dataclasses.replace(config, resume=True))
+    assert not stale.exists() and _shards(out) == clean
+
+
+def test_points_model_samples_coordinates(tmp_path):
+    from ganforge.train.config import TrainConfig
+    from ganforge.train.loop import train
+
+    run = train(TrainConfig(data="ring", model="mlp", steps=2, batch_size=16, eval_every=0, quiet=True,
+                            precision="fp32", device="cpu", out=str(tmp_path / "ring")))
+    manifest = sample(SampleConfig(model=str(run), backend="torch", out=str(tmp_path / "s"), seeds=tuple(range(5)),
+                                   quiet=True))
+    assert "points" in json.loads(manifest.read_text())["layout"]
+    with np.load(tmp_path / "s" / "shard-00000.npz") as shard:
+        assert shard["points"].shape == (5, 2) and shard["points"].dtype == np.float32
+    with pytest.raises(UserError, match="--format npz"):
+        sample(SampleConfig(model=str(run), backend="torch", out=str(tmp_path / "p"), seeds=(1,), format="png",
+                            quiet=True))
+
+
+def test_a_bare_checkpoint_is_exported_into_out_not_beside_it(trained_run, tmp_path):
+    import shutil
+
+    (tmp_path / "models").mkdir()
+    checkpoint = tmp_path / "models" / "g.pt"
+    shutil.copy(trained_run / "checkpoints" / "latest.pt", checkpoint)
+    sample(SampleConfig(model=str(checkpoint), out=str(tmp_path / "s"), seeds=(1, 2), quiet=True))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "s"]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["g.pt"]
+    assert (tmp_path / "s" / "exports" / "generator-fp32.onnx").is_file()

@@ -137,15 +137,65 @@ def test_overload_gets_503_while_the_server_stays_ready(onnx_model):
             assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200
 
 
-def test_api_key(onnx_model):
+def test_api_key_guards_every_route_but_the_probes(onnx_model):
     with open_runner("onnxruntime", onnx_model) as runner:
         with RunningServer(runner, ServerConfig(api_key="s3cret")) as running:
             url = f"{running.url}/v2/models/generator/infer"
             assert httpx.post(url, json=_seed_request([1])).status_code == 401
             assert httpx.post(url, json=_seed_request([1]), headers={"X-API-Key": "wrong"}).status_code == 401
+            assert httpx.post(url, json=_seed_request([1]), headers={"Authorization": "s3cret"}).status_code == 401
             ok = httpx.post(url, json=_seed_request([1]), headers={"Authorization": "Bearer s3cret"})
             assert ok.status_code == 200
+            assert httpx.post(url, json=_seed_request([1]), headers={"X-API-Key": "s3cret"}).status_code == 200
+            for path in ("/metrics", "/v2", "/v2/models/generator", "/v1/sample.png", "/docs", "/openapi.json"):
+                response = httpx.get(running.url + path)
+                assert response.status_code == 401 and "API key" in response.json()["error"], path
             assert httpx.get(f"{running.url}/v2/health/live").status_code == 200  # probes stay open
+            assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200
+            key = {"Authorization": "Bearer s3cret"}
+            assert httpx.get(f"{running.url}/docs", headers=key).status_code == 404  # API docs off by default
+        with RunningServer(runner, ServerConfig(api_key="s3cret", metrics_public=True)) as running:
+            assert httpx.get(f"{running.url}/metrics").status_code == 200
+
+
+class BrokenRunner:
+    def __init__(self, info):
+        self.info = info
+
+    def infer(self, z):
+        raise RuntimeError("the backend broke")
+
+
+def test_client_mistakes_are_4xx_json_and_a_real_fault_is_one_counted_500(server, onnx_model):
+    url = f"{server.url}/v2/models/generator/infer"
+    bad = [b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [99999999999999999999]}]}',
+           b'{"inputs": [{"name": "seed", "datatype": "INT32", "shape": [1], "data": [2147483648]}]}',
+           b'{"inputs": [{"name": "z", "datatype": "FP32", "shape": [1, 8], "data": [0,0,0,0,0,0,0,1e400]}]}',
+           b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1]}], "parameters": 7}',
+           b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1]}], "outputs": "x"}',
+           b'[' * 30_000 + b']' * 30_000,  # nested deeper than Python's recursion limit
+           b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1.5]}]}']
+    with httpx.Client(timeout=30) as client:  # one keep-alive connection throughout
+        for body in bad:
+            response = client.post(url, content=body)
+            assert response.status_code == 400 and response.json()["error"], body[:60]
+        assert client.get(f"{server.url}/v1/sample.png", params={"seed": "abc"}).status_code == 400
+        assert client.get(f"{server.url}/no/such/route").json()["error"]
+        too_big = client.post(url, content=b" " * 10_000_000)
+        assert too_big.status_code == 413 and "exceeds the limit" in too_big.json()["error"]
+        assert client.post(url, json=_seed_request([1])).status_code == 200  # the connection still serves
+    with open_runner("onnxruntime", onnx_model) as runner:
+        with RunningServer(BrokenRunner(runner.info), ServerConfig()) as running:
+            response = httpx.post(f"{running.url}/v2/models/generator/infer", json=_seed_request([1]))
+            assert response.status_code == 500 and response.json() == {"error": "internal server error"}
+            assert 'ganforge_requests_total{status="500"} 1.0' in httpx.get(f"{running.url}/metrics").text
+
+
+def test_a_queue_smaller_than_a_batch_is_refused():
+    from ganforge.errors import UserError
+
+    with pytest.raises(UserError, match="--max-queue 4 must be at least --max-batch 8"):
+        ServerConfig(max_batch=8, max_queue=4)
 
 
 def test_binary_body_that_does_not_match_its_header_gets_400(server):
@@ -159,3 +209,20 @@ def test_binary_body_that_does_not_match_its_header_gets_400(server):
     seeds = np.array([4, 9], dtype="<i8").tobytes()
     ok = httpx.post(url, content=header + seeds, headers={"Inference-Header-Content-Length": str(len(header))})
     assert ok.status_code == 200 and ok.json()["outputs"][0]["shape"] == [2, 1, 16, 16]
+
+
+def test_serve_cli_port_mistakes_are_one_line(onnx_model, ganforge_cli):
+    import socket
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flag, message in ((["--port", "99999"], "--port must be in 0..65535"),
+                              (["--port", str(port)], "Address already in use")):
+            result = subprocess.run([ganforge_cli, "serve", onnx_model, *flag], capture_output=True, text=True,
+                                    timeout=60)
+            assert result.returncode == 2 and result.stdout == ""
+            assert result.stderr.startswith("ganforge serve: error: ") and message in result.stderr
+            assert len(result.stderr.strip().splitlines()) == 1

@@ -46,6 +46,15 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
+def test_a_flipped_byte_in_tensor_data_is_refused(tmp_path):
+    path = save_checkpoint({"format": "ganforge-checkpoint", "version": 1, "x": torch.randn(1000)}, tmp_path, 1, 1)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"data/0") + 200] ^= 1  # inside the tensor bytes, after the member header
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="checksum"):
+        load_checkpoint(path)
+
+
 class Payload:
     def __reduce__(self):
         return (print, ("this must never run",))

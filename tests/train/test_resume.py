@@ -1,6 +1,7 @@
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from ganforge.train.checkpoint import load_checkpoint
@@ -23,12 +24,16 @@ def assert_identical(a, b, where="checkpoint"):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path):
-    straight = train(tiny(steps=200, checkpoint_every=100, sample_every=100, log_every=50,
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule):
+    straight = train(tiny(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
                           out=str(tmp_path / "straight")))
-    halves = train(tiny(steps=100, checkpoint_every=100, sample_every=100, log_every=50,
+    halves = train(tiny(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
                         out=str(tmp_path / "halves")))
-    resume(halves, steps=200)
+    for late in ("step-000200.pt", "latest.pt"):  # as if killed right after step 100's checkpoint
+        (halves / "checkpoints" / late).unlink()
+    (halves / "checkpoints" / "latest.pt").hardlink_to(halves / "checkpoints" / "step-000100.pt")
+    resume(halves)
     a = straight / "checkpoints" / "step-000200.pt"
     b = halves / "checkpoints" / "step-000200.pt"
     state_a, state_b = load_checkpoint(a), load_checkpoint(b)
@@ -57,3 +62,16 @@ def test_run_folder_contents(tiny):
     assert state["generator_config"]["kind"] == "dcgan" and state["step"] == 4
     assert set(state) >= {"generator", "generator_ema", "discriminator", "optimizer_g", "optimizer_d",
                           "scaler_g", "scaler_d", "rng", "data", "skipped_steps"}
+
+
+def test_resume_clears_temp_files_and_a_torn_metrics_line(tiny):
+    run = train(tiny(steps=4))
+    stale = [run / "checkpoints" / ".step-000006.pt.tmp-00112233445566ff", run / ".config.json.tmp-0123456789abcdef"]
+    for path in stale:
+        path.write_bytes(b"left by a SIGKILL")
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 5, "loss_d"')  # a kill in the middle of an append
+    resume(run, steps=6)
+    assert not any(path.exists() for path in stale)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]

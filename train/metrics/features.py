@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import UserError
+from ganforge.files import atomic_write
 
-from ..checkpoint import atomic_write
 from ..data.base import to_unit_range
 
 CLASSIFIER_SEED = 1234

@@ -1,0 +1,165 @@
+"""The KServe v2 (Open Inference Protocol) request parser: bytes from a client in, latents out, or BadRequest.
+
+Strict on purpose: client input never reaches numpy unchecked, so nothing a client sends can raise anything but
+BadRequest (a 4xx answer). Integers must be JSON integers (not 1.5, "1" or true), seeds must fit their
+datatype and 0..2^63-1, z must be finite numbers, ``parameters`` must be objects and ``outputs`` a list of them.
+
+    body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
+    z = parse_infer_request(body, z_dim=64, max_batch=64, binary=binary)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .latents import MAX_SEED, latents_for_seeds
+
+DATATYPES = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
+INPUTS = {"seed": ("INT64", "INT32"), "z": ("FP32",)}
+SEED_LIMITS = {"INT64": MAX_SEED, "INT32": 2**31 - 1}
+FP32_MAX = float(np.finfo(np.float32).max)
+
+
+class BadRequest(Exception):
+    """Client input the server cannot use; ``status`` is the HTTP answer (400, or 413 for a body too large)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def decode_body(raw: bytes, header_length: str | None) -> tuple[dict, bytes]:
+    """A request body -> (JSON header object, binary tensor bytes). The binary tensor extension: the first
+    Inference-Header-Content-Length bytes are JSON, the rest the raw input tensors. Without it all is JSON."""
+    binary = b""
+    if header_length is not None:
+        try:
+            size = int(header_length)
+        except ValueError:
+            raise BadRequest("Inference-Header-Content-Length must be an integer") from None
+        if not 0 < size <= len(raw):
+            raise BadRequest(f"Inference-Header-Content-Length {size} does not fit a body of {len(raw)} bytes")
+        raw, binary = raw[:size], raw[size:]
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("request body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("request JSON is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body, binary
+
+
+def _object(value, what: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _flatten(data, depth: int, name: str) -> list:
+    """Row-major values of a flat or nested JSON list (the protocol allows both)."""
+    if not isinstance(data, list):
+        raise BadRequest(f"input {name!r} needs 'data' as a JSON list (or binary data)")
+    values = data
+    for _ in range(depth - 1):
+        if all(isinstance(v, list) for v in values):
+            values = [x for v in values for x in v]
+    return values
+
+
+def _seed_values(values: list, datatype: str) -> np.ndarray:
+    limit = SEED_LIMITS[datatype]
+    for value in values:
+        if not _is_int(value):
+            raise BadRequest(f"seeds must be JSON integers, got {json.dumps(value)[:40]}")
+        if not 0 <= value <= limit:
+            raise BadRequest(f"seeds must be in 0..{limit} for {datatype}, got {value}")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _z_values(values: list) -> np.ndarray:
+    for value in values:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise BadRequest(f"z values must be JSON numbers, got {json.dumps(value)[:40]}")
+        if (isinstance(value, float) and not math.isfinite(value)) or abs(value) > FP32_MAX:  # ints of any size too
+            raise BadRequest("z must be finite (float32)")
+    return np.asarray(values, dtype=np.float32)
+
+
+def _binary_values(binary: bytes, size, name: str, datatype: str) -> np.ndarray:
+    if not _is_int(size) or size < 0:
+        raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer")
+    if size != len(binary):
+        raise BadRequest(f"input {name!r} declares {size} binary bytes, the body holds {len(binary)}")
+    itemsize = np.dtype(DATATYPES[datatype]).itemsize
+    if size % itemsize:
+        raise BadRequest(f"input {name!r}: {size} bytes is not a whole number of {datatype} values")
+    array = np.frombuffer(binary, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
+    if name == "seed":
+        if array.size and array.min() < 0:
+            raise BadRequest(f"seeds must be in 0..{SEED_LIMITS[datatype]}")
+        return array.astype(np.int64)
+    if not np.isfinite(array).all():
+        raise BadRequest("z must be finite (float32)")
+    return array.astype(np.float32)
+
+
+def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = b"") -> np.ndarray:
+    """A v2 inference request -> float32 latents [n, z_dim]; BadRequest says what is wrong."""
+    _object(body.get("parameters"), "'parameters'")
+    outputs = body.get("outputs")
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
+        raise BadRequest("'outputs' must be a list of objects")
+    for output in outputs or []:
+        _object(output.get("parameters"), "an output's 'parameters'")
+    if not isinstance(body.get("id", ""), str):
+        raise BadRequest("'id' must be a string")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise BadRequest("request needs exactly one input: 'seed' (INT64 [n]) or 'z' (FP32 [n, z_dim])")
+    tensor = inputs[0]
+    name, datatype, shape = (tensor.get(k) for k in ("name", "datatype", "shape"))
+    if not isinstance(name, str) or name not in INPUTS:
+        raise BadRequest(f"unknown input {str(name)[:40]!r}: use 'seed' or 'z'")
+    if not isinstance(datatype, str) or datatype not in INPUTS[name]:
+        raise BadRequest(f"input {name!r} must be {' or '.join(INPUTS[name])}, got {str(datatype)[:20]!r}")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise BadRequest("shape must be a list of non-negative integers")
+    rank = 1 if name == "seed" else 2
+    if len(shape) != rank or (name == "z" and shape[1] != z_dim):
+        raise BadRequest(f"input {name!r} must have shape {'[n]' if name == 'seed' else f'[n, {z_dim}]'}, "
+                         f"got {shape}")
+    count = shape[0]
+    if not 1 <= count <= max_batch:
+        raise BadRequest(f"a request may carry 1..{max_batch} {'seeds' if name == 'seed' else 'latents'}, "
+                         f"got {count}")
+    size = _object(tensor.get("parameters"), "an input's 'parameters'").get("binary_data_size")
+    if size is not None:
+        array = _binary_values(binary, size, name, datatype)
+    else:
+        values = _flatten(tensor.get("data"), rank, name)
+        if len(values) != count * (z_dim if name == "z" else 1):
+            raise BadRequest(f"input {name!r} has {len(values)} values for shape {shape}")
+        array = _seed_values(values, datatype) if name == "seed" else _z_values(values)
+    if array.size != count * (z_dim if name == "z" else 1):
+        raise BadRequest(f"input {name!r} has {array.size} values for shape {shape}")
+    if name == "seed":
+        return latents_for_seeds(array.tolist(), z_dim)
+    return array.reshape(count, z_dim)
+
+
+def wants_binary_output(body: dict) -> bool:
+    """Call after parse_infer_request (which checked the types)."""
+    if (body.get("parameters") or {}).get("binary_data_output"):
+        return True
+    return any((o.get("parameters") or {}).get("binary_data") for o in body.get("outputs") or [])

@@ -1,0 +1,82 @@
+"""Every CLI mistake is one line `ganforge <command>: error: ...` and exit 2; every --help example parses."""
+
+import argparse
+import importlib
+import shlex
+
+import pytest
+
+from ganforge import cli
+from ganforge.cliutil import Parser
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+MISTAKES = [  # (argv, part of the message); {run} is a trained run folder, {file} an ordinary file
+    (["nosuch"], "unknown command"),
+    (["train", "--data", "nosuch"], "nosuch"),
+    (["train", "--steps", "0"], "--steps must be at least 1"),
+    (["train", "--lr-schedule", "cosine"], "invalid choice"),
+    (["train", "--data", "ring", "--steps", "1", "--out", "{file}/run"], "Not a directory"),
+    (["train", "--resume", "{missing}"], "not a run folder"),
+    (["train", "--resume", "{run}", "--lr-g", "1"], "cannot change when resuming"),
+    (["export", "{missing}", "--out", "g.onnx"], "no such file"),
+    (["export", "{run}", "--out", "g.onnx", "--precision", "fp8"], "invalid choice"),
+    (["sample", "{run}", "--seeds", "abc", "--out", "s"], "bad seed list"),
+    (["sample", "{run}", "--out", "s"], "either --seeds or --count"),
+    (["sample", "{run}", "--count", "2", "--out", "{file}/s"], "Not a directory"),
+    (["sample", "{run}", "--count", "2", "--out", "s", "--checkpoint", "best"], "no checkpoint best.pt"),
+    (["serve", "{run}", "--port", "99999"], "--port must be in 0..65535"),
+    (["serve", "{missing}", "--port", "0"], "no such file"),
+    (["bench", "{run}", "--out", "b", "--precisions", "fp8"], "unknown precision fp8"),
+    (["bench", "{run}"], "required: --out"),
+    (["eval", "{run}", "--n", "1"], "--n"),
+    (["eval", "{missing}"], "no such"),
+    (["build-engine", "{missing}", "--out", "g.engine"], ""),
+]
+
+
+@pytest.mark.parametrize("argv, message", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_cli_mistakes_are_one_line_and_exit_2(argv, message, trained_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    values = {"run": str(trained_run), "file": str(tmp_path / "file"), "missing": str(tmp_path / "missing")}
+    code, err = run([part.format(**values) for part in argv], capsys)
+    command = argv[0] if argv[0] in cli.COMMANDS else None
+    assert code == 2
+    assert err.startswith(f"ganforge {command}: error: " if command else "ganforge: error: "), err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+class Parsed(Exception):
+    pass
+
+
+def examples():
+    for name, (module, _) in cli.COMMANDS.items():
+        text = getattr(importlib.import_module(module), "EXAMPLES", "")
+        for line in text.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["ganforge"]:
+                yield name, words[1:]
+            elif "--no-python" in words:  # torchrun ... --no-python ganforge <command> ...
+                yield name, words[words.index("ganforge") + 1:]
+
+
+@pytest.mark.parametrize("command, argv", list(examples()), ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_every_help_example_parses_as_printed(command, argv, monkeypatch):
+    """Each example's flags are accepted by its command's parser (the examples are not all run here: some train
+    for minutes or need TensorRT)."""
+    assert argv[0] == command
+
+    def stop(self, args=None, namespace=None):
+        argparse.ArgumentParser.parse_args(self, args, namespace)
+        raise Parsed
+
+    monkeypatch.setattr(Parser, "parse_args", stop)
+    with pytest.raises(Parsed):
+        importlib.import_module(cli.COMMANDS[command][0]).main(argv[1:])
