@@ -30,6 +30,16 @@ def free_port() -> int:
 def serving(model: str, backend: str, precision: str = "fp32", device: str = "cpu", max_batch: int = 64,
             delay_us: int = 2000, max_queue: int = 100_000, ready_timeout: float = 120.0,
             extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    with serving_process(model, backend, precision, device, max_batch, delay_us, max_queue, ready_timeout,
+                         extra_args) as (base, _):
+        yield base
+
+
+@contextlib.contextmanager
+def serving_process(model: str, backend: str, precision: str = "fp32", device: str = "cpu", max_batch: int = 64,
+                    delay_us: int = 2000, max_queue: int = 100_000, ready_timeout: float = 120.0,
+                    extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``serving``, also yielding the server process (for its RSS and open files)."""
     port = free_port()
     command = [str(Path(sys.executable).parent / "ganforge"), "serve", str(model), "--backend", backend,
                "--precision", precision, "--device", device, "--port", str(port), "--max-batch", str(max_batch),
@@ -49,7 +59,7 @@ def serving(model: str, backend: str, precision: str = "fp32", device: str = "cp
             if time.monotonic() > deadline:
                 raise UserError(f"ganforge serve was not ready after {ready_timeout:.0f} s")
             time.sleep(0.1)
-        yield base
+        yield base, server
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGINT)  # graceful: drains the queue

@@ -6,7 +6,8 @@ run as `ganforge eval` does, and compare the mean with the targets and the publi
     python benchmarks/quality.py --data ring --seeds 0,1 --set lr_g=3e-4 --set lr_d=3e-4 \\
         --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
 
-Writes benchmarks/results/quality.json (or --out) after every run, so a stopped run keeps what it measured.
+Writes benchmarks/results/quality.json (or --out) after every run, so a stopped run keeps what it measured; the
+data sets not run keep their earlier entries, each with the machine and date it ran on.
 """
 
 from __future__ import annotations
@@ -106,12 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
     out = Path(args.out)
-    results = {"environment": environment(None), "overrides": overrides, "data": {}}
+    results = {"data": {}}
+    if out.is_file():  # data sets not run now keep their earlier entries (each entry records its own machine)
+        results["data"] = json.loads(out.read_text()).get("data", {})
     root = Path(tempfile.mkdtemp(prefix="ganforge-quality-"))
     try:
         for data in args.data.split(","):
-            entry = results["data"].setdefault(data, {"config": recipe_config(data, **overrides).to_dict(),
-                                                      "runs": []})
+            entry = results["data"][data] = {"environment": environment(None), "overrides": overrides,
+                                             "config": recipe_config(data, **overrides).to_dict(), "runs": []}
             for seed in seeds:
                 entry["runs"].append(run_one(data, seed, overrides, root))
                 entry["summary"] = summarise(data, entry["runs"])

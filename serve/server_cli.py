@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
                         "request of --max-batch latents, 64 KiB + 32 B x max-batch x z-dim)")
     parser.add_argument("--body-timeout", type=float, default=10.0, help="seconds a request body may take to "
                         "arrive; beyond: 408 (default 10)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds a client has to send a "
+                        "request's line and headers, after connecting or after its previous response (default 10)")
     parser.add_argument("--max-connections", type=int, default=1024, help="open connections; beyond: 503 "
                         "(default 1024)")
     parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
@@ -46,13 +48,15 @@ def main(argv: list[str]) -> int:
         raise UserError("--max-batch and --max-queue must be positive and --max-queue-delay-us non-negative")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
-    if (args.max_body_bytes is not None and args.max_body_bytes < 1) or args.body_timeout <= 0 \
-            or args.max_connections < 1 or args.keep_alive <= 0:
-        raise UserError("--max-body-bytes, --body-timeout, --max-connections and --keep-alive must be positive")
+    if (args.max_body_bytes is not None and args.max_body_bytes < 1) or min(
+            args.body_timeout, args.header_timeout, args.max_connections, args.keep_alive) <= 0:
+        raise UserError("--max-body-bytes, --body-timeout, --header-timeout, --max-connections and --keep-alive "
+                        "must be positive")
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
     import uvicorn
 
+    from .connections import guarded_h11
     from .models import model_for_backend
     from .runners import open_runner
     from .server import ServerConfig, create_app
@@ -67,7 +71,8 @@ def main(argv: list[str]) -> int:
           f"http://{args.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, "
           f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
     server = uvicorn.Server(uvicorn.Config(
-        create_app(runner, config), log_level="warning", timeout_graceful_shutdown=30,
+        create_app(runner, config), http=guarded_h11(args.header_timeout), log_level="warning",
+        timeout_graceful_shutdown=30,
         limit_concurrency=args.max_connections, timeout_keep_alive=args.keep_alive,
         h11_max_incomplete_event_size=16 * 1024))  # request line + headers
     with runner:

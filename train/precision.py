@@ -7,6 +7,7 @@ and a ``GradScaler`` that is enabled only for fp16.
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,13 +55,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_native_fp16() -> bool:
+    """True on CPUs with fp16 arithmetic (AVX512-FP16 or AMX-FP16); elsewhere fp16 is emulated and very slow."""
+    flags = _cpu_flags()
+    return "avx512_fp16" in flags or "amx_fp16" in flags
 
 
 def auto_dtype(device: torch.device) -> torch.dtype:
@@ -84,4 +95,9 @@ def resolve_precision(precision: str = "auto", device: str | torch.device = "aut
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     dtype = auto_dtype(resolved) if precision == "auto" else DTYPES[precision]
+    slow = resolved.type == "cpu" and ((dtype == torch.float16 and not cpu_has_native_fp16())
+                                       or (dtype == torch.bfloat16 and not cpu_has_native_bf16()))
+    if slow:
+        print(f"warning: this CPU has no native {precision} arithmetic: PyTorch emulates it, many times slower "
+              "than fp32 (use --precision fp32, or auto)", file=sys.stderr)
     return Precision(resolved, dtype)

@@ -226,3 +226,22 @@ def test_serve_cli_port_mistakes_are_one_line(onnx_model, ganforge_cli):
             assert result.returncode == 2 and result.stdout == ""
             assert result.stderr.startswith("ganforge serve: error: ") and message in result.stderr
             assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_idle_and_slow_header_connections_are_closed(onnx_model):
+    import socket
+
+    from ganforge.benchmarks.http_server import serving_process
+
+    with serving_process(onnx_model, "onnxruntime", extra_args=("--header-timeout", "1")) as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        idle = socket.create_connection(("127.0.0.1", port))
+        slow = socket.create_connection(("127.0.0.1", port))
+        slow.sendall(b"POST /v2/models/generator/infer HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        started = time.monotonic()
+        for sock in (idle, slow):
+            sock.settimeout(20)
+            assert sock.recv(100) == b""  # closed by the server
+            sock.close()
+        assert time.monotonic() - started < 10
+        assert httpx.post(f"{base}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200

@@ -1,6 +1,5 @@
-"""End-to-end training behaviour: mode coverage on the ring, and multi-process training."""
+"""End-to-end training behaviour: mode coverage on the ring and the grid, and multi-process training."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,19 +11,33 @@ import torch
 from ganforge.train.checkpoint import load_checkpoint
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
+from ganforge.train.run_folder import read_records
+
+
+def _last_evaluation(config) -> dict:
+    run = train(config)
+    return [r["eval"] for r in read_records((run / "metrics.jsonl").read_text()) if "eval" in r][-1]
 
 
 @pytest.mark.slow
 def test_ring_recipe_cut_short_captures_all_modes_with_sharp_samples(tmp_path):
     """The default ring recipe, stopped at 4,500 of its 15,000 steps: every mode AND high quality (the full
     recipe's numbers come from benchmarks/quality.py)."""
-    config = recipe_config("ring", steps=4500, quiet=True, device="cpu", precision="fp32", out=str(tmp_path / "r"))
-    run = train(config)
-    evals = [json.loads(line)["eval"] for line in (run / "metrics.jsonl").read_text().splitlines()
-             if "eval" in line]
-    assert evals[-1]["modes_captured"] == 8
-    assert evals[-1]["high_quality"] >= 0.9
-    assert evals[-1]["reverse_kl"] < 0.05
+    last = _last_evaluation(recipe_config("ring", steps=4500, quiet=True, device="cpu", out=str(tmp_path / "r")))
+    assert last["modes_captured"] == 8
+    assert last["high_quality"] >= 0.9
+    assert last["reverse_kl"] < 0.05
+
+
+@pytest.mark.slow
+def test_grid_recipe_at_a_third_of_its_steps_captures_all_modes(tmp_path):
+    """The grid recipe (R1 0.1, learning rate decaying linearly to 0) over 5,000 instead of 15,000 steps: all 25
+    modes and most samples sharp (measured 78-81% on seeds 0-1; the full recipe gives 97.2% over 5 seeds)."""
+    last = _last_evaluation(recipe_config("grid", steps=5000, eval_every=5000, quiet=True, device="cpu",
+                                          out=str(tmp_path / "g")))
+    assert last["modes_captured"] == 25
+    assert last["high_quality"] >= 0.7
+    assert last["reverse_kl"] < 0.1
 
 
 def _torchrun(tmp_path, out, nproc):
