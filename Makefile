@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 GANFORGE := $(VENV)/bin/ganforge
 DEMO := runs/demo
 
-.PHONY: setup demo test test-fast quality style bench-quality bench-train bench-backends clean
+.PHONY: setup demo test test-fast quality style bench-quality bench-chaos bench-train bench-backends clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,9 @@ style: setup
 
 bench-quality: setup
 	$(PY) benchmarks/quality.py
+
+bench-chaos: setup     # needs wrk (apt-get install wrk) for the server part
+	$(PY) benchmarks/chaos.py
 
 bench-train: setup
 	$(PY) benchmarks/train_throughput.py

@@ -10,8 +10,10 @@ with an uninterrupted run; and a server soak with wrk, answers counted by status
   temp file may be left.
 - sample: `ganforge sample --resume` killed at random moments until complete; manifest and shards must be
   byte-identical to an uninterrupted run's.
-- server: `ganforge serve` under a Poisson load at 80% of its measured capacity (--soak seconds), then wrk with
-  10x the connections that saturate it (--overload seconds). Counts of 200/503/other from the server's own
+- server: `ganforge serve --max-queue 256` under a Poisson load at 80% of its capacity measured with wrk
+  (--soak seconds), then wrk with 10x the connections that saturate it (--overload seconds; wrk is closed-loop,
+  so this is 10x the concurrency, not 10x the rate), then 2,000 connections, far past --max-queue, for half as
+  long. Counts of 200/503/other from the server's own
   /metrics, p99 latency, RSS and open file descriptors before and after (after the keep-alive timeout).
 
 Writes benchmarks/results/chaos.json (after every part).
@@ -93,20 +95,24 @@ def train_part(root: Path, kills: int, steps: int, rng: random.Random) -> dict:
         has_checkpoint = (chaos / "checkpoints" / "latest.pt").exists() or any(chaos.glob("checkpoints/step-*.pt"))
         return [GANFORGE, "train", "--resume", str(chaos), "--quiet"] if has_checkpoint else fresh
 
-    result = kill_loop(lambda: fresh, resume, kills, (3.0, 9.0), rng)
+    result = kill_loop(lambda: fresh, resume, kills, (2.5, 6.0), rng)
     a, b = load_checkpoint(reference), load_checkpoint(chaos)
     a["train_config"].pop("out"), b["train_config"].pop("out")
     return result | {"steps": steps, "identical": same_state(a, b), "leftover_temp_files": leftover_temps(chaos)}
 
 
 def sample_part(root: Path, kills: int, count: int, rng: random.Random) -> dict:
+    """Sampling is fast, so this part uses a DCGAN-32 of width 32 (one training step: what it draws does not matter
+    here, only that a killed run ends byte-identical)."""
     model = root / "g.onnx"
-    subprocess.run([GANFORGE, "export", str(root / "reference"), "--out", str(model)], check=True,
+    subprocess.run([GANFORGE, "train", *TRAIN, "--resolution", "32", "--width", "32", "--z-dim", "64", "--steps", "1",
+                    "--out", str(root / "sampler")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([GANFORGE, "export", str(root / "sampler"), "--out", str(model)], check=True,
                    stdout=subprocess.DEVNULL)
-    args = ["sample", str(model), "--seeds", f"0-{count - 1}", "--shard-size", "200", "--quiet"]
+    args = ["sample", str(model), "--seeds", f"0-{count - 1}", "--shard-size", "2000", "--quiet"]
     subprocess.run([GANFORGE, *args, "--out", str(root / "s-reference")], check=True, stdout=subprocess.DEVNULL)
     command = [GANFORGE, *args, "--out", str(root / "s-chaos"), "--resume"]
-    result = kill_loop(lambda: command, lambda: command, kills, (2.5, 6.0), rng)
+    result = kill_loop(lambda: command, lambda: command, kills, (2.0, 5.0), rng)
 
     def files(folder: Path) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
@@ -127,6 +133,9 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99)))
 end
 """
+
+
+MAX_QUEUE = 256
 
 
 def wrk(url: str, connections: int, seconds: float, script: Path) -> dict:
@@ -160,7 +169,8 @@ def server_part(root: Path, soak: float, overload: float) -> dict:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
     script = root / "seed.lua"
     script.write_text(WRK_SCRIPT)
-    with serving_process(str(root / "g.onnx"), "onnxruntime", max_queue=1024) as (base, server):
+    # a queue of 256 latents (~0.15 s of work here): 320 connections overfill it, so the overload sheds with 503s
+    with serving_process(str(root / "g.onnx"), "onnxruntime", max_queue=MAX_QUEUE) as (base, server):
         url = f"{base}/v2/models/generator/infer"
         wrk(url, 32, 3, script)  # warm-up
         before = process_usage(server.pid)
@@ -171,12 +181,15 @@ def server_part(root: Path, soak: float, overload: float) -> dict:
         counts1 = status_counts(base)
         flood = wrk(url, 320, overload, script)
         counts2 = status_counts(base)
+        beyond = wrk(url, 2000, overload / 2, script)  # far past --max-queue
+        counts3 = status_counts(base)
         time.sleep(7)  # idle keep-alive connections close after 5 s
         after = process_usage(server.pid)
     delta = lambda a, b: {k: int(b.get(k, 0) - a.get(k, 0)) for k in sorted(set(a) | set(b))}  # noqa: E731
     return {"capacity": capacity, "soak": {"offered_rate": rate, "seconds": soak, "result": sustained,
                                            "status_counts": delta(counts0, counts1)},
-            "overload": {"wrk": flood, "status_counts": delta(counts1, counts2)},
+            "overload": {"wrk": flood, "status_counts": delta(counts1, counts2)}, "max_queue": MAX_QUEUE,
+            "flood_2000_connections": {"wrk": beyond, "status_counts": delta(counts2, counts3)},
             "before": before, "after": after}
 
 
@@ -184,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="train,sample,server")
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of the killed run")
-    parser.add_argument("--images", type=int, default=20_000, help="images of the killed sampling run")
+    parser.add_argument("--steps", type=int, default=6000, help="training steps of the killed run")
+    parser.add_argument("--images", type=int, default=200_000, help="images of the killed sampling run")
     parser.add_argument("--soak", type=float, default=300.0)
     parser.add_argument("--overload", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -200,13 +213,17 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out, json.dumps(results, indent=2) + "\n")
 
+    if out.is_file():  # parts not run now keep their earlier results
+        results = json.loads(out.read_text()) | {"environment": results["environment"], "args": results["args"]}
     try:
-        if "train" in parts or "sample" in parts or "server" in parts:
-            results["train"] = train_part(root, args.kills if "train" in parts else 0, args.steps, rng)
+        if "train" in parts:
+            results["train"] = train_part(root, args.kills, args.steps, rng)
             save()
         if "sample" in parts or "server" in parts:
-            results["sample"] = sample_part(root, args.kills if "sample" in parts else 0, args.images, rng)
-            save()
+            sampled = sample_part(root, args.kills if "sample" in parts else 0, args.images, rng)
+            if "sample" in parts:
+                results["sample"] = sampled
+                save()
         if "server" in parts:
             results["server"] = server_part(root, args.soak, args.overload)
             save()
@@ -221,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         s = results["server"]
         print(f"server: capacity {s['capacity']['requests_per_second']:.0f} req/s; soak at 80% "
               f"{s['soak']['status_counts']}; overload x10 connections {s['overload']['status_counts']}, "
-              f"p99 {s['overload']['wrk']['p99_us'] / 1e3:.0f} ms; RSS {s['before']['rss_mib']} -> "
+              f"p99 {s['overload']['wrk']['p99_us'] / 1e3:.0f} ms; 2000 connections "
+              f"{s['flood_2000_connections']['status_counts']} + {s['flood_2000_connections']['wrk']['connect_errors']}"
+              f" refused; RSS {s['before']['rss_mib']} -> "
               f"{s['after']['rss_mib']} MiB, fds {s['before']['open_fds']} -> {s['after']['open_fds']}")
     print(f"wrote {out}")
     return 0
