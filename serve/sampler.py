@@ -117,7 +117,6 @@ class Manifest:
     def load_completed(self, shards: list[np.ndarray]) -> None:
         """Entries from earlier (crashed) runs whose files are intact. The seeds are part of the identity: a
         folder sampled for other seeds is refused, never passed off as this run's output."""
-        remove_stale_temps(self.folder, recursive=True)
         for file in [self.folder / MANIFEST, *sorted(self.folder.glob("manifest-rank*.json"))]:
             if not file.is_file():
                 continue
@@ -204,6 +203,12 @@ def _sample(config: SampleConfig, context) -> Path:
                   "layout": "points [n, 2] float32" if points else "images NHWC uint8"}
         manifest = Manifest(folder, header, context.rank, context.world_size)
         if config.resume:
+            if context.is_main:  # temp files a kill left; before any rank writes again (the barrier)
+                remove_stale_temps(folder, recursive=True)
+            if context.enabled:
+                import torch.distributed as dist
+
+                dist.barrier()
             manifest.load_completed(shards)
         mine = [i for i in range(len(shards)) if i % context.world_size == context.rank]
         todo = [i for i in mine if i not in manifest.entries]
