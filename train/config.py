@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ganforge.errors import UserError
@@ -56,6 +57,8 @@ class TrainConfig:
     quiet: bool = False
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # a hand-edited config.json can hold anything
+            _check_type(field.name, getattr(self, field.name), field.type)
         check_spec(self.data)
         _choice("model", self.model, MODELS)
         _choice("loss", self.loss, LOSSES)
@@ -106,6 +109,30 @@ class TrainConfig:
         if "betas" in values:
             values = {**values, "betas": tuple(values["betas"])}
         return cls(**values)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _is_number,
+    "bool": lambda v: isinstance(v, bool),
+    "tuple[float, float]": lambda v: isinstance(v, (tuple, list)) and all(_is_number(x) for x in v),
+}
+
+
+def _check_type(name: str, value, annotation: str) -> None:
+    """``annotation`` is the field's type as written (``from __future__ import annotations``)."""
+    kind = annotation.removesuffix(" | None")
+    if value is None and kind != annotation:
+        return
+    if not _TYPE_CHECKS[kind](value):
+        what = {"int": "an integer", "float": "a finite number", "bool": "true or false", "str": "a string",
+                "tuple[float, float]": "two numbers"}[kind]
+        raise UserError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
 
 
 def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:

@@ -5,8 +5,12 @@ import os
 import subprocess
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganforge.cli import main
+from ganforge.errors import UserError
+from ganforge.train.config import TrainConfig
 
 
 def run_cli(capsys, *args):
@@ -72,3 +76,26 @@ def test_default_run_folder_is_numbered(tmp_path, ganforge_cli):
         assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["00000-digits-dcgan", "00001-digits-dcgan"]
     assert "trained 2 steps" in result.stdout
+
+
+int_or_junk = st.integers(-5, 10**6) | st.floats(allow_nan=True) | st.text(max_size=6) | st.none() | st.booleans()
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.fixed_dictionaries({}, optional={
+    "data": st.sampled_from(["ring", "grid", "digits", "shapes", "nosuch", "folder:", "npz:/nonexistent.npz"]),
+    "model": st.sampled_from(["mlp", "dcgan", "gpt"]), "loss": st.sampled_from(["ns", "hinge", "wgan-gp", "x"]),
+    "precision": st.sampled_from(["auto", "fp32", "bf16", "fp16", "fp8"]),
+    "lr_schedule": st.sampled_from(["constant", "linear", "cosine"]),
+    "resolution": int_or_junk, "steps": int_or_junk, "batch_size": int_or_junk, "pack": int_or_junk,
+    "z_dim": int_or_junk, "width": int_or_junk, "depth": int_or_junk, "eval_every": int_or_junk,
+    "ema": st.floats(-1, 2) | int_or_junk, "lr_g": st.floats(-1, 1) | int_or_junk, "r1": int_or_junk,
+    "betas": st.tuples(st.floats(-1, 2), st.floats(-1, 2)) | st.lists(st.floats(0, 0.99), max_size=3)}))
+def test_fuzzed_train_configs_are_valid_or_one_user_error(values):
+    """Any combination of flag values either makes a config or is a UserError (one line at the CLI), never a
+    TypeError or a config that breaks later."""
+    try:
+        config = TrainConfig(**values)
+    except UserError:
+        return
+    assert config.steps >= 1 and config.batch_size % config.pack == 0 and 0 <= config.ema < 1
