@@ -78,11 +78,13 @@ def write_sidecar(model_path: Path, metadata: dict) -> Path:
 
 
 def read_metadata(model_path: str | Path) -> dict[str, str]:
-    """A generator file's metadata (ONNX metadata_props, else the JSON sidecar); refuses non-ganforge files."""
+    """A generator file's metadata (ONNX metadata_props, else the JSON sidecar); refuses non-ganforge files.
+
+    Adds ``file_sha256``: the file's own digest, checked against its .sha256 record (hashed once, here)."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise UserError(f"{model_path}: no such file")
-    verified_sha256(model_path)
+    digest = verified_sha256(model_path)
     if model_path.suffix == ".onnx":
         import onnx
 
@@ -99,4 +101,4 @@ def read_metadata(model_path: str | Path) -> dict[str, str]:
     if metadata.get("producer") != "ganforge export" or "z_dim" not in metadata:
         raise UserError(f"{model_path}: not a ganforge generator (no ganforge metadata); "
                         "export it with `ganforge export`")
-    return metadata
+    return metadata | {"file_sha256": digest}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ganforge.errors import UserError
 
-from .metadata import read_metadata, sha256_file, write_checksum
+from .metadata import read_metadata, write_checksum
 
 INSTALL_HINT = ("TensorRT is not installed: on a machine with an NVIDIA GPU run "
                 "`pip install ganforge[tensorrt]` (TensorRT 10 or 11)")
@@ -168,7 +168,7 @@ def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool =
     write_checksum(out)
     info = EngineInfo(trt.__version__, gpu_name, capability, "fp16" if fp16 else "fp32", profile.min_batch,
                       profile.opt_batch, profile.max_batch, z_dim, json.loads(metadata["output_shape"]),
-                      sha256_file(onnx_path), time.perf_counter() - started, metadata)
+                      metadata["file_sha256"], time.perf_counter() - started, metadata)
     info.save(out)
     return info
 

@@ -112,14 +112,13 @@ def open_runner(name: str, model_path: str, device: str = "cpu", precision: str 
 
 
 def info_from_metadata(backend: str, model_path: str, device: str, metadata: dict) -> RunnerInfo:
-    """RunnerInfo for a file written by `ganforge export` (its ONNX metadata or JSON sidecar)."""
+    """RunnerInfo for a file written by `ganforge export` (``read_metadata``'s dict: ONNX metadata or sidecar,
+    and the verified file digest)."""
     import json
-
-    from ganforge.export.metadata import verified_sha256
 
     return RunnerInfo(backend, metadata.get("precision", "fp32"), device, int(metadata.get("max_batch", 1024)),
                       int(metadata["z_dim"]), tuple(json.loads(metadata["output_shape"])), str(model_path),
-                      verified_sha256(model_path))
+                      metadata["file_sha256"])
 
 
 def module_missing(*modules: str) -> str | None:
