@@ -28,6 +28,7 @@ from ganforge.benchmarks.evaluate import EvalConfig, evaluate_model
 from ganforge.files import atomic_write_bytes
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
+from ganforge.train.run_folder import read_records
 
 DATA = ("grid", "ring", "stacked-digits", "digits")
 # target: (metric, comparison, bound) on the mean over seeds, and the training-time budget in seconds
@@ -55,7 +56,13 @@ def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
     seconds = time.perf_counter() - start
     result = evaluate_model(EvalConfig(model=str(run), quiet=True))
     return {"seed": seed, "train_seconds": round(seconds, 1), "steps": config.steps,
-            "generated": result["generated"], "real": result["real"]}
+            "generated": result["generated"], "real": result["real"], "during_training": evaluations(run)}
+
+
+def evaluations(run: Path) -> list[dict]:
+    """The --eval-every evaluations of the run (EMA generator, fewer samples than the final one): the curve."""
+    records = read_records((run / "metrics.jsonl").read_text())
+    return [{"step": r["step"], **r["eval"]} for r in records if "eval" in r]
 
 
 def summarise(data: str, runs: list[dict]) -> dict:

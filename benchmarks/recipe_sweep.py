@@ -21,18 +21,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
-def evaluations(run: Path) -> list[dict]:
-    from ganforge.train.run_folder import read_records
-
-    records = read_records((run / "metrics.jsonl").read_text())
-    return [{"step": r["step"], **r["eval"]} for r in records if "eval" in r]
-
-
 def run_candidate(job: tuple[str, str, dict, int, str]) -> dict:
     name, data, overrides, seed, out = job
     import torch
 
     torch.set_num_threads(1)
+    from ganforge.benchmarks.quality import evaluations
     from ganforge.train.loop import train
     from ganforge.train.recipes import recipe_config
 
