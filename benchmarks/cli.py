@@ -9,6 +9,7 @@ from ganforge.errors import UserError
 
 EXAMPLES = """\
   ganforge bench runs/00000-digits-dcgan --out bench/
+  ganforge bench runs/00000-digits-dcgan --backends auto,torch --precisions fp32 --scenarios offline --out vs/
   ganforge bench runs/00000-digits-dcgan --backends onnxruntime,openvino --precisions fp32,int8 --batch-sizes 1,64 \\
       --out bench-int8/
   ganforge bench g.onnx --backends onnxruntime --scenarios offline,single-stream --min-duration 1 --out bench-ort/
@@ -20,8 +21,10 @@ def main(argv: list[str]) -> int:
                     EXAMPLES)
     parser.add_argument("model", help="run folder (exports are made and cached there) or a model file")
     parser.add_argument("--out", required=True, help="folder for bench.json, bench.md and the plots")
-    parser.add_argument("--backends", default="all", help="all, or a comma-separated list")
-    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32,fp16,int8,bf16")
+    parser.add_argument("--backends", default="all", help="all (auto's choice, then every backend), or a "
+                        "comma-separated list; auto = what --backend auto picks here")
+    parser.add_argument("--precisions", default="", help="comma-separated: fp32,fp16,int8,bf16 (default: every "
+                        "precision this machine runs natively)")
     parser.add_argument("--batch-sizes", type=int_list, default=[1, 8, 64, 256])
     parser.add_argument("--scenarios", default="offline,single-stream,server",
                         help="offline, single-stream, server (in process), server-http (starts `ganforge serve`)")

@@ -33,9 +33,11 @@ def versions(packages=("ganforge", "torch", "onnxruntime", "openvino", "onnx", "
 
 def environment(matmul_gflops: float | None) -> dict:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    from ganforge.train.precision import cpu_features
+
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(),
-            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
-            "platform": platform.platform(), "python": platform.python_version(), "versions": versions(),
+            "cpu_features": cpu_features(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": gpu, "platform": platform.platform(), "python": platform.python_version(), "versions": versions(),
             "matmul_fp32_gflops": matmul_gflops}
 
 

@@ -35,7 +35,10 @@ def table(report: dict) -> str:
         ]) + " |")
     env = report["environment"]
     lines.append("")
-    ceilings = ", ".join(f"{p} {_fmt(v)}" for p, v in env.get("matmul_gflops", {}).items()) or "-"
+    raised = env.get("ceiling_raised", {})
+    ceilings = ", ".join(f"{p} {_fmt(v)}" + (f" (measured {_fmt(raised[p]['measured'])}, raised to the fastest row)"
+                                             if p in raised else "")
+                         for p, v in env.get("matmul_gflops", {}).items()) or "-"
     lines.append(f"{env['date']} | {env['cpu']} | {env['cores']} cores | torch threads {env['torch_threads']} | "
                  f"GPU {env['gpu'] or 'none'} | matmul ceiling GFLOP/s: {ceilings} | "
                  f"generator {_fmt(env.get('generator_gflops_per_image'), 3)} GFLOP/image")

@@ -23,6 +23,7 @@ def model_for_backend(path: str | Path, backend: str, precision: str = "fp32", q
     ``RUN/exports/`` (a checkpoint outside a run folder: ``cache``, else the checkpoint's own folder)."""
     path = Path(path)
     kind = get_backend(backend).model_kind
+    precision = get_backend(backend).file_precision(precision)
     if not path.exists():
         raise UserError(f"{path}: no such file or folder")
     if kind == "checkpoint":

@@ -6,7 +6,8 @@ from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
 EXAMPLES = """\
-  ganforge sample runs/00000-digits-dcgan --seeds 0-9999 --out samples/        # onnxruntime, npz shards
+  ganforge sample runs/00000-digits-dcgan --seeds 0-9999 --out samples/        # fastest accurate backend
+  ganforge sample runs/00000-digits-dcgan --seeds 0-9999 --out exact/ --precision fp32 --min-psnr 60
   ganforge sample g.onnx --count 100 --seed-start 500 --format png --out pngs/
   ganforge sample runs/00000-digits-dcgan --backend torch --seeds 0-63 --out grid/ --format png
   ganforge sample runs/00000-digits-dcgan --checkpoint best --seeds 0-9999 --out best/
@@ -19,7 +20,9 @@ def main(argv: list[str]) -> int:
     parser = Parser("sample", "Sample images for seeds into npz shards or PNG files, with a manifest.", EXAMPLES)
     parser.add_argument("model", help="run folder, checkpoint, .onnx, .pt2 or .engine (as the backend needs)")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--backend", default="onnxruntime", help="see `ganforge backends` (default onnxruntime)")
+    parser.add_argument("--backend", default="auto", help="auto (default: the fastest backend and precision whose "
+                        "images stay within --min-psnr of fp32 PyTorch, measured once and cached), or one of "
+                        "`ganforge backends`")
     parser.add_argument("--seeds", help="e.g. 0-9999 (inclusive) or 1,5,9-12")
     parser.add_argument("--count", type=int, help="number of seeds, with --seed-start")
     parser.add_argument("--seed-start", type=int, default=0)
@@ -27,7 +30,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="threads that encode and write shards")
     parser.add_argument("--shard-size", type=int, default=10_000)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"))
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="default: fp32, or with --backend auto whichever precision wins")
+    parser.add_argument("--min-psnr", type=float, default=40.0, help="--backend auto's accuracy bound in dB (40)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--resume", action="store_true", help="skip shards already complete in --out")
     parser.add_argument("--checkpoint", help="run folders: best, latest or step-NNNNNN (default latest)")
@@ -49,6 +54,6 @@ def main(argv: list[str]) -> int:
     config = SampleConfig(model=args.model, out=args.out, seeds=tuple(seeds), backend=args.backend,
                           format=args.format, batch_size=args.batch_size, workers=args.workers,
                           shard_size=args.shard_size, precision=args.precision, device=args.device,
-                          resume=args.resume, quiet=args.quiet)
+                          resume=args.resume, quiet=args.quiet, min_psnr=args.min_psnr)
     print(f"manifest: {sample(config)}")
     return 0

@@ -9,9 +9,11 @@ Under torchrun, shard i belongs to rank i % world_size and rank 0 merges the man
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,6 +27,7 @@ from ganforge.errors import UserError
 from ganforge.files import atomic_write_bytes, remove_stale_temps
 from ganforge.train.images import nchw_to_nhwc, to_uint8
 
+from .auto import AUTO, AutoConfig, choose
 from .latents import latents_for_seeds
 from .models import model_for_backend
 from .runners import open_runner
@@ -39,15 +42,16 @@ class SampleConfig:
     model: str
     out: str
     seeds: tuple[int, ...]
-    backend: str = "onnxruntime"
+    backend: str = "auto"  # auto: the fastest accurate backend here (serve/auto.py), chosen once per run
     format: str = "npz"
     batch_size: int = 64
     workers: int = 2
     shard_size: int = 10_000
-    precision: str = "fp32"
+    precision: str | None = None  # None: fp32, or with backend auto any precision that passes min_psnr
     device: str = "cpu"
     resume: bool = False
     quiet: bool = False
+    min_psnr: float = 40.0  # backend auto's accuracy bound
 
     def __post_init__(self) -> None:
         if self.format not in ("npz", "png"):
@@ -187,6 +191,7 @@ def _sample(config: SampleConfig, context) -> Path:
     if (folder / MANIFEST).exists() and not config.resume:
         raise UserError(f"{folder} already holds samples: add --resume to continue, or choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
+    config = _resolve_backend(config, context, folder)
     model_path = model_for_backend(config.model, config.backend, config.precision, quiet=config.quiet,
                                    device=config.device, cache=folder)
     seeds = np.asarray(config.seeds, dtype=np.int64)
@@ -225,6 +230,31 @@ def _sample(config: SampleConfig, context) -> Path:
         for part in folder.glob("manifest-rank*.json"):
             part.unlink()
     return folder / MANIFEST
+
+
+def _resolve_backend(config: SampleConfig, context, folder: Path) -> SampleConfig:
+    """A concrete backend and precision. ``auto`` is decided once, by rank 0, and sent to every rank (all ranks
+    must compute the same images); a resumed folder keeps the backend and precision it was started with."""
+    if config.backend != AUTO:
+        return dataclasses.replace(config, precision=config.precision or "fp32")
+    choice = [None]
+    if context.is_main:
+        saved = _read_manifest(folder / MANIFEST) if config.resume and (folder / MANIFEST).is_file() else None
+        if saved and saved.get("backend") and saved.get("precision"):
+            choice = [(saved["backend"], saved["precision"], config.model)]
+            if not config.quiet:
+                print(f"auto: {saved['backend']} {saved['precision']}, as the run being resumed", file=sys.stderr)
+        else:
+            picked = choose(AutoConfig(model=config.model, device=config.device, batch_size=config.batch_size,
+                                       min_psnr=config.min_psnr, cache=folder, quiet=config.quiet,
+                                       precisions=(config.precision,) if config.precision else None))
+            choice = [(picked.backend, picked.precision, picked.model_path)]
+    if context.enabled:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(choice, src=0)
+    backend, precision, model = choice[0]
+    return dataclasses.replace(config, backend=backend, precision=precision, model=model)
 
 
 def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manifest: Manifest, show: bool) -> int:

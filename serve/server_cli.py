@@ -8,7 +8,7 @@ from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
 EXAMPLES = """\
-  ganforge serve runs/00000-digits-dcgan --port 8000
+  ganforge serve runs/00000-digits-dcgan --port 8000                     # fastest accurate backend
   ganforge serve g.onnx --backend openvino --max-batch 64 --max-queue-delay-us 2000
   curl -o img.png 'http://127.0.0.1:8000/v1/sample.png?seed=42'
   curl -d '{"inputs":[{"name":"seed","datatype":"INT64","shape":[2],"data":[1,2]}]}' \\
@@ -19,8 +19,12 @@ EXAMPLES = """\
 def main(argv: list[str]) -> int:
     parser = Parser("serve", "Serve a generator over HTTP (KServe v2) with dynamic batching.", EXAMPLES)
     parser.add_argument("model", help="run folder, checkpoint, .onnx, .pt2 or .engine (as the backend needs)")
-    parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "int8"))
+    parser.add_argument("--backend", default="auto", help="auto (default: the fastest backend and precision at "
+                        "--max-batch whose images stay within --min-psnr of fp32 PyTorch; measured once, cached), "
+                        "or one of `ganforge backends`")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
+                        help="default: fp32, or with --backend auto whichever precision wins")
+    parser.add_argument("--min-psnr", type=float, default=40.0, help="--backend auto's accuracy bound in dB (40)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -53,13 +57,19 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
+    from .auto import AUTO, AutoConfig, choose
     from .connections import guarded_h11
     from .models import model_for_backend
     from .runners import open_runner
     from .server import ServerConfig, create_app
 
-    model_path = model_for_backend(args.model, args.backend, args.precision, device=args.device)
-    runner = open_runner(args.backend, model_path, args.device, args.precision)
+    backend, precision, model = args.backend, args.precision or "fp32", args.model
+    if backend == AUTO:
+        choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
+                                   min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
+        backend, precision, model = choice.backend, choice.precision, choice.model_path
+    model_path = model_for_backend(model, backend, precision, device=args.device)
+    runner = open_runner(backend, model_path, args.device, precision)
     config = ServerConfig(args.model_name, min(args.max_batch, runner.info.max_batch), args.max_queue_delay_us,
                           args.max_queue, args.api_key, args.max_body_bytes, args.body_timeout, args.metrics_public,
                           args.api_docs)

@@ -62,6 +62,17 @@ def _cpu_flags() -> str:
         return ""
 
 
+# instruction sets that decide which precision and runtime is fastest on a CPU
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
+                "amx_int8", "amx_fp16")
+
+
+def cpu_features() -> list[str]:
+    """The CPU_FEATURES this CPU has (from /proc/cpuinfo's flags)."""
+    flags = set(_cpu_flags().split())
+    return [feature for feature in CPU_FEATURES if feature in flags]
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
     flags = _cpu_flags()

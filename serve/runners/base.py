@@ -75,6 +75,8 @@ class Backend:
     opener: Callable[..., Runner]  # (model_path, device, precision) -> Runner
     availability: Callable[[], str | None]  # None when usable here, else why not
     precisions: tuple[str, ...] = ("fp32",)
+    # the exported file a precision loads: e.g. OpenVINO's bf16 and int8 start from the fp32 ONNX file
+    file_precision: Callable[[str], str] = lambda precision: precision
 
 
 _BACKENDS: dict[str, Backend] = {}

@@ -22,7 +22,8 @@ def _shards(folder):
 
 
 def test_npz_shards_hold_seeds_and_nhwc_uint8_images(onnx_model, tmp_path):
-    manifest = sample(SampleConfig(model=onnx_model, out=str(tmp_path / "s"), seeds=tuple(range(10, 35)),
+    manifest = sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                                   out=str(tmp_path / "s"), seeds=tuple(range(10, 35)),
                                    shard_size=10, quiet=True))
     body = json.loads(manifest.read_text())
     assert body["complete"] and [s["count"] for s in body["shards"]] == [10, 10, 5]
@@ -38,20 +39,22 @@ def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path
     runs = []
     for i, (batch, workers) in enumerate([(1, 1), (7, 3), (64, 2)]):
         out = tmp_path / f"s{i}"
-        sample(SampleConfig(model=onnx_model, out=str(out), seeds=tuple(range(40)), shard_size=16,
+        sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                            out=str(out), seeds=tuple(range(40)), shard_size=16,
                             batch_size=batch, workers=workers, quiet=True))
         runs.append((_shards(out), json.loads((out / "manifest.json").read_text())))
     assert runs[0] == runs[1] == runs[2]
 
 
 def test_png_format_writes_one_file_per_seed(onnx_model, tmp_path):
-    sample(SampleConfig(model=onnx_model, out=str(tmp_path / "p"), seeds=(3, 4, 5), format="png", quiet=True))
+    sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                        out=str(tmp_path / "p"), seeds=(3, 4, 5), format="png", quiet=True))
     files = sorted(p.name for p in (tmp_path / "p" / "shard-00000").iterdir())
     assert files == ["seed0000000003.png", "seed0000000004.png", "seed0000000005.png"]
 
 
 def test_existing_output_needs_resume(onnx_model, tmp_path):
-    config = SampleConfig(model=onnx_model, out=str(tmp_path / "s"), seeds=(1, 2), quiet=True)
+    config = SampleConfig(model=onnx_model, backend="onnxruntime", out=str(tmp_path / "s"), seeds=(1, 2), quiet=True)
     sample(config)
     with pytest.raises(UserError, match="--resume"):
         sample(config)
@@ -59,7 +62,8 @@ def test_existing_output_needs_resume(onnx_model, tmp_path):
 
 @pytest.mark.slow
 def test_killed_sampling_run_resumes_to_the_same_manifest(onnx_model, tmp_path, ganforge_cli):
-    args = ["sample", onnx_model, "--seeds", "0-5999", "--shard-size", "200", "--batch-size", "16", "--quiet"]
+    args = ["sample", onnx_model, "--backend", "onnxruntime",
+            "--seeds", "0-5999", "--shard-size", "200", "--batch-size", "16", "--quiet"]
     clean = tmp_path / "clean"
     assert subprocess.run([ganforge_cli, *args, "--out", str(clean)], capture_output=True).returncode == 0
 
@@ -86,9 +90,11 @@ def test_killed_sampling_run_resumes_to_the_same_manifest(onnx_model, tmp_path, 
 @pytest.mark.slow
 def test_torchrun_splits_shards_across_processes(onnx_model, tmp_path, ganforge_cli):
     single = tmp_path / "single"
-    sample(SampleConfig(model=onnx_model, out=str(single), seeds=tuple(range(50)), shard_size=10, quiet=True))
+    sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                        out=str(single), seeds=tuple(range(50)), shard_size=10, quiet=True))
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--no-python",
-            ganforge_cli, "sample", onnx_model, "--seeds", "0-49", "--shard-size", "10", "--quiet",
+            ganforge_cli, "sample", onnx_model, "--backend", "onnxruntime",
+            "--seeds", "0-49", "--shard-size", "10", "--quiet",
             "--out", str(tmp_path / "multi")]
     result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             timeout=300)
@@ -100,10 +106,12 @@ def test_torchrun_splits_shards_across_processes(onnx_model, tmp_path, ganforge_
 
 def test_resume_refuses_a_folder_sampled_for_other_seeds(onnx_model, tmp_path):
     out = str(tmp_path / "s")
-    sample(SampleConfig(model=onnx_model, out=out, seeds=tuple(range(20)), shard_size=10, quiet=True))
+    sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                        out=out, seeds=tuple(range(20)), shard_size=10, quiet=True))
     for seeds in (range(100, 120), range(5)):  # same count other seeds; fewer seeds
         with pytest.raises(UserError, match="seeds"):
-            sample(SampleConfig(model=onnx_model, out=out, seeds=tuple(seeds), shard_size=10, resume=True,
+            sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                                out=out, seeds=tuple(seeds), shard_size=10, resume=True,
                                 quiet=True))
 
 
@@ -117,7 +125,8 @@ def _tamper(folder, change):
 @pytest.mark.parametrize("name", ["../outside.npz", "/tmp/x.npz", "shard-00001.npz"])
 def test_resume_refuses_shard_names_that_are_not_this_runs_own(onnx_model, tmp_path, name):
     out = tmp_path / "s"
-    config = SampleConfig(model=onnx_model, out=str(out), seeds=tuple(range(20)), shard_size=10, quiet=True)
+    config = SampleConfig(model=onnx_model, backend="onnxruntime",
+                          out=str(out), seeds=tuple(range(20)), shard_size=10, quiet=True)
     sample(config)
     _tamper(out, lambda body: body["shards"][0].update(file=name))
     with pytest.raises(UserError, match="shard 0 entry does not match"):
@@ -126,7 +135,7 @@ def test_resume_refuses_shard_names_that_are_not_this_runs_own(onnx_model, tmp_p
 
 def test_resume_with_a_corrupt_manifest_is_one_clear_error(onnx_model, tmp_path):
     out = tmp_path / "s"
-    config = SampleConfig(model=onnx_model, out=str(out), seeds=(1, 2), quiet=True)
+    config = SampleConfig(model=onnx_model, backend="onnxruntime", out=str(out), seeds=(1, 2), quiet=True)
     sample(config)
     (out / "manifest.json").write_text('{"shards": [')
     with pytest.raises(UserError, match="unreadable manifest"):
@@ -135,7 +144,8 @@ def test_resume_with_a_corrupt_manifest_is_one_clear_error(onnx_model, tmp_path)
 
 def test_resume_removes_temp_files_a_kill_left_and_redoes_a_torn_shard(onnx_model, tmp_path):
     out = tmp_path / "s"
-    config = SampleConfig(model=onnx_model, out=str(out), seeds=tuple(range(20)), shard_size=10, quiet=True)
+    config = SampleConfig(model=onnx_model, backend="onnxruntime",
+                          out=str(out), seeds=tuple(range(20)), shard_size=10, quiet=True)
     sample(config)
     clean = _shards(out)
     stale = out / ".shard-00001.npz.tmp-0123456789abcdef"
@@ -167,7 +177,8 @@ def test_a_bare_checkpoint_is_exported_into_out_not_beside_it(trained_run, tmp_p
     (tmp_path / "models").mkdir()
     checkpoint = tmp_path / "models" / "g.pt"
     shutil.copy(trained_run / "checkpoints" / "latest.pt", checkpoint)
-    sample(SampleConfig(model=str(checkpoint), out=str(tmp_path / "s"), seeds=(1, 2), quiet=True))
+    sample(SampleConfig(model=str(checkpoint), backend="onnxruntime", out=str(tmp_path / "s"), seeds=(1, 2),
+                        quiet=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "s"]
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["g.pt"]
     assert (tmp_path / "s" / "exports" / "generator-fp32.onnx").is_file()

@@ -72,7 +72,8 @@ def test_tritonclient_gets_the_same_images_as_ganforge_sample(server, onnx_model
         tensor.set_data_from_numpy(seeds, binary_data=binary)
         output = triton.InferRequestedOutput("images", binary_data=binary)
         images = client.infer("generator", [tensor], outputs=[output]).as_numpy("images")
-        sample(SampleConfig(model=onnx_model, out=str(tmp_path / f"s{binary}"), seeds=tuple(seeds.tolist()),
+        sample(SampleConfig(model=onnx_model, backend="onnxruntime",
+                            out=str(tmp_path / f"s{binary}"), seeds=tuple(seeds.tolist()),
                             quiet=True))
         with np.load(tmp_path / f"s{binary}" / "shard-00000.npz") as shard:
             from ganforge.train.images import nchw_to_nhwc, to_uint8
