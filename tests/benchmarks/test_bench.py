@@ -83,3 +83,20 @@ def test_server_over_http_starts_ganforge_serve_and_stops_at_saturation(trained_
     # rates rise until one is saturated (dropped, refused or timed out), and no higher rate is tried after it
     assert all(p["rejected"] == 0 for p in points[:-1])
     assert [p["offered_rate"] for p in points] == sorted(p["offered_rate"] for p in points)
+
+
+def test_no_row_exceeds_the_matmul_ceiling():
+    from ganforge.benchmarks.bench import raise_ceilings
+
+    report = {"environment": {"matmul_gflops": {"fp32": 100.0, "bf16": 400.0}},
+              "results": [{"ceiling_precision": "fp32", "gflops_per_second": 80.0},
+                          {"ceiling_precision": "fp32", "gflops_per_second": 120.0},
+                          {"ceiling_precision": "bf16", "gflops_per_second": 200.0},
+                          {"precision": "int8", "gflops_per_second": 900.0}]}  # no int8 ceiling: no percentage
+    raise_ceilings(report)
+    rows = report["results"]
+    assert [r.get("percent_of_matmul_ceiling") for r in rows] == [pytest.approx(100 * 80 / 120), 100.0, 50.0, None]
+    assert report["environment"]["ceiling_raised"] == {"fp32": {"measured": 100.0, "raised_to": 120.0}}
+    rows.append({"ceiling_precision": "fp32", "gflops_per_second": 150.0})
+    raise_ceilings(report)  # raised again: still reports what was measured
+    assert report["environment"]["ceiling_raised"]["fp32"] == {"measured": 100.0, "raised_to": 150.0}

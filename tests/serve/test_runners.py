@@ -74,3 +74,36 @@ def test_backend_gets_the_file_it_needs(trained_run, onnx_model):
         model_for_backend(trained_run, "tensorrt")
     with pytest.raises(UserError, match="unknown backend"):
         model_for_backend(trained_run, "tflite")
+
+
+def test_openvino_int8_is_quantized_reproducibly_and_stays_close(onnx_model):
+    from ganforge.export.verify import psnr
+
+    z = latents_for_seeds(range(16), 8)
+    with open_runner("openvino", onnx_model) as runner:
+        reference = runner.infer(z)
+    outputs = []
+    for _ in range(2):
+        with open_runner("openvino", onnx_model, precision="int8") as runner:
+            assert runner.info.precision == "int8"
+            outputs.append(runner.infer(z))
+    np.testing.assert_array_equal(outputs[0], outputs[1])  # calibration on fixed seeds: the same int8 model
+    assert not np.array_equal(outputs[0], reference)  # really quantized
+    assert psnr(reference, outputs[0]) > 25
+
+
+def test_openvino_bf16_runs_bf16_or_says_why_not(onnx_model):
+    from ganforge.train.precision import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        assert "bf16" not in backends()["openvino"].precisions
+        return
+    z = latents_for_seeds(range(4), 8)
+    try:
+        with open_runner("openvino", onnx_model, precision="bf16") as runner:
+            images = runner.infer(z)
+    except UserError as error:  # e.g. AVX512-BF16 without AMX: deconvolutions stay fp32
+        assert "no bf16 kernels" in str(error)
+        return
+    with open_runner("openvino", onnx_model) as runner:
+        assert not np.array_equal(images, runner.infer(z))  # a bf16 label on fp32 work would be a lie
