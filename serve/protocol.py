@@ -6,18 +6,25 @@ datatype and 0..2^63-1, z must be finite numbers, ``parameters`` must be objects
 
     body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
     z = parse_infer_request(body, z_dim=64, max_batch=64, binary=binary)
+    ...
+    payload, header_length = encode_response({"model_name": "generator", "id": ""}, images, requested_outputs(body))
+
+Outputs: ``images`` FP32 [n, C, H, W] in [-1, 1] (or [n, 2] points), and ``images_uint8`` UINT8 [n, H, W, C], the
+bytes `ganforge sample` writes, for clients that want pictures. Each as JSON or, with ``binary_data``, raw.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .latents import MAX_SEED, latents_for_seeds
 
 DATATYPES = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
+OUTPUTS = {"images": "FP32", "images_uint8": "UINT8"}
 INPUTS = {"seed": ("INT64", "INT32"), "z": ("FP32",)}
 SEED_LIMITS = {"INT64": MAX_SEED, "INT32": 2**31 - 1}
 FP32_MAX = float(np.finfo(np.float32).max)
@@ -122,6 +129,7 @@ def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = 
         raise BadRequest("'outputs' must be a list of objects")
     for output in outputs or []:
         _object(output.get("parameters"), "an output's 'parameters'")
+    requested_outputs(body)
     if not isinstance(body.get("id", ""), str):
         raise BadRequest("'id' must be a string")
     inputs = body.get("inputs")
@@ -158,8 +166,51 @@ def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = 
     return array.reshape(count, z_dim)
 
 
-def wants_binary_output(body: dict) -> bool:
-    """Call after parse_infer_request (which checked the types)."""
-    if (body.get("parameters") or {}).get("binary_data_output"):
-        return True
-    return any((o.get("parameters") or {}).get("binary_data") for o in body.get("outputs") or [])
+@dataclass(frozen=True)
+class OutputRequest:
+    name: str
+    binary: bool
+
+
+def requested_outputs(body: dict) -> list[OutputRequest]:
+    """The outputs a request asks for (default: ``images``), each JSON or binary (the request's
+    ``binary_data_output`` parameter, overridden per output by ``binary_data``)."""
+    default_binary = bool(_object(body.get("parameters"), "'parameters'").get("binary_data_output"))
+    outputs = body.get("outputs") or [{"name": "images"}]
+    found = []
+    for output in outputs:
+        name = output.get("name")
+        if not isinstance(name, str) or name not in OUTPUTS:
+            raise BadRequest(f"unknown output {str(name)[:40]!r}: use {' or '.join(map(repr, OUTPUTS))}")
+        if any(o.name == name for o in found):
+            raise BadRequest(f"output {name!r} requested twice")
+        found.append(OutputRequest(name, bool((output.get("parameters") or {}).get("binary_data", default_binary))))
+    return found
+
+
+def encode_response(header: dict, images: np.ndarray, outputs: list[OutputRequest]) -> tuple[bytes, int | None]:
+    """The response body, and the Inference-Header-Content-Length when any output is binary (else None).
+    JSON is written by orjson straight from the numpy arrays (float32 values in their shortest exact form)."""
+    import orjson
+
+    entries, blobs = [], []
+    for output in outputs:
+        array = images if output.name == "images" else _uint8_nhwc(images)
+        entry = {"name": output.name, "datatype": OUTPUTS[output.name], "shape": list(array.shape)}
+        if output.binary:
+            raw = np.ascontiguousarray(array, dtype="<f4" if output.name == "images" else np.uint8).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = np.ascontiguousarray(array.reshape(-1))
+        entries.append(entry)
+    head = orjson.dumps({**header, "outputs": entries}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return (head + b"".join(blobs), len(head)) if blobs else (head, None)
+
+
+def _uint8_nhwc(images: np.ndarray) -> np.ndarray:
+    from ganforge.train.images import nchw_to_nhwc, to_uint8
+
+    if images.ndim != 4:
+        raise BadRequest("'images_uint8' is for image models; this model makes 2D points")
+    return nchw_to_nhwc(to_uint8(images))

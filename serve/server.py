@@ -1,7 +1,8 @@
 """HTTP serving over the KServe v2 / Open Inference Protocol, with dynamic batching and Prometheus metrics.
 
     GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}, /v2/models/{name}/ready
-    POST /v2/models/{name}/infer   inputs: "seed" INT64 [n]  or  "z" FP32 [n, z_dim]; output "images" FP32
+    POST /v2/models/{name}/infer   inputs: "seed" INT64 [n]  or  "z" FP32 [n, z_dim];
+                                   outputs: "images" FP32 [n, C, H, W], "images_uint8" UINT8 [n, H, W, C]
     GET  /v1/sample.png?seed=N     one image, for a browser
     GET  /metrics                  Prometheus text format
 
@@ -15,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,7 +33,7 @@ from ganforge.errors import UserError
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .latents import MAX_SEED, latents_for_seeds
-from .protocol import BadRequest, decode_body, parse_infer_request, wants_binary_output
+from .protocol import BadRequest, decode_body, encode_response, parse_infer_request, requested_outputs
 from .runners import Runner
 
 log = logging.getLogger("ganforge.serve")
@@ -193,7 +192,10 @@ def create_app(runner: Runner, config: ServerConfig):
         return {"name": name, "versions": ["1"], "platform": info.backend,
                 "inputs": [{"name": "seed", "datatype": "INT64", "shape": [-1]},
                            {"name": "z", "datatype": "FP32", "shape": [-1, info.z_dim]}],
-                "outputs": [{"name": "images", "datatype": "FP32", "shape": [-1, *info.output_shape]}],
+                "outputs": [{"name": "images", "datatype": "FP32", "shape": [-1, *info.output_shape]},
+                            *([{"name": "images_uint8", "datatype": "UINT8",
+                                "shape": [-1, *info.output_shape[1:], info.output_shape[0]]}]
+                              if len(info.output_shape) == 3 else [])],
                 "parameters": {"precision": info.precision, "device": info.device, "max_batch": config.max_batch,
                                "max_body_bytes": body_limit, "value_range": [-1, 1]}}
 
@@ -211,6 +213,9 @@ def create_app(runner: Runner, config: ServerConfig):
             raw = await read_body(request)
             body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
             z = parse_infer_request(body, info.z_dim, config.max_batch, binary)
+            outputs = requested_outputs(body)
+            if len(info.output_shape) != 3 and any(o.name == "images_uint8" for o in outputs):
+                raise BadRequest("'images_uint8' is for image models; this model makes 2D points")
         except BadRequest as bad:
             return error(bad.status, str(bad))
         except ClientDisconnect:
@@ -221,16 +226,15 @@ def create_app(runner: Runner, config: ServerConfig):
         except QueueFull as full:
             return error(503, str(full), headers={"Retry-After": "1"})
         metrics.requests.labels("200").inc()
-        output = {"name": "images", "datatype": "FP32", "shape": list(images.shape)}
-        header = {"model_name": name, "model_version": "1", "id": body.get("id", ""), "outputs": [output]}
-        if not wants_binary_output(body):
-            output["data"] = images.reshape(-1).tolist()
-            return JSONResponse(header)
-        raw = np.ascontiguousarray(images, dtype="<f4").tobytes()
-        output["parameters"] = {"binary_data_size": len(raw)}
-        head = json.dumps(header).encode()
-        return Response(head + raw, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(len(head))})
+        header = {"model_name": name, "model_version": "1", "id": body.get("id", "")}
+        if all(o.binary for o in outputs):  # raw bytes: cheap, encoded here
+            payload, head_length = encode_response(header, images, outputs)
+        else:  # JSON text of a whole image batch: off the event loop, which keeps accepting requests meanwhile
+            payload, head_length = await asyncio.to_thread(encode_response, header, images, outputs)
+        if head_length is None:
+            return Response(payload, media_type="application/json")
+        return Response(payload, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(head_length)})
 
     @app.get("/v1/sample.png")
     async def sample_png(seed: str = "0"):

@@ -66,19 +66,25 @@ def test_tritonclient_gets_the_same_images_as_ganforge_sample(server, onnx_model
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("generator")
     metadata = client.get_model_metadata("generator")
     assert metadata["outputs"][0]["shape"] == [-1, 1, 16, 16]
+    assert metadata["outputs"][1] == {"name": "images_uint8", "datatype": "UINT8", "shape": [-1, 16, 16, 1]}
     seeds = np.array([5, 6, 7, 123], dtype=np.int64)
+    sample(SampleConfig(model=onnx_model, backend="onnxruntime", out=str(tmp_path / "s"),
+                        seeds=tuple(seeds.tolist()), quiet=True))
+    with np.load(tmp_path / "s" / "shard-00000.npz") as shard:
+        sampled = shard["images"]
+    floats = {}
     for binary in (False, True):  # JSON tensors, then the binary tensor extension both ways
         tensor = triton.InferInput("seed", [4], "INT64")
         tensor.set_data_from_numpy(seeds, binary_data=binary)
-        output = triton.InferRequestedOutput("images", binary_data=binary)
-        images = client.infer("generator", [tensor], outputs=[output]).as_numpy("images")
-        sample(SampleConfig(model=onnx_model, backend="onnxruntime",
-                            out=str(tmp_path / f"s{binary}"), seeds=tuple(seeds.tolist()),
-                            quiet=True))
-        with np.load(tmp_path / f"s{binary}" / "shard-00000.npz") as shard:
-            from ganforge.train.images import nchw_to_nhwc, to_uint8
+        outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("images", "images_uint8")]
+        result = client.infer("generator", [tensor], outputs=outputs)
+        floats[binary] = result.as_numpy("images")
+        from ganforge.train.images import nchw_to_nhwc, to_uint8
 
-            assert np.array_equal(nchw_to_nhwc(to_uint8(images)), shard["images"])
+        assert np.array_equal(nchw_to_nhwc(to_uint8(floats[binary])), sampled)
+        assert result.as_numpy("images_uint8").dtype == np.uint8
+        assert np.array_equal(result.as_numpy("images_uint8"), sampled)  # the very bytes `sample` writes
+    assert np.array_equal(floats[False], floats[True])  # JSON floats are exact float32 values
 
 
 def test_concurrent_single_seed_requests_are_batched(server):
@@ -174,6 +180,8 @@ def test_client_mistakes_are_4xx_json_and_a_real_fault_is_one_counted_500(server
            b'{"inputs": [{"name": "z", "datatype": "FP32", "shape": [1, 8], "data": [0,0,0,0,0,0,0,1e400]}]}',
            b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1]}], "parameters": 7}',
            b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1]}], "outputs": "x"}',
+           b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1]}], '
+           b'"outputs": [{"name": "x"}]}',
            b'[' * 30_000 + b']' * 30_000,  # nested deeper than Python's recursion limit
            b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [1.5]}]}']
     with httpx.Client(timeout=30) as client:  # one keep-alive connection throughout
