@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
 from ganforge.files import TEMP_NAME, atomic_write_bytes
 
 GANFORGE = str(Path(sys.executable).parent / "ganforge")
@@ -122,29 +123,7 @@ def sample_part(root: Path, kills: int, count: int, rng: random.Random) -> dict:
 
 
 # ---- server soak -------------------------------------------------------------------------------------------------
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"inputs":[{"name":"seed","datatype":"INT64","shape":[1],"data":[7]}],' ..
-  '"parameters":{"binary_data_output":true}}'
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %d %d %d %d %.0f %.0f\\n", summary.requests, summary.errors.status,
-    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
 MAX_QUEUE = 256
-
-
-def wrk(url: str, connections: int, seconds: float, script: Path) -> dict:
-    output = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds:.0f}s", "--timeout", "10s",
-                             "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    fields = [int(float(v)) for v in re.search(r"RESULT (.*)", output).group(1).split()]
-    names = ("requests", "non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts", "p50_us", "p99_us")
-    return dict(zip(names, fields)) | {"connections": connections, "seconds": seconds,
-                                       "requests_per_second": fields[0] / seconds}
 
 
 def process_usage(pid: int) -> dict:
@@ -165,23 +144,22 @@ def server_part(root: Path, soak: float, overload: float) -> dict:
     from ganforge.benchmarks.http_scenario import server_http
     from ganforge.benchmarks.http_server import serving_process
 
-    if shutil.which("wrk") is None:
-        return {"skipped": "wrk is not installed (apt-get install wrk)"}
-    script = root / "seed.lua"
-    script.write_text(WRK_SCRIPT)
+    if wrk_missing():
+        return {"skipped": wrk_missing()}
+    script = seed_script(root / "seed.lua", binary=True)
     # a queue of 256 latents (~0.15 s of work here): 320 connections overfill it, so the overload sheds with 503s
     with serving_process(str(root / "g.onnx"), "onnxruntime", max_queue=MAX_QUEUE) as (base, server):
         url = f"{base}/v2/models/generator/infer"
-        wrk(url, 32, 3, script)  # warm-up
+        run_wrk(url, 32, 3, script)  # warm-up
         before = process_usage(server.pid)
-        capacity = wrk(url, 32, 10, script)
+        capacity = run_wrk(url, 32, 10, script)
         rate = 0.8 * capacity["requests_per_second"]
         counts0 = status_counts(base)
         sustained = server_http(base, [rate], soak, latency_bound_ms=100)
         counts1 = status_counts(base)
-        flood = wrk(url, 320, overload, script)
+        flood = run_wrk(url, 320, overload, script)
         counts2 = status_counts(base)
-        beyond = wrk(url, 2000, overload / 2, script)  # far past --max-queue
+        beyond = run_wrk(url, 2000, overload / 2, script)  # far past --max-queue
         counts3 = status_counts(base)
         time.sleep(7)  # idle keep-alive connections close after 5 s
         after = process_usage(server.pid)

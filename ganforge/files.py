@@ -48,9 +48,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes | str) -> None:
-    """``atomic_write`` for data already in memory (text is written as UTF-8)."""
-    payload = data.encode() if isinstance(data, str) else bytes(data)
+def atomic_write_bytes(path: Path, data: bytes | memoryview | str) -> None:
+    """``atomic_write`` for data already in memory (text is written as UTF-8; buffers without a copy)."""
+    payload = data.encode() if isinstance(data, str) else data
     atomic_write(path, lambda handle: handle.write(payload))
 
 

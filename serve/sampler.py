@@ -76,7 +76,7 @@ def _write_shard(folder: Path, index: int, seeds: np.ndarray, images: np.ndarray
     if fmt == "npz":
         buffer = io.BytesIO()
         np.savez(buffer, seeds=seeds, **{"points" if images.ndim == 2 else "images": images})
-        data = buffer.getvalue()
+        data = buffer.getbuffer()  # a view: no copy of the shard
         atomic_write_bytes(folder / shard_name(index, fmt), data)
         digest.update(data)
     else:
@@ -266,13 +266,16 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
     with ThreadPoolExecutor(max_workers=config.workers) as pool:
         for index in todo:
             seeds = shards[index]
-            parts = []
+            shard = None  # filled batch by batch: no concatenation copy of a whole shard
             for start in range(0, len(seeds), max_batch):
                 batch = seeds[start : start + max_batch]
                 out = runner.infer(latents_for_seeds(batch, z_dim))
-                parts.append(out.astype(np.float32) if out.ndim == 2 else nchw_to_nhwc(to_uint8(out)))
+                images = out.astype(np.float32) if out.ndim == 2 else nchw_to_nhwc(to_uint8(out))
+                if shard is None:
+                    shard = np.empty((len(seeds), *images.shape[1:]), images.dtype)
+                shard[start : start + len(batch)] = images
                 bar.update(len(batch))
-            future: Future = pool.submit(_write_shard, folder, index, seeds, np.concatenate(parts), config.format)
+            future: Future = pool.submit(_write_shard, folder, index, seeds, shard, config.format)
             future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
             pending.append(future)
             while len(pending) > 2 * config.workers:  # bound the memory held by shards waiting to be written

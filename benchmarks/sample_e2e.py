@@ -1,0 +1,69 @@
+"""`ganforge sample` end to end against the same backend's offline rate, measured in one run.
+
+    python benchmarks/sample_e2e.py [--model runs/bench-dcgan64] [--images 20000] [--backends auto,torch,onnxruntime]
+
+For each backend (auto: what `--backend auto` picks here): offline images/s at the sampling batch size, then
+`sample()` of --images seeds into npz shards (manifest, sha256s, atomic writes: the real command) timed from
+the first batch to the last shard on disk. Writes benchmarks/results/sample_e2e.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ganforge.benchmarks.backends_table import bench_run
+from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.http_wrk import offline_rate
+from ganforge.files import atomic_write_bytes
+from ganforge.serve.auto import AUTO, AutoConfig, choose
+from ganforge.serve.sampler import SampleConfig, sample
+
+RESULTS = Path(__file__).parent / "results" / "sample_e2e.json"
+TARGET = 0.9  # end to end >= 90% of offline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="runs/bench-dcgan64", help="run folder or model (made if missing)")
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backends", default="auto,torch,onnxruntime")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    model = str(bench_run(Path(args.model))) if args.model == parser.get_default("model") else args.model
+    results = {"environment": environment(None), "model": model, "images": args.images,
+               "batch_size": args.batch_size, "rows": []}
+    for asked in args.backends.split(","):
+        backend, precision = asked, "fp32"
+        if asked == AUTO:
+            choice = choose(AutoConfig(model=model, batch_size=args.batch_size))
+            backend, precision = choice.backend, choice.precision
+        offline = offline_rate(model, backend, precision, args.batch_size, 3.0)
+        with tempfile.TemporaryDirectory() as out:
+            config = SampleConfig(model=offline["model_path"], out=out, seeds=tuple(range(args.images)),
+                                  backend=backend, precision=precision, batch_size=args.batch_size, quiet=True)
+            start = time.perf_counter()
+            sample(config)
+            seconds = time.perf_counter() - start
+        row = {"asked": asked, "backend": backend, "precision": precision,
+               "offline_images_per_second": offline["images_per_second"],
+               "offline_window_rates": offline["window_rates"], "sample_seconds": seconds,
+               "sample_images_per_second": args.images / seconds}
+        row["fraction_of_offline"] = row["sample_images_per_second"] / row["offline_images_per_second"]
+        results["rows"].append(row)
+        print(f"{asked:<12} {backend} {precision}: offline {row['offline_images_per_second']:.0f} img/s, sample "
+              f"{row['sample_images_per_second']:.0f} img/s = {100 * row['fraction_of_offline']:.0f}% "
+              f"(target {100 * TARGET:.0f}%)", flush=True)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(args.out), json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

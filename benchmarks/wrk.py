@@ -1,0 +1,59 @@
+"""Drive an HTTP endpoint with wrk (a C load generator: `apt-get install wrk`), one KServe v2 request per call.
+
+    script = seed_script(tmp / "seed.lua", binary=True)
+    result = run_wrk("http://127.0.0.1:8000/v2/models/generator/infer", 32, 10, script)
+
+Every request carries its own seed (a counter), so the server cannot answer from a cache; wrk's Lua `done` hook
+prints the counts and latency percentiles on one line, which is parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+SCRIPT = """
+local counter = 0
+local template = '%s'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, string.format(template, counter))
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d %%.0f %%.0f %%.0f\\n", summary.requests,
+    summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"""
+FIELDS = ("requests", "non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts", "p50_us", "p90_us",
+          "p99_us")
+
+
+def wrk_missing() -> str | None:
+    return None if shutil.which("wrk") else "wrk is not installed (apt-get install wrk)"
+
+
+def seed_script(path: Path, binary: bool = True, output: str = "images") -> Path:
+    """A wrk script sending single-seed requests for ``output``, as JSON or with binary output."""
+    body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [123456789]}],
+            "outputs": [{"name": output, "parameters": {"binary_data": binary}}]}
+    template = json.dumps(body, separators=(",", ":")).replace("%", "%%").replace("123456789", "%d")
+    path.write_text(SCRIPT % template)
+    return path
+
+
+def run_wrk(url: str, connections: int, seconds: float, script: Path, threads: int = 1) -> dict:
+    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s",
+                             "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True,
+                            check=True).stdout
+    found = re.search(r"RESULT (.*)", output)
+    if not found:
+        raise RuntimeError(f"wrk printed no result: {output[-300:]}")
+    fields = [int(float(v)) for v in found.group(1).split()]
+    return dict(zip(FIELDS, fields)) | {"connections": connections, "seconds": seconds,
+                                        "requests_per_second": fields[0] / seconds}
