@@ -39,3 +39,12 @@ def trained_run(tmp_path_factory):
 def ganforge_cli() -> str:
     """The installed `ganforge` console script: CLI tests run it as a user does."""
     return str(Path(sys.executable).parent / "ganforge")
+
+
+@pytest.fixture(scope="session")
+def onnx_model(trained_run, tmp_path_factory):
+    """trained_run exported to ONNX (fp32, max batch 256), shared by export/serve tests."""
+    from ganforge.export.api import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("models") / "g.onnx"
+    return str(export(ExportConfig(source=str(trained_run), out=str(out), max_batch=256)).path)
