@@ -36,6 +36,8 @@ def build_parser() -> Parser:
     add("--r1", type=float, default=S, help="R1 penalty weight gamma (default 0: off)")
     add("--pack", type=int, default=S, help="PacGAN packing: D judges M samples at once (default 1)")
     add("--spectral-norm", action="store_true", default=S, help="spectral normalisation in D")
+    add("--augment", default=S, help="DiffAugment for small image sets: comma-separated color, translation, "
+        "cutout (default: the recipe's)")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")

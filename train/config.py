@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ganforge.errors import UserError
 
+from .augment import POLICIES as AUGMENT_POLICIES
 from .data import POINT_SOURCES, check_spec
 from .precision import PRECISIONS
 
@@ -38,6 +39,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # WGAN-GP lambda
     pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
     spectral_norm: bool = False
+    augment: str = ""  # DiffAugment policies for D's inputs, comma-separated: color, translation, cutout
     precision: str = "auto"
     device: str = "auto"
     ema: float = 0.999  # EMA decay of the generator's weights; 0 turns EMA off
@@ -64,6 +66,10 @@ class TrainConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
+        for policy in self.augment_policy:
+            _choice("augment", policy, AUGMENT_POLICIES)
+        if self.augment_policy and self.is_points:
+            raise UserError(f"--augment transforms images; --data {self.data} is 2D points")
         if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
             raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
         if self.model == "dcgan" and self.is_points:
@@ -87,6 +93,10 @@ class TrainConfig:
             raise UserError(f"--betas takes two numbers in [0, 1), got {self.betas}")
         if self.r1 < 0 or self.gp_weight < 0:
             raise UserError("--r1 and the gradient-penalty weight must be non-negative")
+
+    @property
+    def augment_policy(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.augment.split(",") if p.strip())
 
     @property
     def is_points(self) -> bool:

@@ -14,6 +14,7 @@ from torch import nn
 import ganforge
 from ganforge.errors import UserError
 
+from .augment import DiffAugment
 from .checkpoint import FORMAT, VERSION, load_module_state
 from .config import TrainConfig
 from .data import DataSource
@@ -45,6 +46,9 @@ class Trainer:
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
         self.scaler_g, self.scaler_d = precision.grad_scaler(), precision.grad_scaler()
         self.latent_rng = torch.Generator(device).manual_seed(config.seed + 1)
+        self.augment_rng = torch.Generator(device).manual_seed(config.seed + 2)
+        policy = config.augment_policy
+        self.augment = DiffAugment(policy, self.augment_rng) if policy else (lambda images: images)
         self.loss = LOSSES[config.loss]
         self.step = 0
         self.skipped = {"d": 0, "g": 0}
@@ -55,22 +59,23 @@ class Trainer:
         part = rank_slice(config.batch_size, self.context)
         real = self.data.stream.next_batch(config.batch_size)[part].to(device, non_blocking=True)
         z = torch.randn(config.batch_size, config.z_dim, generator=self.latent_rng, device=device)[part]
-        D, pack = self.discriminator, config.pack
+        pack, augment = config.pack, self.augment
+        D = lambda images: self.discriminator(pack_samples(augment(images), pack))  # noqa: E731
         self._set_learning_rates()
 
         with self.precision.autocast():
             fake = self.generator(z)
-            real_logits = D(pack_samples(real, pack))
-            fake_logits = D(pack_samples(fake.detach(), pack))
+            real_logits = D(real)
+            fake_logits = D(fake.detach())
             loss_d = self.loss.discriminator(real_logits.float(), fake_logits.float())
         penalty = self._penalty(real, fake, part)
-        self._apply(loss_d + penalty, self.optimizer_d, self.scaler_d, D, "d")
+        self._apply(loss_d + penalty, self.optimizer_d, self.scaler_d, self.discriminator, "d")
 
-        D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+        self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         with self.precision.autocast():
-            loss_g = self.loss.generator(D(pack_samples(fake, pack)).float())
+            loss_g = self.loss.generator(D(fake).float())
         self._apply(loss_g, self.optimizer_g, self.scaler_g, self.generator, "g")
-        D.requires_grad_(True)
+        self.discriminator.requires_grad_(True)
 
         self._update_ema()
         if self.context.enabled:  # BatchNorm statistics differ per rank's data: keep the average
@@ -141,7 +146,8 @@ class Trainer:
             "discriminator": self.discriminator.state_dict(),
             "optimizer_g": self.optimizer_g.state_dict(), "optimizer_d": self.optimizer_d.state_dict(),
             "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "latents": self.latent_rng.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "latents": self.latent_rng.get_state(),
+                    "augment": self.augment_rng.get_state()},
             "data": self.data.stream.state_dict(), "skipped_steps": dict(self.skipped),
         }
 
@@ -159,6 +165,8 @@ class Trainer:
             self.scaler_d.load_state_dict(state["scaler_d"])
         torch.set_rng_state(state["rng"]["torch"])
         self.latent_rng.set_state(state["rng"]["latents"])
+        if "augment" in state["rng"]:  # checkpoints from before --augment
+            self.augment_rng.set_state(state["rng"]["augment"])
         self.data.stream.load_state_dict(state["data"])
         self.step = int(state["step"])
         self.skipped = dict(state["skipped_steps"])

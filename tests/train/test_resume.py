@@ -24,12 +24,12 @@ def assert_identical(a, b, where="checkpoint"):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("schedule", ["constant", "linear"])
-def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule):
-    straight = train(tiny(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
-                          out=str(tmp_path / "straight")))
-    halves = train(tiny(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
-                        out=str(tmp_path / "halves")))
+@pytest.mark.parametrize("schedule, augment", [("constant", ""), ("linear", "color,translation,cutout")])
+def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule, augment):
+    common = dict(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
+                  augment=augment)
+    straight = train(tiny(**common, out=str(tmp_path / "straight")))
+    halves = train(tiny(**common, out=str(tmp_path / "halves")))
     for late in ("step-000200.pt", "latest.pt"):  # as if killed right after step 100's checkpoint
         (halves / "checkpoints" / late).unlink()
     (halves / "checkpoints" / "latest.pt").hardlink_to(halves / "checkpoints" / "step-000100.pt")

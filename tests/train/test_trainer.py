@@ -76,3 +76,24 @@ def test_only_fp16_uses_a_grad_scaler():
     assert Precision(cpu, torch.float16).grad_scaler().is_enabled()
     assert not Precision(cpu, torch.bfloat16).grad_scaler().is_enabled()
     assert not Precision(cpu, torch.float32).grad_scaler().is_enabled()
+
+
+def test_diffaugment_is_differentiable_and_keeps_shapes():
+    from ganforge.train.augment import DiffAugment
+
+    images = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    augmented = DiffAugment(("color", "translation", "cutout"), torch.Generator().manual_seed(0))(images)
+    assert augmented.shape == images.shape and not torch.equal(augmented, images)
+    augmented.sum().backward()  # G learns through D's augmented view
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    cut = DiffAugment(("cutout",), torch.Generator().manual_seed(1))(torch.ones(8, 1, 16, 16))
+    assert ((cut == 0).flatten(1).sum(1) <= 64).all() and (cut == 0).any()  # at most an 8 x 8 square
+
+
+def test_augment_flag_is_checked(tiny):
+    from ganforge.errors import UserError
+
+    with pytest.raises(UserError, match="unknown --augment 'flip'"):
+        tiny(augment="translation,flip")
+    with pytest.raises(UserError, match="2D points"):
+        tiny(data="ring", model="mlp", augment="translation")
