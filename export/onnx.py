@@ -82,11 +82,21 @@ def convert_int8(source: Path, target: Path, z_dim: int) -> None:
         prepared.unlink(missing_ok=True)
 
 
+def inference_threads() -> int | None:
+    """Threads per inference session: $GANFORGE_THREADS (set by `ganforge serve --workers` to split the cores
+    between its processes), else None (the runtime's default: every core)."""
+    import os
+
+    value = os.environ.get("GANFORGE_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 def onnx_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = threads or inference_threads()
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -81,7 +82,19 @@ class PrometheusMetrics(BatcherMetrics):
                                        registry=self.registry)
         self.compute_seconds = Histogram("ganforge_compute_seconds", "Inference time per batch",
                                          registry=self.registry)
-        self.queue_depth = Gauge("ganforge_queue_latents", "Latents waiting", registry=self.registry)
+        self.queue_depth = Gauge("ganforge_queue_latents", "Latents waiting", registry=self.registry,
+                                 multiprocess_mode="livesum")
+
+    def exposition(self) -> bytes:
+        """The text format; with several workers (PROMETHEUS_MULTIPROC_DIR set) the sum over all of them, so a
+        scrape of any worker sees the whole server."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
     def batch(self, size: int, compute_seconds: float) -> None:
         self.batch_size.observe(size)
@@ -258,7 +271,7 @@ def create_app(runner: Runner, config: ServerConfig):
 
     @app.get("/metrics")
     async def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.state.batcher, app.state.metrics = batcher, metrics
     return app

@@ -10,6 +10,7 @@ from ganforge.errors import UserError
 EXAMPLES = """\
   ganforge serve runs/00000-digits-dcgan --port 8000                     # fastest accurate backend
   ganforge serve g.onnx --backend openvino --max-batch 64 --max-queue-delay-us 2000
+  ganforge serve runs/00000-digits-dcgan --workers 2 --port 8000        # two processes, one port
   curl -o img.png 'http://127.0.0.1:8000/v1/sample.png?seed=42'
   curl -d '{"inputs":[{"name":"seed","datatype":"INT64","shape":[2],"data":[1,2]}]}' \\
        http://127.0.0.1:8000/v2/models/generator/infer
@@ -43,6 +44,9 @@ def main(argv: list[str]) -> int:
                         "arrive; beyond: 408 (default 10)")
     parser.add_argument("--header-timeout", type=float, default=10.0, help="seconds a client has to send a "
                         "request's line and headers, after connecting or after its previous response (default 10)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes behind the port, one model copy "
+                        "each, the CPU cores split between them (default 1)")
+    parser.add_argument("--force", action="store_true", help="allow --workers above the core count")
     parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
                         "stays open (default 5)")
     args = parser.parse_args(argv)
@@ -53,40 +57,45 @@ def main(argv: list[str]) -> int:
     if (args.max_body_bytes is not None and args.max_body_bytes < 1) or min(
             args.body_timeout, args.header_timeout, args.keep_alive) <= 0:
         raise UserError("--max-body-bytes, --body-timeout, --header-timeout and --keep-alive must be positive")
+    cores = os.cpu_count() or 1
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1")
+    if args.workers > cores and not args.force:
+        raise UserError(f"--workers {args.workers} exceeds this machine's {cores} cores (each worker is a model "
+                        "copy with its own threads): add --force to run them anyway")
+    if args.workers > 1 and args.device.startswith("cuda"):
+        _check_gpus(args.device, args.workers)
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
-    import uvicorn
-
     from .auto import AUTO, AutoConfig, choose
-    from .connections import guarded_h11
     from .models import model_for_backend
-    from .runners import open_runner
-    from .server import ServerConfig, create_app
+    from .workers import ServeSpec, run_worker, supervise
 
     backend, precision, model = args.backend, args.precision or "fp32", args.model
     if backend == AUTO:
         choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
         backend, precision, model = choice.backend, choice.precision, choice.model_path
-    model_path = model_for_backend(model, backend, precision, device=args.device)
-    runner = open_runner(backend, model_path, args.device, precision)
-    config = ServerConfig(args.model_name, min(args.max_batch, runner.info.max_batch), args.max_queue_delay_us,
-                          args.max_queue, args.api_key, args.max_body_bytes, args.body_timeout, args.metrics_public,
-                          args.api_docs)
-    port = sock.getsockname()[1]
-    print(f"serving {runner.info.backend} {runner.info.precision} as {args.model_name!r} on "
-          f"http://{args.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, "
-          f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(runner, config), http=guarded_h11(args.header_timeout), log_level="warning",
-        timeout_graceful_shutdown=30,
-        # no uvicorn limit_concurrency: under 2,000 connections it left the server answering nothing, not even
-        # health checks (benchmarks/chaos.py); load is bounded by --max-queue (503) and the timeouts instead
-        timeout_keep_alive=args.keep_alive,
-        h11_max_incomplete_event_size=16 * 1024))  # request line + headers
-    with runner:
-        server.run(sockets=[sock])
-    return 0
+    spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
+                     args.device, args.host, args.model_name, args.max_batch, args.max_queue_delay_us,
+                     args.max_queue, args.api_key, args.max_body_bytes, args.body_timeout, args.header_timeout,
+                     args.keep_alive, args.metrics_public, args.api_docs,
+                     threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
+                     workers=args.workers)
+    if args.workers == 1:
+        run_worker(spec, sock)
+        return 0
+    return supervise(spec, sock, args.workers)
+
+
+def _check_gpus(device: str, workers: int) -> None:
+    """Several workers on GPUs: one per GPU, so --device cuda (worker i on cuda:i) and enough GPUs."""
+    import torch
+
+    if device != "cuda":
+        raise UserError(f"--workers {workers} places one worker per GPU: use --device cuda, not {device}")
+    if workers > torch.cuda.device_count():
+        raise UserError(f"--workers {workers} needs {workers} GPUs; this machine has {torch.cuda.device_count()}")
 
 
 def listen(host: str, port: int):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ganforge.errors import UserError
 from ganforge.export.metadata import read_metadata
+from ganforge.export.onnx import inference_threads
 
 from .base import Backend, RunnerBase, info_from_metadata, module_missing, register
 
@@ -31,7 +32,10 @@ class OpenVinoRunner(RunnerBase):
         if precision == "int8":
             model = _quantize(model, int(metadata["z_dim"]))
         # an explicit hint everywhere: OpenVINO would otherwise pick bf16 on CPUs that have it
-        self.compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": HINTS[precision]})
+        settings = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
+        if inference_threads():
+            settings["INFERENCE_NUM_THREADS"] = inference_threads()
+        self.compiled = core.compile_model(model, "CPU", settings)
         if precision == "bf16" and not _runs_in(self.compiled, "bf16"):
             raise UserError("OpenVINO has no bf16 kernels for this model's layers on this CPU (it would run them in "
                             "fp32): use --precision fp32 or int8")

@@ -1,0 +1,132 @@
+"""`ganforge serve --workers N`: N server processes, one model copy each, behind one listening socket.
+
+The parent binds the port, chooses the backend once, and starts the workers with the spawn method (a fresh
+interpreter each: no torch or OpenMP state crosses a fork); the kernel hands each new connection to one of
+them. On a CPU the cores are split between the workers (``threads`` each). Prometheus metrics go through
+prometheus_client's multiprocess mode, so /metrics on any worker reports the sum over all of them.
+A worker that dies takes the server down with a non-zero exit (a supervisor such as systemd or Kubernetes
+restarts it whole); SIGINT/SIGTERM drain every worker's queue first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+
+from ganforge.errors import UserError
+
+
+@dataclass(frozen=True)
+class ServeSpec:
+    """Everything a worker needs to serve: picklable, made by `ganforge serve` in the parent."""
+
+    model_path: str
+    backend: str
+    precision: str
+    device: str
+    host: str
+    model_name: str
+    max_batch: int
+    max_queue_delay_us: int
+    max_queue: int
+    api_key: str | None
+    max_body_bytes: int | None
+    body_timeout: float
+    header_timeout: float
+    keep_alive: float
+    metrics_public: bool
+    api_docs: bool
+    threads: int | None = None  # inference threads per worker (None: the runtime's default, all cores)
+    workers: int = 1  # with --device cuda and several workers, worker i runs on cuda:i
+
+
+def worker_device(spec: ServeSpec, index: int) -> str:
+    return f"cuda:{index}" if spec.device == "cuda" and spec.workers > 1 else spec.device
+
+
+def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
+    """Load the model and serve on ``sock`` until SIGINT/SIGTERM (the in-process path of a single worker too)."""
+    if spec.threads:
+        os.environ["GANFORGE_THREADS"] = str(spec.threads)  # onnxruntime and OpenVINO read it
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    import uvicorn
+
+    from .connections import guarded_h11
+    from .runners import open_runner
+    from .server import ServerConfig, create_app
+
+    runner = open_runner(spec.backend, spec.model_path, worker_device(spec, index), spec.precision)
+    config = ServerConfig(spec.model_name, min(spec.max_batch, runner.info.max_batch), spec.max_queue_delay_us,
+                          spec.max_queue, spec.api_key, spec.max_body_bytes, spec.body_timeout, spec.metrics_public,
+                          spec.api_docs)
+    if index == 0:
+        port = sock.getsockname()[1]
+        print(f"serving {runner.info.backend} {runner.info.precision} as {spec.model_name!r} on "
+              f"http://{spec.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, "
+              f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(runner, config), http=guarded_h11(spec.header_timeout), log_level="warning",
+        timeout_graceful_shutdown=30,
+        # no uvicorn limit_concurrency: under 2,000 connections it left the server answering nothing, not even
+        # health checks (benchmarks/chaos.py); load is bounded by --max-queue (503) and the timeouts instead
+        timeout_keep_alive=spec.keep_alive,
+        h11_max_incomplete_event_size=16 * 1024))  # request line + headers
+    with runner:
+        server.run(sockets=[sock])
+
+
+def _worker_main(spec: ServeSpec, sock, index: int) -> None:
+    try:
+        run_worker(spec, sock, index)
+    except UserError as error:
+        print(f"ganforge serve: worker {index}: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def supervise(spec: ServeSpec, sock, workers: int) -> int:
+    """Run ``workers`` worker processes on ``sock`` and wait for them; the exit code says how they ended."""
+    metrics_dir = tempfile.mkdtemp(prefix="ganforge-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # inherited by the workers, read at their import
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker_main, args=(spec, sock, i), name=f"ganforge-serve-{i}")
+                 for i in range(workers)]
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        """SIGTERM to every worker: graceful (a terminal's Ctrl-C already sent them SIGINT; a second SIGINT
+        would make uvicorn skip the drain)."""
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"{workers} workers, {spec.threads or 'default'} inference threads each", flush=True)
+    try:
+        for process in processes:
+            process.start()
+        pending = {process.sentinel: process for process in processes}
+        code = 0
+        while pending:
+            for sentinel in wait(list(pending)):
+                process = pending.pop(sentinel)
+                process.join()
+                if not stopping:
+                    print(f"ganforge serve: worker {process.name} exited with code {process.exitcode}; stopping "
+                          "the others", file=sys.stderr, flush=True)
+                    code = process.exitcode if process.exitcode and process.exitcode > 0 else 1
+                    stop(None, None)
+        return code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

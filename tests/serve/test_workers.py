@@ -1,0 +1,45 @@
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from ganforge.benchmarks.http_server import serving_process
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.slow
+def test_two_workers_serve_one_port_and_their_metrics_add_up(onnx_model):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores")
+    body = lambda seed: {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [seed]}]}  # noqa: E731
+    with serving_process(onnx_model, "onnxruntime", extra_args=("--workers", "2")) as (base, server):
+        children = _children(server.pid)
+        with httpx.Client(timeout=30) as client:
+            single = client.post(f"{base}/v2/models/generator/infer", json=body(5)).json()
+        with ThreadPoolExecutor(8) as pool:  # fresh connections: the kernel spreads them over both workers
+            answers = list(pool.map(lambda s: httpx.post(f"{base}/v2/models/generator/infer", json=body(s),
+                                                         timeout=30), [5] * 39))
+        assert all(a.status_code == 200 for a in answers)
+        assert all(a.json()["outputs"] == single["outputs"] for a in answers)  # same model, same image
+        for _ in range(3):  # whichever worker answers the scrape reports the sum over both
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            assert 'ganforge_requests_total{status="200"} 40.0' in text
+        workers = [pid for pid in children if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+        assert len(workers) == 2
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+    assert not any(os.path.exists(f"/proc/{pid}") and "spawn_main" in open(f"/proc/{pid}/cmdline").read()
+                   for pid in workers)
