@@ -1,9 +1,11 @@
 """Dynamic batching (as Triton's dynamic batcher): merge concurrent requests into one inference call.
 
 A batch is sent when it holds ``max_batch`` latents or when its oldest request has waited
-``max_queue_delay_us``. At most ``max_queue`` latents wait at once; beyond that ``submit`` raises QueueFull
-(the server answers 503). Inference runs on one worker thread, so the event loop keeps accepting requests
-while a batch computes, and those requests form the next batch.
+``max_queue_delay_us``. With ``pad=True`` a batch is padded to the next preferred size (powers of two up to
+``max_batch``, as Triton's preferred_batch_size) so that compiled, graph-captured or engine backends see a few
+shapes only; the padding rows are computed and dropped. At most ``max_queue`` latents wait at once; beyond
+that ``submit`` raises QueueFull (the server answers 503). Inference runs on one worker thread, so the event
+loop keeps accepting requests while a batch computes, and those requests form the next batch.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ class BatcherMetrics:
 
 class DynamicBatcher:
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int, max_queue_delay_us: int,
-                 max_queue: int, metrics: BatcherMetrics | None = None):
-        self.infer, self.max_batch, self.max_queue = infer, max_batch, max_queue
+                 max_queue: int, metrics: BatcherMetrics | None = None, pad: bool = False):
+        self.infer, self.max_batch, self.max_queue, self.pad = infer, max_batch, max_queue, pad
         self.delay = max_queue_delay_us / 1e6
         self.metrics = metrics or BatcherMetrics()
         self.queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
@@ -86,7 +88,7 @@ class DynamicBatcher:
             for _, _, arrived in batch:
                 self.metrics.waited(now - arrived)
             try:
-                images = await loop.run_in_executor(self.executor, self.infer, z)
+                images = await loop.run_in_executor(self.executor, self._infer_padded, z)
             except Exception as error:  # hand the failure to every waiting request
                 for _, future, _ in batch:
                     if not future.done():
@@ -99,6 +101,13 @@ class DynamicBatcher:
                     future.set_result(images[offset : offset + len(item)])
                 offset += len(item)
 
+    def _infer_padded(self, z: np.ndarray) -> np.ndarray:
+        size = preferred_size(len(z), self.max_batch) if self.pad else len(z)
+        if size == len(z):
+            return self.infer(z)
+        padded = np.concatenate([z, np.zeros((size - len(z), *z.shape[1:]), z.dtype)])
+        return self.infer(padded)[: len(z)]
+
     def _take(self) -> list:
         batch, size = [], 0
         while self.queue and (not batch or size + len(self.queue[0][0]) <= self.max_batch):
@@ -108,3 +117,8 @@ class DynamicBatcher:
         self.queued -= size
         self.metrics.depth(self.queued)
         return batch
+
+
+def preferred_size(n: int, max_batch: int) -> int:
+    """The smallest power of two >= n, at most max_batch."""
+    return min(max_batch, 1 << (n - 1).bit_length())

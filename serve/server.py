@@ -53,6 +53,7 @@ class ServerConfig:
     body_timeout_s: float = 10.0  # a request body must arrive within this (slow senders get 408)
     metrics_public: bool = False  # with an API key: leave /metrics open to scrapers
     api_docs: bool = False  # /docs, /redoc and /openapi.json
+    pad_batches: bool | None = None  # pad to powers of two; None: on GPUs (graphs/engines per shape), off on CPUs
 
     def __post_init__(self) -> None:
         if self.max_queue < self.max_batch:
@@ -110,7 +111,9 @@ class PrometheusMetrics(BatcherMetrics):
 def create_app(runner: Runner, config: ServerConfig):
     info = runner.info
     metrics = PrometheusMetrics(config.max_batch)
-    batcher = DynamicBatcher(runner.infer, config.max_batch, config.max_queue_delay_us, config.max_queue, metrics)
+    pad = info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
+    batcher = DynamicBatcher(runner.infer, config.max_batch, config.max_queue_delay_us, config.max_queue, metrics,
+                             pad=pad)
     body_limit = config.body_limit(info.z_dim)
     state = {"ready": False}
 
