@@ -4,8 +4,9 @@
 
 Resolves the backend (auto: what `--backend auto` picks here at batch 64), measures its offline batch-64 rate in
 this process, then starts `ganforge serve` with that backend and precision and drives it with wrk: single-seed
-KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output. Writes
-benchmarks/results/http_wrk.json and prints the table. Skips with a clear reason where wrk is missing.
+KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output; then again with
+`--workers 2` (binary FP32). Writes benchmarks/results/http_wrk.json and prints the table. Skips with a clear
+reason where wrk is missing.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per output kind")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--workers", default="1,2", help="`ganforge serve --workers` values to compare on binary "
+                        "FP32 requests (the first also runs every output kind)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -60,15 +63,23 @@ def main(argv: list[str] | None = None) -> int:
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
                "asked_backend": args.backend, "max_batch": args.max_batch, "connections": args.connections,
                "offline_batch": args.max_batch, "offline": offline, "http": {}}
-    with tempfile.TemporaryDirectory() as tmp, serving(offline["model_path"], backend, precision,
-                                                       max_batch=args.max_batch) as base:
-        url = f"{base}/v2/models/generator/infer"
-        for label, (output, binary) in OUTPUTS.items():
-            script = seed_script(Path(tmp) / "seed.lua", binary=binary, output=output)
-            run_wrk(url, args.connections, 2, script)  # warm-up
-            result = run_wrk(url, args.connections, args.seconds, script)
-            result["images_per_second"] = result["requests_per_second"]  # one seed per request
-            results["http"][label] = result
+    counts = [int(n) for n in args.workers.split(",")]
+    results["workers"] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            kinds = OUTPUTS if count == counts[0] else {"binary FP32": OUTPUTS["binary FP32"]}
+            with serving(offline["model_path"], backend, precision, max_batch=args.max_batch,
+                         extra_args=("--workers", str(count))) as base:
+                url = f"{base}/v2/models/generator/infer"
+                for label, (output, binary) in kinds.items():
+                    script = seed_script(Path(tmp) / "seed.lua", binary=binary, output=output)
+                    run_wrk(url, args.connections, 2, script)  # warm-up
+                    result = run_wrk(url, args.connections, args.seconds, script)
+                    result["images_per_second"] = result["requests_per_second"]  # one seed per request
+                    if count == counts[0]:
+                        results["http"][label] = result
+                    if label == "binary FP32":
+                        results["workers"][str(count)] = result
     rates = {"offline": offline["images_per_second"], **{k: v["images_per_second"] for k, v in results["http"].items()}}
     results["ratios"] = {f"{label} / {base}": rates[label] / rates[base] for label, (base, _) in TARGETS.items()}
     results["targets_met"] = {f"{label} / {base} >= {bound}": rates[label] / rates[base] >= bound
@@ -90,6 +101,8 @@ def table(results: dict) -> str:
         lines.append(f"| {label} | {r['images_per_second']:.0f} | {100 * r['images_per_second'] / offline:.0f}% | "
                      f"{r['p50_us'] / 1e3:.1f} | {r['p90_us'] / 1e3:.1f} | {r['p99_us'] / 1e3:.1f} | {r['non_2xx']} |")
     lines += [f"{k}: {v:.2f}" for k, v in results["ratios"].items()]
+    lines += [f"serve --workers {n}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} ms"
+              for n, r in results.get("workers", {}).items()]
     return "\n".join(lines)
 
 
