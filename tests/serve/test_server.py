@@ -254,3 +254,22 @@ def test_idle_and_slow_header_connections_are_closed(onnx_model):
             sock.close()
         assert time.monotonic() - started < 10
         assert httpx.post(f"{base}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
+
+
+def test_a_client_that_leaves_mid_body_is_one_log_line_not_an_error(server, caplog):
+    import logging
+    import socket
+
+    caplog.set_level(logging.WARNING, logger="ganforge.serve")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /v2/models/generator/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"inputs\": [")  # 12 of 1,000 bytes, then gone
+    deadline = time.time() + 10
+    while time.time() < deadline and not caplog.records:
+        time.sleep(0.05)
+    lines = [r for r in caplog.records if r.name == "ganforge.serve"]
+    assert len(lines) == 1 and "disconnected before sending its whole request" in lines[0].getMessage()
+    assert lines[0].exc_info is None  # one line, no traceback
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'status="500"' not in text
+    assert httpx.post(f"{server.url}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
