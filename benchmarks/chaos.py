@@ -10,11 +10,12 @@ with an uninterrupted run; and a server soak with wrk, answers counted by status
   temp file may be left.
 - sample: `ganforge sample --resume` killed at random moments until complete; manifest and shards must be
   byte-identical to an uninterrupted run's.
-- server: `ganforge serve --max-queue 256` under a Poisson load at 80% of its capacity measured with wrk
-  (--soak seconds), then wrk with 10x the connections that saturate it (--overload seconds; wrk is closed-loop,
-  so this is 10x the concurrency, not 10x the rate), then 2,000 connections, far past --max-queue, for half as
-  long. Counts of 200/503/other from the server's own
-  /metrics, p99 latency, RSS and open file descriptors before and after (after the keep-alive timeout).
+- server: `ganforge serve --max-queue 256` under a sustained load of about 80% of its capacity measured with wrk
+  (--soak seconds: wrk, 16 connections each paced by its delay hook to 1/16 of that rate, so the offered rate is
+  a little below 80% by the response time), then wrk with 10x the connections that saturate it (--overload
+  seconds; wrk is closed-loop, so this is 10x the concurrency, not 10x the rate), then 2,000 connections, far
+  past --max-queue, for half as long. Counts of 200/503/other from the server's own /metrics, p99 latency, RSS
+  and open file descriptors before and after (after the keep-alive timeout).
 
 Writes benchmarks/results/chaos.json (after every part).
 """
@@ -124,6 +125,7 @@ def sample_part(root: Path, kills: int, count: int, rng: random.Random) -> dict:
 
 # ---- server soak -------------------------------------------------------------------------------------------------
 MAX_QUEUE = 256
+SOAK_CONNECTIONS = 16  # each paced to rate / 16 requests/s
 
 
 def process_usage(pid: int) -> dict:
@@ -141,7 +143,6 @@ def status_counts(base: str) -> dict[str, float]:
 
 
 def server_part(root: Path, soak: float, overload: float) -> dict:
-    from ganforge.benchmarks.http_scenario import server_http
     from ganforge.benchmarks.http_server import serving_process
 
     if wrk_missing():
@@ -155,7 +156,8 @@ def server_part(root: Path, soak: float, overload: float) -> dict:
         capacity = run_wrk(url, 32, 10, script)
         rate = 0.8 * capacity["requests_per_second"]
         counts0 = status_counts(base)
-        sustained = server_http(base, [rate], soak, latency_bound_ms=100)
+        paced = seed_script(root / "paced.lua", binary=True, pace_ms=1000 * SOAK_CONNECTIONS / rate)
+        sustained = run_wrk(url, SOAK_CONNECTIONS, soak, paced)
         counts1 = status_counts(base)
         flood = run_wrk(url, 320, overload, script)
         counts2 = status_counts(base)

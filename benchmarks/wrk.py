@@ -20,6 +20,7 @@ local counter = 0
 local template = '%s'
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%s
 request = function()
   counter = counter + 1
   return wrk.format(nil, nil, nil, string.format(template, counter))
@@ -38,12 +39,15 @@ def wrk_missing() -> str | None:
     return None if shutil.which("wrk") else "wrk is not installed (apt-get install wrk)"
 
 
-def seed_script(path: Path, binary: bool = True, output: str = "images") -> Path:
-    """A wrk script sending single-seed requests for ``output``, as JSON or with binary output."""
+def seed_script(path: Path, binary: bool = True, output: str = "images", pace_ms: float | None = None) -> Path:
+    """A wrk script sending single-seed requests for ``output``, as JSON or with binary output. ``pace_ms``: each
+    connection waits that long before each request (wrk's delay hook), so C connections offer about
+    C * 1000 / pace_ms requests/s while the server keeps up: a sustained load below saturation."""
     body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [123456789]}],
             "outputs": [{"name": output, "parameters": {"binary_data": binary}}]}
     template = json.dumps(body, separators=(",", ":")).replace("%", "%%").replace("123456789", "%d")
-    path.write_text(SCRIPT % template)
+    pacing = f"delay = function() return {pace_ms:.3f} end" if pace_ms else ""
+    path.write_text(SCRIPT % (template, pacing))
     return path
 
 
