@@ -86,7 +86,8 @@ def test_engine_matches_onnxruntime(trained_run, tmp_path):
 
     from ganforge.export.api import ExportConfig, export
     from ganforge.export.onnx import onnx_session
-    from ganforge.export.tensorrt import TensorRTEngine, build_engine
+    from ganforge.export.tensorrt import build_engine
+    from ganforge.serve.runners.tensorrt_backend import TensorRTEngine
 
     onnx_path = export(ExportConfig(source=str(trained_run), out=str(tmp_path / "g.onnx"), max_batch=16)).path
     build_engine(onnx_path, tmp_path / "g.engine", BatchProfile(1, 8, 16))
@@ -95,3 +96,58 @@ def test_engine_matches_onnxruntime(trained_run, tmp_path):
     z = np.random.default_rng(0).standard_normal((5, 8), dtype=np.float32)
     expected = onnx_session(onnx_path).run(None, {"z": z})[0]
     np.testing.assert_allclose(engine.infer(torch.from_numpy(z)).cpu().numpy(), expected, atol=1e-3)
+
+
+class _FakeTensorRT:
+    """The TensorRT builder calls _build_plan makes, recording the builder flags (no GPU, no TensorRT)."""
+
+    class BuilderFlag:
+        FP16, TF32 = "FP16", "TF32"
+
+    class NetworkDefinitionCreationFlag:
+        STRONGLY_TYPED = 5
+
+    class MemoryPoolType:
+        WORKSPACE = "workspace"
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    def __init__(self):
+        fake = self
+        self.flags = {"TF32"}  # TensorRT turns TF32 on by default
+
+        class Config:
+            def set_memory_pool_limit(self, pool, size): ...
+            def set_flag(self, flag): fake.flags.add(flag)
+            def clear_flag(self, flag): fake.flags.discard(flag)
+            def add_optimization_profile(self, profile): ...
+
+        class Profile:
+            def set_shape(self, name, *shapes): ...
+
+        class Builder:
+            def __init__(self, logger): ...
+            def create_network(self, flags): return object()
+            def create_builder_config(self): return Config()
+            def create_optimization_profile(self): return Profile()
+            def build_serialized_network(self, network, config): return b"plan"
+
+        class OnnxParser:
+            def __init__(self, network, logger): ...
+            def parse(self, data): return True
+
+        self.Builder, self.OnnxParser = Builder, OnnxParser
+
+
+@pytest.mark.parametrize("plan_kind, flags", [("fp32", set()), ("fp16-flag", {"FP16"})])
+def test_fp32_layers_are_built_without_tf32(tmp_path, plan_kind, flags):
+    from ganforge.export.tensorrt import _build_plan
+
+    trt = _FakeTensorRT()
+    (tmp_path / "g.onnx").write_bytes(b"onnx")
+    assert _build_plan(trt, tmp_path / "g.onnx", 8, BatchProfile(1, 8, 16), plan_kind, 64, None) == b"plan"
+    assert trt.flags == flags  # TF32 cleared: an "fp32" engine computes fp32, as every other fp32 backend does
