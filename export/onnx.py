@@ -91,7 +91,7 @@ def inference_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def onnx_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+def onnx_session(path: str | Path, providers: list | None = None, threads: int | None = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()

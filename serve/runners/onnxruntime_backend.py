@@ -21,7 +21,9 @@ class OnnxRuntimeRunner(RunnerBase):
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
-            providers = [p for p in GPU_PROVIDERS if p in available] + providers
+            options = gpu_provider_options(model_path, int(metadata["z_dim"]), int(metadata.get("max_batch", 1024)),
+                                           metadata.get("precision", "fp32"))
+            providers = [(p, options[p]) for p in GPU_PROVIDERS if p in available] + providers
         self.session = onnx_session(model_path, providers)
         self.input_name = INPUT_NAME
         self.on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
@@ -36,6 +38,26 @@ class OnnxRuntimeRunner(RunnerBase):
         binding.bind_output(self.session.get_outputs()[0].name, "cpu")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+
+def gpu_provider_options(model_path: str, z_dim: int, max_batch: int, precision: str) -> dict[str, dict]:
+    """What onnxruntime's GPU providers need to match the other backends: TensorRT gets the batch profile the model
+    serves (1..max, tuned at 64) and an engine cache beside the model (a rebuild costs minutes); both keep "fp32"
+    strict (no TF32), as torch, TensorRT engines and the CPU do."""
+    from pathlib import Path
+
+    from ganforge.export.onnx import INPUT_NAME
+
+    cache = Path(model_path).with_name(Path(model_path).name + ".trt-cache")
+    shape = lambda batch: f"{INPUT_NAME}:{batch}x{z_dim}"  # noqa: E731
+    return {
+        "TensorrtExecutionProvider": {
+            "trt_profile_min_shapes": shape(1), "trt_profile_opt_shapes": shape(min(64, max_batch)),
+            "trt_profile_max_shapes": shape(max_batch), "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
+            "trt_fp16_enable": precision == "fp16"},
+        "CUDAExecutionProvider": {"use_tf32": 0},
+    }
 
 
 def _opener(path: str, device: str, precision: str) -> OnnxRuntimeRunner:

@@ -107,3 +107,16 @@ def test_openvino_bf16_runs_bf16_or_says_why_not(onnx_model):
         return
     with open_runner("openvino", onnx_model) as runner:
         assert not np.array_equal(images, runner.infer(z))  # a bf16 label on fp32 work would be a lie
+
+
+def test_onnxruntime_gpu_providers_get_profiles_a_cache_and_no_tf32():
+    from ganforge.serve.runners.onnxruntime_backend import gpu_provider_options
+
+    options = gpu_provider_options("/models/g.onnx", 100, 256, "fp32")
+    trt = options["TensorrtExecutionProvider"]
+    assert (trt["trt_profile_min_shapes"], trt["trt_profile_opt_shapes"], trt["trt_profile_max_shapes"]) == \
+        ("z:1x100", "z:64x100", "z:256x100")
+    assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == "/models/g.onnx.trt-cache"
+    assert trt["trt_fp16_enable"] is False and options["CUDAExecutionProvider"]["use_tf32"] == 0
+    fp16 = gpu_provider_options("g.onnx", 8, 16, "fp16")["TensorrtExecutionProvider"]
+    assert fp16["trt_profile_opt_shapes"] == "z:16x8" and fp16["trt_fp16_enable"] is True
