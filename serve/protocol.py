@@ -209,8 +209,8 @@ def encode_response(header: dict, images: np.ndarray, outputs: list[OutputReques
 
 
 def _uint8_nhwc(images: np.ndarray) -> np.ndarray:
-    from ganforge.train.images import nchw_to_nhwc, to_uint8
+    from ganforge.train.images import to_uint8_nhwc
 
     if images.ndim != 4:
         raise BadRequest("'images_uint8' is for image models; this model makes 2D points")
-    return nchw_to_nhwc(to_uint8(images))
+    return to_uint8_nhwc(images)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ganforge.errors import UserError
 from ganforge.files import atomic_write_bytes, remove_stale_temps
-from ganforge.train.images import nchw_to_nhwc, to_uint8
+from ganforge.train.images import to_uint8_nhwc
 
 from .auto import AUTO, AutoConfig, choose
 from .latents import latents_for_seeds
@@ -270,7 +270,7 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
             for start in range(0, len(seeds), max_batch):
                 batch = seeds[start : start + max_batch]
                 out = runner.infer(latents_for_seeds(batch, z_dim))
-                images = out.astype(np.float32) if out.ndim == 2 else nchw_to_nhwc(to_uint8(out))
+                images = out.astype(np.float32) if out.ndim == 2 else to_uint8_nhwc(out)
                 if shard is None:
                     shard = np.empty((len(seeds), *images.shape[1:]), images.dtype)
                 shard[start : start + len(batch)] = images

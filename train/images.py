@@ -25,6 +25,20 @@ def to_uint8(images) -> np.ndarray:
     return values.astype(np.uint8)
 
 
+def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
+    """``nchw_to_nhwc(to_uint8(images))`` for float NCHW batches, byte for byte, with one pass less: the cast to
+    uint8 and the transpose happen in one copy (the sampler's and server's hot path). NumPy on purpose: a torch
+    version ran on more threads but its thread pool fought the inference runtime's (OpenVINO's TBB) for the cores."""
+    values = np.multiply(images, np.float32(127.5), dtype=np.float32)
+    values += np.float32(128.0)
+    np.fmax(values, np.float32(0.5), out=values)
+    np.fmin(values, np.float32(255.5), out=values)
+    n, c, h, w = values.shape
+    out = np.empty((n, h, w, c), dtype=np.uint8)
+    np.copyto(out, values.transpose(0, 2, 3, 1), casting="unsafe")  # truncation, as astype
+    return out
+
+
 def nchw_to_nhwc(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
 

@@ -23,3 +23,14 @@ def test_image_grid_layout():
     grid = image_grid(images, columns=3, padding=1)
     assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 1)
     assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 1 and grid[4, 1, 0] == 3 and grid[4, 7, 0] == 0
+
+
+def test_the_fast_nhwc_conversion_gives_the_same_bytes():
+    from ganforge.train.images import nchw_to_nhwc, to_uint8, to_uint8_nhwc
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1.2, 1.2, (8, 3, 16, 16)).astype(np.float32)
+    images[0, 0, 0, :6] = [np.nan, np.inf, -np.inf, -1.0, 1.0, 0.0]
+    ramp = (np.arange(4 * 256, dtype=np.float32) / 511.5 - 1).reshape(1, 4, 16, 16)  # every rounding boundary
+    for batch in (images, ramp, np.nextafter(ramp, 2).astype(np.float32), np.nextafter(ramp, -2).astype(np.float32)):
+        assert np.array_equal(to_uint8_nhwc(batch), nchw_to_nhwc(to_uint8(batch)))
