@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from ganforge.serve.batcher import DynamicBatcher, QueueFull
 from ganforge.serve.latents import latents_for_seeds
 
 from .timing import measure, measure_device, percentiles
@@ -64,33 +63,42 @@ def load_point(rate: float, requests: int, latencies: list[float], rejected: int
 
 async def _poisson_load(runner, rate: float, duration: float, max_batch: int, delay_us: int, max_queue: int,
                         seed: int) -> dict:
-    batcher = DynamicBatcher(runner.infer, max_batch, delay_us, max_queue)
-    batcher.start()
-    latencies, rejected, tasks = [], 0, []
-    z_dim = runner.info.z_dim
+    """Poisson single-seed KServe v2 requests (binary output) into the real server app, in process: the request
+    parser, the dynamic batcher and the response encoder all run, only the sockets are left out."""
+    import httpx
 
-    async def one(index: int) -> None:
+    from ganforge.serve.server import ServerConfig, create_app
+
+    app = create_app(runner, ServerConfig(max_batch=max_batch, max_queue_delay_us=delay_us, max_queue=max_queue))
+    latencies, rejected, tasks = [], 0, []
+    transport = httpx.ASGITransport(app=app)
+
+    async def one(client: httpx.AsyncClient, index: int) -> None:
         nonlocal rejected
+        body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [index]}],
+                "parameters": {"binary_data_output": True}}
         started = time.perf_counter()
-        try:
-            await batcher.submit(latents_for_seeds([index], z_dim))
-        except QueueFull:
+        response = await client.post("/v2/models/generator/infer", json=body)
+        if response.status_code == 503:
             rejected += 1
             return
+        response.raise_for_status()
         latencies.append(time.perf_counter() - started)
 
-    start = time.perf_counter()
-    async for index in poisson_arrivals(rate, duration, seed):
-        tasks.append(asyncio.create_task(one(index)))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    await batcher.stop()
+    client = httpx.AsyncClient(transport=transport, base_url="http://app")
+    async with app.router.lifespan_context(app), client:
+        start = time.perf_counter()
+        async for index in poisson_arrivals(rate, duration, seed):
+            tasks.append(asyncio.create_task(one(client, index)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
     return load_point(rate, len(tasks), latencies, rejected, elapsed)
 
 
 def server(runner, rates: list[float], duration: float, latency_bound_ms: float, max_batch: int = 64,
            delay_us: int = 2000, max_queue: int = 4096) -> dict:
-    """Poisson single-seed requests at each rate, in process; the highest rate whose p99 <= the bound passes."""
+    """Poisson single-seed requests at each rate into the server app in process; the highest rate whose p99 <= the
+    bound passes."""
     points = [asyncio.run(_poisson_load(runner, rate, duration, max_batch, delay_us, max_queue, seed=i))
               for i, rate in enumerate(rates)]
     return summarize_load(points, latency_bound_ms)
