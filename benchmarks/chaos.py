@@ -11,8 +11,8 @@ with an uninterrupted run; and a server soak with wrk, answers counted by status
 - sample: `ganforge sample --resume` killed at random moments until complete; manifest and shards must be
   byte-identical to an uninterrupted run's.
 - server: `ganforge serve --max-queue 256` under a sustained load of about 80% of its capacity measured with wrk
-  (--soak seconds: wrk, 16 connections each paced by its delay hook to 1/16 of that rate, so the offered rate is
-  a little below 80% by the response time), then wrk with 10x the connections that saturate it (--overload
+  (--soak seconds: wrk, 16 connections each waiting between requests 16 / rate seconds less the response time
+  measured by a 5 s probe), then wrk with 10x the connections that saturate it (--overload
   seconds; wrk is closed-loop, so this is 10x the concurrency, not 10x the rate), then 2,000 connections, far
   past --max-queue, for half as long. Counts of 200/503/other from the server's own /metrics, p99 latency, RSS
   and open file descriptors before and after (after the keep-alive timeout).
@@ -142,6 +142,15 @@ def status_counts(base: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(pattern, text)}
 
 
+def paced_script(path: Path, url: str, rate: float) -> Path:
+    """A wrk script whose SOAK_CONNECTIONS offer about ``rate`` requests/s: each connection waits between its
+    requests the period minus the response time, which a 5 s probe at the plain period measures."""
+    period_ms = 1000 * SOAK_CONNECTIONS / rate
+    probe = run_wrk(url, SOAK_CONNECTIONS, 5, seed_script(path, binary=True, pace_ms=period_ms))
+    response_ms = max(0.0, 1000 * SOAK_CONNECTIONS / probe["requests_per_second"] - period_ms)
+    return seed_script(path, binary=True, pace_ms=max(0.1, period_ms - response_ms))
+
+
 def server_part(root: Path, soak: float, overload: float) -> dict:
     from ganforge.benchmarks.http_server import serving_process
 
@@ -156,7 +165,7 @@ def server_part(root: Path, soak: float, overload: float) -> dict:
         capacity = run_wrk(url, 32, 10, script)
         rate = 0.8 * capacity["requests_per_second"]
         counts0 = status_counts(base)
-        paced = seed_script(root / "paced.lua", binary=True, pace_ms=1000 * SOAK_CONNECTIONS / rate)
+        paced = paced_script(root / "paced.lua", url, rate)
         sustained = run_wrk(url, SOAK_CONNECTIONS, soak, paced)
         counts1 = status_counts(base)
         flood = run_wrk(url, 320, overload, script)
