@@ -150,18 +150,30 @@ def create_app(runner: Runner, config: ServerConfig):
         given = header[7:] if header and header.startswith("Bearer ") else request.headers.get("x-api-key", "")
         return secrets.compare_digest(given.encode(), config.api_key.encode())
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        """The API key on every route but the probes; a real internal error is logged once, counted, 500."""
-        path = request.url.path
+    async def guard(scope, receive, send, inner) -> None:
+        """The API key on every route but the probes; a real internal error is logged once, counted, 500.
+        Plain ASGI (not @app.middleware, which copies every request and response through extra tasks)."""
+        request = Request(scope)
+        path = scope["path"]
         open_path = path in OPEN_PATHS or (path == "/metrics" and config.metrics_public)
         if not open_path and not authorised(request):
-            return error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
+            response = error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
+            return await response(scope, receive, send)
+        started = False
+
+        async def tracked_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            return await call_next(request)
+            await inner(scope, receive, tracked_send)
         except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into a clean 500
-            log.exception("internal error on %s %s: %s", request.method, path, exc)
-            return error(500, "internal server error")
+            log.exception("internal error on %s %s: %s", scope.get("method"), path, exc)
+            if not started:
+                await error(500, "internal server error")(scope, receive, send)
+
+    app.add_middleware(GuardMiddleware, guard=guard)
 
     async def read_body(request: Request) -> bytes:
         """The body, at most body_limit bytes (413 beyond), arriving within body_timeout_s (408 beyond)."""
@@ -179,7 +191,11 @@ def create_app(runner: Runner, config: ServerConfig):
                 chunks.append(chunk)
 
         try:
-            await asyncio.wait_for(receive(), config.body_timeout_s)
+            if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request, unlike wait_for
+                async with asyncio.timeout(config.body_timeout_s):
+                    await receive()
+            else:
+                await asyncio.wait_for(receive(), config.body_timeout_s)
         except asyncio.TimeoutError:
             raise BadRequest(f"request body did not arrive within {config.body_timeout_s:g}s", 408) from None
         return b"".join(chunks)
@@ -278,6 +294,18 @@ def create_app(runner: Runner, config: ServerConfig):
 
     app.state.batcher, app.state.metrics = batcher, metrics
     return app
+
+
+class GuardMiddleware:
+    """Runs ``guard(scope, receive, send, inner)`` around every HTTP request; lifespan and the rest pass through."""
+
+    def __init__(self, app, guard):
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        await self.guard(scope, receive, send, self.app)
 
 
 def _peer(request: Request) -> str:
