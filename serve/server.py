@@ -237,8 +237,9 @@ def create_app(runner: Runner, config: ServerConfig):
             return problem
         return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
 
-    @app.post("/v2/models/{name}/infer")
-    async def infer(name: str, request: Request):
+    async def infer(request: Request):
+        """The hot path, as a plain Starlette route: FastAPI's parameter machinery costs per request."""
+        name = request.path_params["name"]
         if (problem := model_error(name)) is not None:
             return problem
         try:
@@ -267,6 +268,8 @@ def create_app(runner: Runner, config: ServerConfig):
             return Response(payload, media_type="application/json")
         return Response(payload, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(head_length)})
+
+    app.router.add_route("/v2/models/{name}/infer", infer, methods=["POST"], include_in_schema=False)
 
     @app.get("/v1/sample.png")
     async def sample_png(seed: str = "0"):
