@@ -257,29 +257,44 @@ def _resolve_backend(config: SampleConfig, context, folder: Path) -> SampleConfi
     return dataclasses.replace(config, backend=backend, precision=precision, model=model)
 
 
+def _fill(shard: np.ndarray, start: int, out: np.ndarray) -> None:
+    """Batch output -> its rows of the shard: uint8 NHWC images, or float32 points."""
+    shard[start : start + len(out)] = out.astype(np.float32) if out.ndim == 2 else to_uint8_nhwc(out)
+
+
 def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manifest: Manifest, show: bool) -> int:
     total = sum(len(shards[i]) for i in todo)
     bar = tqdm(total=total, unit="img", desc=f"sample {runner.info.backend}", disable=config.quiet or not show,
                dynamic_ncols=True)
     started, pending = time.perf_counter(), []
     z_dim, max_batch = runner.info.z_dim, min(config.batch_size, runner.info.max_batch)
-    with ThreadPoolExecutor(max_workers=config.workers) as pool:
-        for index in todo:
+    # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
+    # they compute): it makes the next batch's latents and turns finished batches into uint8 in the shard.
+    with ThreadPoolExecutor(max_workers=config.workers) as pool, ThreadPoolExecutor(max_workers=1) as helper:
+        batches = [(index, start) for index in todo for start in range(0, len(shards[index]), max_batch)]
+        latents = [helper.submit(latents_for_seeds, shards[i][s : s + max_batch], z_dim) for i, s in batches[:1]]
+        filled, shard_of = [], {}
+        for k, (index, start) in enumerate(batches):
             seeds = shards[index]
-            shard = None  # filled batch by batch: no concatenation copy of a whole shard
-            for start in range(0, len(seeds), max_batch):
-                batch = seeds[start : start + max_batch]
-                out = runner.infer(latents_for_seeds(batch, z_dim))
-                images = out.astype(np.float32) if out.ndim == 2 else to_uint8_nhwc(out)
-                if shard is None:
-                    shard = np.empty((len(seeds), *images.shape[1:]), images.dtype)
-                shard[start : start + len(batch)] = images
-                bar.update(len(batch))
-            future: Future = pool.submit(_write_shard, folder, index, seeds, shard, config.format)
-            future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
-            pending.append(future)
-            while len(pending) > 2 * config.workers:  # bound the memory held by shards waiting to be written
-                pending.pop(0).result()
+            if k + 1 < len(batches):
+                i, s = batches[k + 1]
+                latents.append(helper.submit(latents_for_seeds, shards[i][s : s + max_batch], z_dim))
+            out = runner.infer(latents[k].result())
+            latents[k] = None
+            if index not in shard_of:
+                shape = out.shape[1:] if out.ndim == 2 else (*out.shape[2:], out.shape[1])
+                shard_of[index] = np.empty((len(seeds), *shape), np.float32 if out.ndim == 2 else np.uint8)
+            filled.append(helper.submit(_fill, shard_of[index], start, out))
+            bar.update(len(out))
+            if start + max_batch >= len(seeds):  # the shard's last batch: write it once every batch is in
+                for done in filled:
+                    done.result()
+                filled = []
+                future: Future = pool.submit(_write_shard, folder, index, seeds, shard_of.pop(index), config.format)
+                future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
+                pending.append(future)
+                while len(pending) > 2 * config.workers:  # bound the memory held by shards waiting to be written
+                    pending.pop(0).result()
         for future in pending:
             future.result()
     bar.close()
