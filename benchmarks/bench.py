@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ganforge.errors import UserError
 from ganforge.export.verify import psnr
-from ganforge.serve.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, native_precisions, reference_images
+from ganforge.serve.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
 from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.models import is_training_output, model_for_backend
 from ganforge.serve.runners import backends, open_runner
@@ -121,8 +121,8 @@ def _reference(config: BenchConfig):
     from ganforge.train.checkpoint import load_generator
 
     generator, info = load_generator(config.model)
-    images, _ = reference_images(Path(config.model), "cpu")
-    return images, generator_gflops_per_image(generator, info["generator_config"]["z_dim"])
+    z_dim = info["generator_config"]["z_dim"]
+    return generator_reference(generator, z_dim), generator_gflops_per_image(generator, z_dim)
 
 
 def _row(backend: str, precision: str, scenario: str, batch_size: int | None, **values) -> dict:

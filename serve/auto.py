@@ -212,18 +212,22 @@ def _store(cache_file: Path, key: dict, choice: Choice) -> None:
     atomic_write_bytes(cache_file, json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=1) + "\n")
 
 
+def generator_reference(generator, z_dim: int) -> np.ndarray:
+    """A loaded fp32 PyTorch generator's images for ACCURACY_SEEDS."""
+    import torch
+
+    with torch.no_grad():
+        return generator(torch.from_numpy(latents_for_seeds(ACCURACY_SEEDS, z_dim))).numpy()
+
+
 def reference_images(model: Path, device: str) -> tuple[np.ndarray, str]:
     """fp32 images for ACCURACY_SEEDS: the PyTorch generator for a run folder or checkpoint, else the model file
     itself through its first fp32 backend (exports were verified against PyTorch when they were written)."""
     if is_training_output(model):
-        import torch
-
         from ganforge.train.checkpoint import load_generator
 
         generator, info = load_generator(model)
-        with torch.no_grad():
-            z = torch.from_numpy(latents_for_seeds(ACCURACY_SEEDS, info["generator_config"]["z_dim"]))
-            return generator(z).numpy(), "PyTorch fp32"
+        return generator_reference(generator, info["generator_config"]["z_dim"]), "PyTorch fp32"
     for name, precision in candidates(model, device, ("fp32",)):
         with open_runner(name, str(model), device, precision) as runner:
             return runner.infer(latents_for_seeds(ACCURACY_SEEDS, runner.info.z_dim)), f"{name} fp32 on the file"
