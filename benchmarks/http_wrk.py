@@ -24,19 +24,10 @@ from ganforge.benchmarks.http_server import serving
 from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.auto import AUTO, AutoConfig, choose
-from ganforge.serve.models import model_for_backend
-from ganforge.serve.runners import open_runner
 
 RESULTS = Path(__file__).parent / "results" / "http_wrk.json"
 OUTPUTS = {"binary FP32": ("images", True), "JSON FP32": ("images", False), "binary UINT8": ("images_uint8", True)}
 TARGETS = {"binary FP32": ("offline", 0.8), "JSON FP32": ("binary FP32", 0.5)}
-
-
-def offline_rate(model: str, backend: str, precision: str, batch: int, seconds: float) -> dict:
-    """bench's offline scenario for one backend, and the model file it loaded."""
-    path = model_for_backend(model, backend, precision, quiet=True)
-    with open_runner(backend, path, "cpu", precision) as runner:
-        return scenarios.offline(runner, batch, seconds) | {"model_path": path}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if backend == AUTO:
         choice = choose(AutoConfig(model=model, batch_size=args.max_batch))
         backend, precision = choice.backend, choice.precision
-    offline = offline_rate(model, backend, precision, args.max_batch, 3.0)
+    offline = scenarios.offline_for_model(model, backend, precision, args.max_batch, 3.0)
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
                "asked_backend": args.backend, "max_batch": args.max_batch, "connections": args.connections,
                "offline_batch": args.max_batch, "offline": offline, "http": {}}

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.http_wrk import offline_rate
 from ganforge.files import atomic_write_bytes
 from ganforge.serve import sampler
 from ganforge.serve.auto import AUTO, AutoConfig, choose
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         if asked == AUTO:
             choice = choose(AutoConfig(model=model, batch_size=args.batch_size))
             backend, precision = choice.backend, choice.precision
-        offline = offline_rate(model, backend, precision, args.batch_size, 3.0)
+        offline = scenarios.offline_for_model(model, backend, precision, args.batch_size, 3.0)
         with tempfile.TemporaryDirectory() as out:
             config = SampleConfig(model=offline["model_path"], out=out, seeds=tuple(range(args.images)),
                                   backend=backend, precision=precision, batch_size=args.batch_size, quiet=True)
