@@ -76,10 +76,11 @@ def main(argv: list[str]) -> int:
         choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
         backend, precision, model = choice.backend, choice.precision, choice.model_path
+    server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us, max_queue=args.max_queue,
+                  api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
+                  metrics_public=args.metrics_public, api_docs=args.api_docs)
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
-                     args.device, args.host, args.model_name, args.max_batch, args.max_queue_delay_us,
-                     args.max_queue, args.api_key, args.max_body_bytes, args.body_timeout, args.header_timeout,
-                     args.keep_alive, args.metrics_public, args.api_docs,
+                     args.device, args.host, args.max_batch, server, args.header_timeout, args.keep_alive,
                      threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
                      workers=args.workers)
     if args.workers == 1:

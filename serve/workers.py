@@ -31,17 +31,10 @@ class ServeSpec:
     precision: str
     device: str
     host: str
-    model_name: str
-    max_batch: int
-    max_queue_delay_us: int
-    max_queue: int
-    api_key: str | None
-    max_body_bytes: int | None
-    body_timeout: float
+    max_batch: int  # asked for; a worker serves at most what its model file takes
+    server: dict  # the rest of ServerConfig's fields, by name (the config itself is made once max_batch is known)
     header_timeout: float
     keep_alive: float
-    metrics_public: bool
-    api_docs: bool
     threads: int | None = None  # inference threads per worker (None: the runtime's default, all cores)
     workers: int = 1  # with --device cuda and several workers, worker i runs on cuda:i
 
@@ -64,12 +57,10 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
     from .server import ServerConfig, create_app
 
     runner = open_runner(spec.backend, spec.model_path, worker_device(spec, index), spec.precision)
-    config = ServerConfig(spec.model_name, min(spec.max_batch, runner.info.max_batch), spec.max_queue_delay_us,
-                          spec.max_queue, spec.api_key, spec.max_body_bytes, spec.body_timeout, spec.metrics_public,
-                          spec.api_docs)
+    config = ServerConfig(max_batch=min(spec.max_batch, runner.info.max_batch), **spec.server)
     if index == 0:
         port = sock.getsockname()[1]
-        print(f"serving {runner.info.backend} {runner.info.precision} as {spec.model_name!r} on "
+        print(f"serving {runner.info.backend} {runner.info.precision} as {config.model_name!r} on "
               f"http://{spec.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, "
               f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
     server = uvicorn.Server(uvicorn.Config(
