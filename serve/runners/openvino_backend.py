@@ -33,8 +33,8 @@ class OpenVinoRunner(RunnerBase):
             model = _quantize(model, int(metadata["z_dim"]))
         # an explicit hint everywhere: OpenVINO would otherwise pick bf16 on CPUs that have it
         settings = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
-        if inference_threads():
-            settings["INFERENCE_NUM_THREADS"] = inference_threads()
+        if threads := inference_threads():
+            settings["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(model, "CPU", settings)
         if precision == "bf16" and not _runs_in(self.compiled, "bf16"):
             raise UserError("OpenVINO has no bf16 kernels for this model's layers on this CPU (it would run them in "
