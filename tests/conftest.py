@@ -48,3 +48,15 @@ def onnx_model(trained_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("models") / "g.onnx"
     return str(export(ExportConfig(source=str(trained_run), out=str(out), max_batch=256)).path)
+
+
+@pytest.fixture
+def onnx_copy(onnx_model, tmp_path) -> Path:
+    """A private copy of onnx_model (with its checksum, without any auto.json cache), for tests that write beside
+    the model: each starts clean and leaves the shared file alone."""
+    import shutil
+
+    for file in Path(onnx_model).parent.glob(Path(onnx_model).name + "*"):
+        if not file.name.endswith(".auto.json"):
+            shutil.copy(file, tmp_path / file.name)
+    return tmp_path / Path(onnx_model).name

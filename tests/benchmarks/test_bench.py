@@ -102,15 +102,8 @@ def test_no_row_exceeds_the_matmul_ceiling():
     assert report["environment"]["ceiling_raised"]["fp32"] == {"measured": 100.0, "raised_to": 150.0}
 
 
-def test_auto_is_a_row_of_bench_measured_in_the_same_run(onnx_model, tmp_path):
-    import shutil
-    from pathlib import Path
-
-    model = tmp_path / "g.onnx"  # a private copy: auto's cache is written beside the model
-    for file in Path(onnx_model).parent.glob("g.onnx*"):
-        if not file.name.endswith(".auto.json"):
-            shutil.copy(file, tmp_path / file.name)
-    report = bench(BenchConfig(model=str(model), out=str(tmp_path / "b"), backends=("auto", "onnxruntime"),
+def test_auto_is_a_row_of_bench_measured_in_the_same_run(onnx_copy, tmp_path):
+    report = bench(BenchConfig(model=str(onnx_copy), out=str(tmp_path / "b"), backends=("auto", "onnxruntime"),
                                precisions=("fp32",), batch_sizes=(8,), scenarios=("offline",), min_duration=0.2),
                    progress=False)
     rows = {(r["backend"], r["precision"]): r for r in report["results"]}

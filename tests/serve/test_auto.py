@@ -1,5 +1,4 @@
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,8 @@ FAST = dict(backends=("onnxruntime", "openvino"), seconds=0.2, quiet=True)
 
 
 @pytest.fixture
-def model(onnx_model, tmp_path) -> Path:
-    """A private copy of the exported model (with its checksum), so each test starts without a cache."""
-    for file in Path(onnx_model).parent.glob(Path(onnx_model).name + "*"):
-        if not file.name.endswith(".auto.json"):
-            shutil.copy(file, tmp_path / file.name)
-    return tmp_path / Path(onnx_model).name
+def model(onnx_copy) -> Path:
+    return onnx_copy
 
 
 def test_auto_picks_the_fastest_accurate_candidate_and_caches_it(model):
