@@ -272,27 +272,30 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
     # they compute): it makes the next batch's latents and turns finished batches into uint8 in the shard.
     with ThreadPoolExecutor(max_workers=config.workers) as pool, ThreadPoolExecutor(max_workers=1) as helper:
         batches = [(index, start) for index in todo for start in range(0, len(shards[index]), max_batch)]
-        latents = [helper.submit(latents_for_seeds, shards[i][s : s + max_batch], z_dim) for i, s in batches[:1]]
-        filled, shard_of = [], {}
+
+        def make_latents(k: int) -> Future | None:
+            if k >= len(batches):
+                return None
+            index, start = batches[k]
+            return helper.submit(latents_for_seeds, shards[index][start : start + max_batch], z_dim)
+
+        upcoming, shard, filled = make_latents(0), None, []
         for k, (index, start) in enumerate(batches):
             seeds = shards[index]
-            if k + 1 < len(batches):
-                i, s = batches[k + 1]
-                latents.append(helper.submit(latents_for_seeds, shards[i][s : s + max_batch], z_dim))
-            out = runner.infer(latents[k].result())
-            latents[k] = None
-            if index not in shard_of:
+            z, upcoming = upcoming.result(), make_latents(k + 1)
+            out = runner.infer(z)
+            if shard is None:  # batches come shard by shard: one shard is filled at a time
                 shape = out.shape[1:] if out.ndim == 2 else (*out.shape[2:], out.shape[1])
-                shard_of[index] = np.empty((len(seeds), *shape), np.float32 if out.ndim == 2 else np.uint8)
-            filled.append(helper.submit(_fill, shard_of[index], start, out))
+                shard = np.empty((len(seeds), *shape), np.float32 if out.ndim == 2 else np.uint8)
+            filled.append(helper.submit(_fill, shard, start, out))
             bar.update(len(out))
             if start + max_batch >= len(seeds):  # the shard's last batch: write it once every batch is in
                 for done in filled:
                     done.result()
-                filled = []
-                future: Future = pool.submit(_write_shard, folder, index, seeds, shard_of.pop(index), config.format)
+                future: Future = pool.submit(_write_shard, folder, index, seeds, shard, config.format)
                 future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
                 pending.append(future)
+                shard, filled = None, []
                 while len(pending) > 2 * config.workers:  # bound the memory held by shards waiting to be written
                     pending.pop(0).result()
         for future in pending:
