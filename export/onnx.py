@@ -45,13 +45,18 @@ class _quiet_loggers:
 
 
 def convert_fp16(source: Path, target: Path) -> None:
-    """fp16 weights and arithmetic inside, float32 at the edges (keep_io_types)."""
+    """fp16 weights and arithmetic inside, float32 at the edges (keep_io_types). A conditional generator's class
+    (``LatentClasses``: z0 compared with the class edges) stays fp32, so z0 is cut where the fp32 model cuts it."""
     import onnx
     from onnxconverter_common import float16
 
+    model = onnx.load(str(source))
+    fp32_nodes = [node.name for node in model.graph.node
+                  if any(p.key == "pkg.torch.onnx.class_hierarchy" and "LatentClasses" in p.value
+                         for p in node.metadata_props)]
     with warnings.catch_warnings():  # it warns for every weight below fp16's range that it rounds
         warnings.simplefilter("ignore", UserWarning)
-        model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        model = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=fp32_nodes)
     onnx.save(model, str(target))
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
     spectral_norm: bool = False
     augment: str = ""  # DiffAugment policies for D's inputs, comma-separated: color, translation, cutout
+    conditional: bool = False  # labelled images: G draws its class from z0, D is a projection discriminator
     precision: str = "auto"
     device: str = "auto"
     ema: float = 0.999  # EMA decay of the generator's weights; 0 turns EMA off
@@ -72,6 +73,8 @@ class TrainConfig:
             raise UserError(f"--augment transforms images; --data {self.data} is 2D points")
         if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
             raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
+        if self.conditional and (self.model != "dcgan" or self.pack != 1):
+            raise UserError("--conditional needs --model dcgan and --pack 1")
         if self.model == "dcgan" and self.is_points:
             raise UserError(f"--data {self.data} is 2D points: use --model mlp")
         for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every",

@@ -21,6 +21,7 @@ from .data import DataSource
 from .distributed import DistContext, all_reduce_mean_, rank_slice
 from .losses import LOSSES, gradient_penalty, r1_penalty
 from .models import build_discriminator, build_generator, generator_config, pack_samples
+from .models.classes import class_prior
 from .precision import Precision
 
 
@@ -33,14 +34,16 @@ class Trainer:
                             f"({context.world_size} x {config.pack})")
         device = precision.device
         torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
+        prior = labelled_prior(config, data) if config.conditional else None
         self.generator_config = generator_config(config.model, config.z_dim, data.sample_shape, config.width,
-                                                 config.depth, images=data.kind == "images")
+                                                 config.depth, images=data.kind == "images", class_prior=prior)
         self.generator = build_generator(self.generator_config).to(device)
         uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
         # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
         batch_norm = not (uses_penalty or config.spectral_norm)
         self.discriminator = build_discriminator(config.model, data.sample_shape, config.width, config.depth,
-                                                 config.pack, batch_norm, config.spectral_norm).to(device)
+                                                 config.pack, batch_norm, config.spectral_norm,
+                                                 num_classes=len(prior) if prior else 0).to(device)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas)
@@ -57,23 +60,23 @@ class Trainer:
     def train_step(self) -> dict[str, torch.Tensor]:
         config, device = self.config, self.precision.device
         part = rank_slice(config.batch_size, self.context)
-        real = self.data.stream.next_batch(config.batch_size)[part].to(device, non_blocking=True)
+        real, real_labels = self._real_batch(part)
         z = torch.randn(config.batch_size, config.z_dim, generator=self.latent_rng, device=device)[part]
-        pack, augment = config.pack, self.augment
-        D = lambda images: self.discriminator(pack_samples(augment(images), pack))  # noqa: E731
+        fake_labels = self.generator.classes.labels(z) if config.conditional else None
+        augment = self.augment
         self._set_learning_rates()
 
         with self.precision.autocast():
             fake = self.generator(z)
-            real_logits = D(real)
-            fake_logits = D(fake.detach())
+            real_logits = self._judge(augment(real), real_labels)
+            fake_logits = self._judge(augment(fake.detach()), fake_labels)
             loss_d = self.loss.discriminator(real_logits.float(), fake_logits.float())
-        penalty = self._penalty(real, fake, part)
+        penalty = self._penalty(real, fake, real_labels, part)
         self._apply(loss_d + penalty, self.optimizer_d, self.scaler_d, self.discriminator, "d")
 
         self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         with self.precision.autocast():
-            loss_g = self.loss.generator(D(fake).float())
+            loss_g = self.loss.generator(self._judge(augment(fake), fake_labels).float())
         self._apply(loss_g, self.optimizer_g, self.scaler_g, self.generator, "g")
         self.discriminator.requires_grad_(True)
 
@@ -82,6 +85,18 @@ class Trainer:
             all_reduce_mean_(self._float_buffers())
         self.step += 1
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "penalty": penalty.detach()}
+
+    def _real_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        device, stream, size = self.precision.device, self.data.stream, self.config.batch_size
+        if not self.config.conditional:
+            return stream.next_batch(size)[part].to(device, non_blocking=True), None
+        images, labels = stream.next_labelled_batch(size)
+        return images[part].to(device, non_blocking=True), labels[part].to(device, non_blocking=True)
+
+    def _judge(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's logits for ``images`` (packed for PacGAN; with their labels where D is conditional)."""
+        packed = pack_samples(images, self.config.pack)
+        return self.discriminator(packed) if labels is None else self.discriminator(packed, labels)
 
     def _set_learning_rates(self) -> None:
         """The schedule is a function of the step alone, so a resumed run continues it exactly."""
@@ -92,11 +107,13 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr * scale
 
-    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, part: slice) -> torch.Tensor:
-        """Gradient penalties in fp32 outside autocast: input gradients overflow easily in fp16."""
+    def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
+                 part: slice) -> torch.Tensor:
+        """Gradient penalties in fp32 outside autocast: input gradients overflow easily in fp16. A conditional D
+        is judged with the real images' labels (for WGAN-GP's interpolates too)."""
         config = self.config
         penalty = torch.zeros((), device=self.precision.device)
-        critic = lambda x: self.discriminator(pack_samples(x, config.pack))  # noqa: E731
+        critic = lambda x: self._judge(x, labels)  # noqa: E731
         if config.loss == "wgan-gp":
             alpha = torch.rand(config.batch_size, generator=self.latent_rng, device=real.device)[part]
             penalty = penalty + config.gp_weight * gradient_penalty(critic, real, fake, alpha)
@@ -170,3 +187,15 @@ class Trainer:
         self.data.stream.load_state_dict(state["data"])
         self.step = int(state["step"])
         self.skipped = dict(state["skipped_steps"])
+
+
+def labelled_prior(config: TrainConfig, data: DataSource) -> list[float]:
+    """The class shares a conditional G draws its classes with: those of the training data's labels."""
+    labels = getattr(data.stream, "labels", None)
+    if labels is None:
+        raise UserError(f"--conditional needs labelled images (digits, shapes, folders with class subfolders, npz "
+                        f"with labels); --data {config.data} has none")
+    try:
+        return class_prior(labels)
+    except ValueError as error:
+        raise UserError(f"--conditional: the labels of --data {config.data} are not classes 0..K-1: {error}") from None

@@ -6,12 +6,14 @@ from ganforge.train.loop import train
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
-    """Tiny trained runs: dcgan at 16/32/64 px and a 2D mlp."""
+    """Tiny trained runs: dcgan at 16/32/64 px, a class-conditional dcgan at 16 px and a 2D mlp."""
     root = tmp_path_factory.mktemp("runs")
     common = dict(steps=2, batch_size=8, quiet=True, device="cpu", precision="fp32", checkpoint_every=2,
                   sample_every=2, eval_every=0)
     made = {f"dcgan{r}": train(TrainConfig(data="shapes" if r == 64 else "digits", model="dcgan", resolution=r,
                                            width=8, z_dim=16, out=str(root / f"dcgan{r}"), **common))
             for r in (16, 32, 64)}
+    made["conditional16"] = train(TrainConfig(data="digits", model="dcgan", resolution=16, width=8, z_dim=16,
+                                              conditional=True, out=str(root / "conditional16"), **common))
     made["ring"] = train(TrainConfig(data="ring", model="mlp", width=32, out=str(root / "ring"), **common))
     return made

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from ganforge.train.models import build_discriminator, build_generator, generator_config, pack_samples
+from ganforge.train.models.classes import LatentClasses, class_prior
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 64])
@@ -34,3 +35,40 @@ def test_packing_groups_consecutive_samples_and_discriminators_accept_it():
     assert d(pack_samples(torch.randn(8, 3, 16, 16), 4)).shape == (2,)
     mlp = build_discriminator("mlp", (2,), 16, 2, pack=4, batch_norm=False, spectral_norm=False)
     assert mlp(pack_samples(torch.randn(8, 2), 4)).shape == (2,)
+
+
+def test_latent_classes_follow_the_prior_and_read_only_the_first_coordinate():
+    classes = LatentClasses([0.5, 0.25, 0.25])
+    z = torch.randn(200_000, 6, generator=torch.Generator().manual_seed(0))
+    onehot = classes(z)
+    assert torch.equal(onehot.sum(dim=1), torch.ones(len(z)))
+    shares = torch.bincount(classes.labels(z), minlength=3) / len(z)
+    assert torch.allclose(shares, torch.tensor([0.5, 0.25, 0.25]), atol=0.005)
+    other = torch.cat([z[:, :1], torch.randn(len(z), 5)], dim=1)  # the rest of z varies within a class
+    assert torch.equal(classes.labels(other), classes.labels(z))
+    assert torch.equal(classes(z.to(torch.bfloat16)).argmax(1), classes.labels(z.to(torch.bfloat16).float()))
+
+
+@pytest.mark.parametrize("labels, message", [([0, 2, 2], "never occur"), ([1, 1], "never occur"),
+                                             ([0, -1], "non-negative"), ([0, 0], "two or more")])
+def test_class_prior_wants_every_class_0_to_k(labels, message):
+    with pytest.raises(ValueError, match=message):
+        class_prior(torch.tensor(labels))
+
+
+def test_conditional_dcgan_draws_its_class_from_z_and_its_discriminator_wants_labels():
+    config = generator_config("dcgan", 12, (1, 16, 16), width=8, depth=3, images=True, class_prior=[0.25] * 4)
+    generator = build_generator(config)
+    z = torch.randn(6, 12)
+    images = generator.eval()(z)
+    assert images.shape == (6, 1, 16, 16)
+    moved = z.clone()
+    moved[:, 0] = torch.where(z[:, 0] > 0, -1.5, 1.5)  # every sample into another class, nothing else changed
+    assert not torch.allclose(generator(moved), images, atol=1e-3)
+    discriminator = build_discriminator("dcgan", (1, 16, 16), 8, 3, pack=1, batch_norm=True, spectral_norm=False,
+                                        num_classes=4)
+    labels = generator.classes.labels(z)
+    assert discriminator(images, labels).shape == (6,)
+    assert not torch.equal(discriminator(images, labels), discriminator(images, (labels + 1) % 4))
+    with pytest.raises(ValueError, match="labels"):
+        discriminator(images)

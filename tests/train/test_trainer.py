@@ -97,3 +97,25 @@ def test_augment_flag_is_checked(tiny):
         tiny(augment="translation,flip")
     with pytest.raises(UserError, match="2D points"):
         tiny(data="ring", model="mlp", augment="translation")
+
+
+def test_conditional_step_trains_on_labelled_batches(tiny):
+    trainer = _trainer(tiny(conditional=True))
+    assert trainer.generator_config["class_prior"] == pytest.approx(
+        (torch.bincount(trainer.data.labels) / len(trainer.data.labels)).tolist())
+    before = trainer.data.stream.state_dict()
+    assert all(torch.isfinite(v) for v in trainer.train_step().values())
+    assert trainer.data.stream.state_dict() != before  # labelled batches advance the stream as plain ones do
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(data="stacked-digits"), "needs labelled images"),
+    (dict(data="ring"), "--model dcgan"),
+    (dict(pack=2), "--pack 1"),
+])
+def test_conditional_needs_labelled_images_and_dcgan(tiny, changes, message):
+    from ganforge.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        config = tiny(conditional=True, **{"model": "mlp"} if changes.get("data") == "ring" else {}, **changes)
+        _trainer(config)

@@ -48,16 +48,28 @@ def shuffled_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class TensorStream:
-    """Epoch-shuffled batches from a fixed uint8 image tensor; the position is (epoch, cursor)."""
+    """Epoch-shuffled batches from a fixed uint8 image tensor (and its labels); the position is (epoch, cursor)."""
 
-    def __init__(self, images: torch.Tensor, seed: int):
+    def __init__(self, images: torch.Tensor, seed: int, labels: torch.Tensor | None = None):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("TensorStream wants uint8 [N, C, H, W] images")
-        self.images, self.seed = images, seed
+        if labels is not None and labels.shape != (len(images),):
+            raise UserError(f"labels of shape {list(labels.shape)} for {len(images)} images: want one label per image")
+        self.images, self.labels, self.seed = images, labels, seed
         self.epoch, self.cursor = 0, 0
         self._order = shuffled_order(len(images), seed, 0)
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
+        return to_unit_range(self.images[self._next_indices(batch_size)])
+
+    def next_labelled_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch and its int64 labels (the same batch ``next_batch`` would have given)."""
+        if self.labels is None:
+            raise UserError("this data has no labels")
+        picks = self._next_indices(batch_size)
+        return to_unit_range(self.images[picks]), self.labels[picks]
+
+    def _next_indices(self, batch_size: int) -> torch.Tensor:
         picks = []
         while batch_size > 0:
             take = min(batch_size, len(self.images) - self.cursor)
@@ -66,7 +78,7 @@ class TensorStream:
             batch_size -= take
             if self.cursor == len(self.images):
                 self._set_position(self.epoch + 1, 0)
-        return to_unit_range(self.images[torch.cat(picks)])
+        return torch.cat(picks)
 
     def _set_position(self, epoch: int, cursor: int) -> None:
         self._order = shuffled_order(len(self.images), self.seed, epoch)  # cheap: once per epoch or load

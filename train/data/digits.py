@@ -21,7 +21,7 @@ def load_digits_source(resolution: int, seed: int) -> DataSource:
 
     images, labels = load_digit_images(resolution)
     return DataSource(name="digits", kind="images", sample_shape=tuple(images.shape[1:]),
-                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels,
+                      stream=TensorStream(images, seed, labels), num_samples=len(images), labels=labels,
                       extra={"detail": 8})
 
 

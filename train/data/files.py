@@ -47,7 +47,7 @@ def load_folder(path: Path, resolution: int, seed: int) -> DataSource:
     images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
     labels = _labels_from_subfolders(path, files)
     return DataSource(name="folder", kind="images", sample_shape=tuple(images.shape[1:]),
-                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels)
+                      stream=TensorStream(images, seed, labels), num_samples=len(images), labels=labels)
 
 
 def _labels_from_subfolders(root: Path, files: list[Path]) -> torch.Tensor | None:
@@ -97,7 +97,7 @@ def load_npz(path: Path, resolution: int, seed: int) -> DataSource:
     if labels is not None and len(labels) != len(images):
         raise UserError(f"{source}: {len(labels)} labels for {len(images)} images")
     return DataSource(name="npz", kind="images", sample_shape=tuple(images.shape[1:]),
-                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels)
+                      stream=TensorStream(images, seed, labels), num_samples=len(images), labels=labels)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -130,4 +130,4 @@ def load_idx(path: Path, resolution: int, seed: int) -> DataSource:
     if label_path != path and label_path.is_file():
         labels = torch.from_numpy(read_idx(label_path).astype(np.int64))
     return DataSource(name="idx", kind="images", sample_shape=tuple(images.shape[1:]),
-                      stream=TensorStream(images, seed), num_samples=len(images), labels=labels)
+                      stream=TensorStream(images, seed, labels), num_samples=len(images), labels=labels)

@@ -48,7 +48,7 @@ def load_shapes_source(resolution: int, seed: int, pool_size: int = POOL_SIZE) -
     images = torch.cat([render_shapes(*factors, resolution) for factors in
                         zip(shape.split(500), colour.split(500), centre.split(500), radius.split(500))])
     factors = {"shape": shape, "colour": colour, "radius": radius, "centre": centre}
+    labels = shape * len(COLOURS) + colour  # 18 classes: each shape in each colour
     return DataSource(name="shapes", kind="images", sample_shape=(3, resolution, resolution),
-                      stream=TensorStream(images, seed), num_samples=pool_size,
-                      labels=shape * len(COLOURS) + colour,  # 18 classes: each shape in each colour
+                      stream=TensorStream(images, seed, labels), num_samples=pool_size, labels=labels,
                       extra={"factors": factors})

@@ -12,10 +12,11 @@ from .mlp import MLPDiscriminator, MLPGenerator
 
 
 def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], width: int, depth: int,
-                     images: bool) -> dict:
+                     images: bool, class_prior: list[float] | None = None) -> dict:
     if model == "dcgan":
         channels, resolution, _ = sample_shape
-        return {"kind": "dcgan", "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
+        config = {"kind": "dcgan", "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
+        return {**config, "class_prior": class_prior} if class_prior else config
     return {"kind": "mlp", "z_dim": z_dim, "out_shape": list(sample_shape), "width": width, "depth": depth,
             "tanh": images}
 
@@ -24,11 +25,12 @@ def build_generator(config: dict) -> nn.Module:
     try:
         kind = config["kind"]
         if kind == "dcgan":
-            return DCGANGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"])
+            return DCGANGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"],
+                                  config.get("class_prior"))
         if kind == "mlp":
             return MLPGenerator(config["z_dim"], tuple(config["out_shape"]), config["width"], config["depth"],
                                 config["tanh"])
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"generator config is incomplete or invalid: {error!r}") from error
     raise UserError(f"unknown generator kind {config.get('kind')!r}")
 
@@ -41,10 +43,10 @@ def output_shape(config: dict) -> tuple[int, ...]:
 
 
 def build_discriminator(model: str, sample_shape: tuple[int, ...], width: int, depth: int, pack: int,
-                        batch_norm: bool, spectral_norm: bool) -> nn.Module:
+                        batch_norm: bool, spectral_norm: bool, num_classes: int = 0) -> nn.Module:
     if model == "dcgan":
         channels, resolution, _ = sample_shape
-        return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm)
+        return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm, num_classes)
     return MLPDiscriminator(sample_shape, pack, width, depth, spectral_norm)
 
 

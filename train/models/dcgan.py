@@ -1,4 +1,10 @@
-"""DCGAN (Radford et al. 2016) generator and discriminator for 16, 32 and 64 pixel images."""
+"""DCGAN (Radford et al. 2016) generator and discriminator for 16, 32 and 64 pixel images.
+
+Both can be class-conditional for labelled data: G reads its class from the latent (``classes.LatentClasses``)
+and gets it as a one-hot beside z (Mirza & Osindero 2014); D is a projection discriminator (Miyato & Koyama
+2018): its last layer has one output shared by all classes plus one per class, and the logit of a sample is the
+shared one plus its class's.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from .classes import LatentClasses
 from .layers import dcgan_init, maybe_spectral_norm
 
 
@@ -15,13 +22,16 @@ def _num_upsamplings(resolution: int) -> int:
 
 
 class DCGANGenerator(nn.Module):
-    """z [N, z_dim] -> images [N, channels, resolution, resolution] in [-1, 1]."""
+    """z [N, z_dim] -> images [N, channels, resolution, resolution] in [-1, 1]; ``class_prior``: conditional."""
 
-    def __init__(self, z_dim: int = 100, channels: int = 3, resolution: int = 64, width: int = 64):
+    def __init__(self, z_dim: int = 100, channels: int = 3, resolution: int = 64, width: int = 64,
+                 class_prior: list[float] | None = None):
         super().__init__()
+        self.classes = LatentClasses(class_prior) if class_prior else None
+        inputs = z_dim + (self.classes.num_classes if self.classes else 0)
         n = _num_upsamplings(resolution)
         hidden = width * 2 ** (n - 1)  # 512 at 64 px with width 64, as in the paper
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, hidden, 4, 1, 0, bias=False),
+        layers: list[nn.Module] = [nn.ConvTranspose2d(inputs, hidden, 4, 1, 0, bias=False),
                                    nn.BatchNorm2d(hidden), nn.ReLU(True)]
         for _ in range(n - 1):
             layers += [nn.ConvTranspose2d(hidden, hidden // 2, 4, 2, 1, bias=False),
@@ -32,14 +42,17 @@ class DCGANGenerator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.classes is not None:
+            z = torch.cat([z, self.classes(z)], dim=1)
         return self.net(z[:, :, None, None])  # [N, z, 1, 1] -> [N, C, R, R]
 
 
 class DCGANDiscriminator(nn.Module):
-    """images [N, channels * pack, R, R] -> logits [N]. ``batch_norm=False`` for gradient penalties."""
+    """images [N, channels * pack, R, R] (and labels [N] with ``num_classes``) -> logits [N].
+    ``batch_norm=False`` for gradient penalties."""
 
     def __init__(self, channels: int = 3, resolution: int = 64, width: int = 64, pack: int = 1,
-                 batch_norm: bool = True, spectral_norm: bool = False):
+                 batch_norm: bool = True, spectral_norm: bool = False, num_classes: int = 0):
         super().__init__()
         n = _num_upsamplings(resolution)
         hidden = width
@@ -52,9 +65,16 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(hidden * 2))
             layers.append(nn.LeakyReLU(0.2, True))
             hidden *= 2
-        layers.append(maybe_spectral_norm(nn.Conv2d(hidden, 1, 4, 1, 0), spectral_norm))  # [N, 1, 1, 1]
+        outputs = 1 + num_classes  # the shared logit, then one per class
+        layers.append(maybe_spectral_norm(nn.Conv2d(hidden, outputs, 4, 1, 0), spectral_norm))  # [N, out, 1, 1]
         self.net = nn.Sequential(*layers)
+        self.num_classes = num_classes
         self.apply(dcgan_init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).view(-1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.net(x).flatten(1)  # [N, 1 + K]
+        if not self.num_classes:
+            return out[:, 0]
+        if labels is None:
+            raise ValueError("a class-conditional discriminator needs the samples' labels")
+        return out[:, 0] + out[:, 1:].gather(1, labels.view(-1, 1)).squeeze(1)

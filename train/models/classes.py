@@ -1,0 +1,57 @@
+"""The class a latent stands for, for generators of labelled data that stay seed-in, image-out.
+
+A class-conditional generator needs a class per sample, but ganforge's contract is one latent per seed
+(``train/latents.py``). So the class is read from the latent itself: the first coordinate z0 ~ N(0, 1) is cut
+at the normal quantiles of the class prior, so class k is drawn with the probability the training data has it,
+and the rest of z varies the sample within the class. Exporters trace it as comparisons (Greater, Sub), in fp32
+even in fp16 exports (``export/onnx.convert_fp16``): every backend computes the same class for the same seed, and
+no caller needs to know that the model is conditional.
+
+    classes = LatentClasses([0.1] * 10)
+    onehot = classes(z)         # [N, 10] float, one 1 per row
+    labels = classes.labels(z)  # [N] int64
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+OUTSIDE = 1e4  # stands for -/+ infinity at the ends; finite so fp16 exports keep it (fp16 max is 65504)
+
+
+class LatentClasses(nn.Module):
+    def __init__(self, prior: list[float]):
+        super().__init__()
+        probabilities = torch.tensor(prior, dtype=torch.float64)
+        if probabilities.ndim != 1 or len(probabilities) < 2 or (probabilities <= 0).any():
+            raise ValueError(f"a class prior needs two or more positive probabilities, got {prior}")
+        cumulative = (probabilities / probabilities.sum()).cumsum(0)[:-1]
+        # rounded to bf16 (whose values fp16 and fp32 hold exactly): every precision cuts at the same places, and
+        # the shares move by less than 0.2% of a class
+        cuts = torch.special.ndtri(cumulative).clamp(-OUTSIDE / 2, OUTSIDE / 2).to(torch.bfloat16).float()
+        edges = torch.cat([torch.tensor([-OUTSIDE]), cuts, torch.tensor([OUTSIDE])])
+        self.register_buffer("edges", edges, persistent=False)  # rebuilt from the prior in the config
+        self.num_classes = len(prior)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z [N, z_dim] -> one-hot [N, K] in z's dtype: row n has its 1 where edges[k] < z0 <= edges[k+1]."""
+        # compared in fp32 whatever the model runs in, so that half-precision backends cut at the same places
+        above = (z[:, :1].float() > self.edges.float()).to(z.dtype)  # [N, K+1]: 1 for every edge below z0
+        return above[:, :-1] - above[:, 1:]
+
+    def labels(self, z: torch.Tensor) -> torch.Tensor:
+        return self(z).argmax(dim=1)
+
+
+def class_prior(labels: torch.Tensor) -> list[float]:
+    """The share of each class 0..max(labels) in ``labels`` (every class must occur)."""
+    if len(labels) == 0 or labels.min() < 0:
+        raise ValueError("labels must be non-negative class indices")
+    counts = torch.bincount(labels.long().flatten())
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"labels {missing} never occur")
+    if len(counts) < 2:
+        raise ValueError("a class-conditional model needs two or more classes")
+    return (counts.double() / counts.sum()).tolist()
