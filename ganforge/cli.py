@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from ganforge import __version__
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ganforge {command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ganforge backends | head`: the reader left; the rest of the output goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail too
+        return 141  # as a process killed by SIGPIPE reports itself to the shell
     except OSError as error:
         if debug or error.filename is None:  # not about a path the user gave: a real bug, show it
             raise

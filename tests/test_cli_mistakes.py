@@ -85,3 +85,16 @@ def test_every_help_example_parses_as_printed(command, argv, monkeypatch):
     monkeypatch.setattr(Parser, "parse_args", stop)
     with pytest.raises(Parsed):
         importlib.import_module(cli.COMMANDS[command][0]).main(argv[1:])
+
+
+def test_output_into_a_closed_pipe_ends_quietly(ganforge_cli):
+    """`ganforge backends | head -1`: the reader is gone before the writer is done; no BrokenPipeError traceback."""
+    import os
+    import subprocess
+
+    read, write = os.pipe()
+    os.close(read)  # every write now fails with EPIPE, as after `head` has exited
+    result = subprocess.run([ganforge_cli, "backends"], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write)
+    assert result.returncode == 141
+    assert result.stderr == ""
