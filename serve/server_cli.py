@@ -47,6 +47,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=1, help="server processes behind the port, one model copy "
                         "each, the CPU cores split between them (default 1)")
     parser.add_argument("--force", action="store_true", help="allow --workers above the core count")
+    parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto", help="HTTP parser: auto "
+                        "(default: httptools where installed, as with the serve extra; else h11)")
     parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
                         "stays open (default 5)")
     args = parser.parse_args(argv)
@@ -65,6 +67,11 @@ def main(argv: list[str]) -> int:
                         "copy with its own threads): add --force to run them anyway")
     if args.workers > 1 and args.device.startswith("cuda"):
         _check_gpus(args.device, args.workers)
+    if args.http == "httptools":
+        from .connections import httptools_available
+
+        if not httptools_available():
+            raise UserError("--http httptools: httptools is not installed (pip install 'ganforge[serve]')")
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
     from .auto import AUTO, AutoConfig, choose
@@ -80,7 +87,7 @@ def main(argv: list[str]) -> int:
                   api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
                   metrics_public=args.metrics_public, api_docs=args.api_docs)
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
-                     args.device, args.host, args.max_batch, server, args.header_timeout, args.keep_alive,
+                     args.device, args.host, args.max_batch, server, args.header_timeout, args.keep_alive, args.http,
                      threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
                      workers=args.workers)
     if args.workers == 1:

@@ -35,6 +35,7 @@ class ServeSpec:
     server: dict  # the rest of ServerConfig's fields, by name (the config itself is made once max_batch is known)
     header_timeout: float
     keep_alive: float
+    http: str = "auto"  # the HTTP parser: httptools where installed, or h11 (connections.guarded_protocol)
     threads: int | None = None  # inference threads per worker (None: the runtime's default, all cores)
     workers: int = 1  # with --device cuda and several workers, worker i runs on cuda:i
 
@@ -52,7 +53,7 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
         torch.set_num_threads(spec.threads)
     import uvicorn
 
-    from .connections import guarded_h11
+    from .connections import MAX_HEAD_BYTES, guarded_protocol
     from .runners import open_runner
     from .server import ServerConfig, create_app
 
@@ -64,12 +65,12 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
               f"http://{spec.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, "
               f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
     server = uvicorn.Server(uvicorn.Config(
-        create_app(runner, config), http=guarded_h11(spec.header_timeout), log_level="warning",
+        create_app(runner, config), http=guarded_protocol(spec.header_timeout, spec.http), log_level="warning",
         timeout_graceful_shutdown=30,
         # no uvicorn limit_concurrency: under 2,000 connections it left the server answering nothing, not even
         # health checks (benchmarks/chaos.py); load is bounded by --max-queue (503) and the timeouts instead
         timeout_keep_alive=spec.keep_alive,
-        h11_max_incomplete_event_size=16 * 1024))  # request line + headers
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES))  # loop "auto": uvloop where installed
     with runner:
         server.run(sockets=[sock])
 

@@ -237,13 +237,19 @@ def test_serve_cli_port_mistakes_are_one_line(onnx_model, ganforge_cli):
             assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_idle_and_slow_header_connections_are_closed(onnx_model):
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_idle_slow_and_oversized_heads_are_closed(onnx_model, http):
     import socket
 
     from ganforge.benchmarks.http_server import serving_process
 
-    with serving_process(onnx_model, "onnxruntime", extra_args=("--header-timeout", "1")) as (base, _):
+    with serving_process(onnx_model, "onnxruntime", extra_args=("--header-timeout", "1", "--http", http)) as (base, _):
         port = int(base.rsplit(":", 1)[1])
+        url = f"{base}/v2/models/generator/infer"
+        with httpx.Client() as client:  # a kept-alive connection that keeps working between its requests
+            assert [client.post(url, json=_seed_request([1])).status_code for _ in range(3)] == [200] * 3
+            huge = client.post(url, json=_seed_request([1]), headers={"X-Pad": "x" * 20_000})
+            assert huge.status_code == 400  # a head over 16 KiB
         idle = socket.create_connection(("127.0.0.1", port))
         slow = socket.create_connection(("127.0.0.1", port))
         slow.sendall(b"POST /v2/models/generator/infer HTTP/1.1\r\nHost: x\r\n")  # headers never finished
@@ -253,7 +259,7 @@ def test_idle_and_slow_header_connections_are_closed(onnx_model):
             assert sock.recv(100) == b""  # closed by the server
             sock.close()
         assert time.monotonic() - started < 10
-        assert httpx.post(f"{base}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
+        assert httpx.post(url, json=_seed_request([1])).status_code == 200
 
 
 def test_a_client_that_leaves_mid_body_is_one_log_line_not_an_error(server, caplog):
