@@ -5,8 +5,8 @@
 Resolves the backend (auto: what `--backend auto` picks here at batch 64), measures its offline batch-64 rate in
 this process, then starts `ganforge serve` with that backend and precision and drives it with wrk: single-seed
 KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output; then again with
-`--workers 2` (binary FP32). Writes benchmarks/results/http_wrk.json and prints the table. Skips with a clear
-reason where wrk is missing.
+`--workers 2` and with the h11 parser instead of httptools (binary FP32). Writes benchmarks/results/http_wrk.json
+and prints the table. Skips with a clear reason where wrk is missing.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--workers", default="1,2", help="`ganforge serve --workers` values to compare on binary "
                         "FP32 requests (the first also runs every output kind)")
+    parser.add_argument("--http", default="httptools,h11", help="`ganforge serve --http` parsers to compare on "
+                        "binary FP32 requests (the first also runs every output kind and the --workers values)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -55,22 +57,28 @@ def main(argv: list[str] | None = None) -> int:
                "asked_backend": args.backend, "max_batch": args.max_batch, "connections": args.connections,
                "offline_batch": args.max_batch, "offline": offline, "http": {}}
     counts = [int(n) for n in args.workers.split(",")]
-    results["workers"] = {}
+    parsers = args.http.split(",")
+    # (workers, parser, output kinds): the first server runs every kind, the others binary FP32 only
+    servers = [(counts[0], parsers[0], OUTPUTS)]
+    servers += [(n, parsers[0], {"binary FP32": OUTPUTS["binary FP32"]}) for n in counts[1:]]
+    servers += [(counts[0], p, {"binary FP32": OUTPUTS["binary FP32"]}) for p in parsers[1:]]
+    results["workers"], results["parsers"] = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for count in counts:
-            kinds = OUTPUTS if count == counts[0] else {"binary FP32": OUTPUTS["binary FP32"]}
+        for count, http, kinds in servers:
             with serving(offline["model_path"], backend, precision, max_batch=args.max_batch,
-                         extra_args=("--workers", str(count))) as base:
+                         extra_args=("--workers", str(count), "--http", http)) as base:
                 url = f"{base}/v2/models/generator/infer"
                 for label, (output, binary) in kinds.items():
                     script = seed_script(Path(tmp) / "seed.lua", binary=binary, output=output)
                     run_wrk(url, args.connections, 2, script)  # warm-up
                     result = run_wrk(url, args.connections, args.seconds, script)
                     result["images_per_second"] = result["requests_per_second"]  # one seed per request
-                    if count == counts[0]:
+                    if (count, http) == (counts[0], parsers[0]):
                         results["http"][label] = result
-                    if label == "binary FP32":
+                    if label == "binary FP32" and http == parsers[0]:
                         results["workers"][str(count)] = result
+                    if label == "binary FP32" and count == counts[0]:
+                        results["parsers"][http] = result
     rates = {"offline": offline["images_per_second"], **{k: v["images_per_second"] for k, v in results["http"].items()}}
     results["ratios"] = {f"{label} / {base}": rates[label] / rates[base] for label, (base, _) in TARGETS.items()}
     results["targets_met"] = {f"{label} / {base} >= {bound}": rates[label] / rates[base] >= bound
@@ -94,6 +102,8 @@ def table(results: dict) -> str:
     lines += [f"{k}: {v:.2f}" for k, v in results["ratios"].items()]
     lines += [f"serve --workers {n}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} ms"
               for n, r in results.get("workers", {}).items()]
+    lines += [f"serve --http {name}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} ms"
+              for name, r in results.get("parsers", {}).items()]
     return "\n".join(lines)
 
 
