@@ -66,7 +66,7 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
               f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
     server = uvicorn.Server(uvicorn.Config(
         create_app(runner, config), http=guarded_protocol(spec.header_timeout, spec.http), log_level="warning",
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=30, proxy_headers=False,  # no X-Forwarded-For rewriting per request
         # no uvicorn limit_concurrency: under 2,000 connections it left the server answering nothing, not even
         # health checks (benchmarks/chaos.py); load is bounded by --max-queue (503) and the timeouts instead
         timeout_keep_alive=spec.keep_alive,
