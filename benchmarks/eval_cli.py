@@ -7,7 +7,7 @@ from ganforge.cliutil import Parser
 EXAMPLES = """\
   ganforge eval runs/00000-digits-dcgan                        # EMA generator of the latest checkpoint
   ganforge eval runs/00000-digits-dcgan --checkpoint best --n 5000
-  ganforge eval runs/00001-grid-mlp                            # 2D: modes, high quality, reverse KL
+  ganforge eval runs/00001-ring-mlp                            # 2D: modes, high quality, reverse KL
   ganforge eval g.onnx --data digits --out eval-onnx/          # an exported model, through onnxruntime
   ganforge eval runs/00000-digits-dcgan --features inception --weights inception-2015-12-05.pt
 """

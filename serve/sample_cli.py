@@ -11,8 +11,8 @@ EXAMPLES = """\
   ganforge sample g.onnx --count 100 --seed-start 500 --format png --out pngs/
   ganforge sample runs/00000-digits-dcgan --backend torch --seeds 0-63 --out grid/ --format png
   ganforge sample runs/00000-digits-dcgan --checkpoint best --seeds 0-9999 --out best/
-  ganforge sample g.onnx --seeds 0-999999 --out big/ --resume                    # continue after a crash
-  torchrun --nproc-per-node 2 --no-python ganforge sample g.onnx --seeds 0-99999 --out big/
+  ganforge sample g.onnx --seeds 0-199999 --out big/ --resume                    # continue after a crash
+  torchrun --nproc-per-node 2 --no-python ganforge sample g.onnx --seeds 0-99999 --out big-2p/
 """
 
 

@@ -13,9 +13,9 @@ from .precision import PRECISIONS
 EXAMPLES = """\
   ganforge train --data digits --model dcgan --resolution 32 --steps 300
   ganforge train --data ring --model mlp --pack 4 --steps 2000 --batch-size 256 --lr-g 1e-3 --lr-d 1e-3
-  ganforge train --data folder:~/faces --resolution 64 --loss hinge --spectral-norm --precision bf16
+  ganforge train --data folder:~/faces --resolution 64 --loss hinge --spectral-norm --steps 500
   ganforge train --resume runs/00000-digits-dcgan --steps 600
-  torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 1000
+  torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
 """
 RESUMABLE = {"steps", "quiet"}  # the only flags that may change when a run is resumed
 
