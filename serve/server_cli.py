@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
 
     from .auto import AUTO, AutoConfig, choose
     from .models import model_for_backend
-    from .workers import ServeSpec, run_worker, supervise
+    from .workers import ServeSpec, serve_single, supervise
 
     backend, precision, model = args.backend, args.precision or "fp32", args.model
     if backend == AUTO:
@@ -91,8 +91,7 @@ def main(argv: list[str]) -> int:
                      threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
                      workers=args.workers)
     if args.workers == 1:
-        run_worker(spec, sock)
-        return 0
+        return serve_single(spec, sock)
     return supervise(spec, sock, args.workers)
 
 

@@ -75,6 +75,28 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
         server.run(sockets=[sock])
 
 
+class _Stopped(Exception):
+    pass
+
+
+def serve_single(spec: ServeSpec, sock) -> int:
+    """One worker in this process until Ctrl-C or SIGTERM; the queue is drained, then exit 0 (as with --workers N).
+    uvicorn re-raises the signal once its graceful shutdown is done: SIGINT as KeyboardInterrupt (exit 130), and
+    SIGTERM, whose default action would end the process by the signal; both are a requested stop."""
+
+    def stopped(signum, frame):
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        run_worker(spec, sock)
+    except (KeyboardInterrupt, _Stopped):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
 def _worker_main(spec: ServeSpec, sock, index: int) -> None:
     try:
         run_worker(spec, sock, index)

@@ -279,3 +279,17 @@ def test_a_client_that_leaves_mid_body_is_one_log_line_not_an_error(server, capl
     text = httpx.get(f"{server.url}/metrics").text
     assert 'status="500"' not in text
     assert httpx.post(f"{server.url}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_requested_stop_drains_and_exits_0(onnx_model, stop):
+    """Ctrl-C or SIGTERM is a requested stop, as with --workers N: exit 0 once the queue is drained (uvicorn
+    re-raised SIGINT as a KeyboardInterrupt, exit 130, and SIGTERM ended the process by the signal)."""
+    import signal
+
+    from ganforge.benchmarks.http_server import serving_process
+
+    with serving_process(onnx_model, "onnxruntime") as (base, server):
+        assert httpx.post(f"{base}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
+        server.send_signal(getattr(signal, stop))
+        assert server.wait(timeout=60) == 0
