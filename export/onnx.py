@@ -44,6 +44,30 @@ class _quiet_loggers:
             logging.getLogger(name).setLevel(level)
 
 
+def latent_class_nodes(graph) -> list[str]:
+    """The nodes of a conditional generator's class cut (``LatentClasses``): each Greater, what feeds it (the Slice
+    of z0), and what makes its result a one-hot (Cast, Slice, Sub) up to the Concat with z. Reduced-precision
+    conversions leave them alone: z0 rounded to fp16 or to an int8 step would land some seeds in another class.
+    Found by structure, so it holds after optimisers rename nodes; empty for every other model."""
+    producers = {name: node for node in graph.node for name in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    picked: dict[str, object] = {}
+    for greater in (node for node in graph.node if node.op_type == "Greater"):
+        upstream, downstream = [greater], [greater]
+        while upstream:
+            node = upstream.pop()
+            picked[node.name] = node
+            upstream += [producers[name] for name in node.input if name in producers]
+        while downstream:
+            node = downstream.pop()
+            picked[node.name] = node
+            downstream += [c for name in node.output for c in consumers.get(name, []) if c.op_type != "Concat"]
+    return list(picked)
+
+
 def convert_fp16(source: Path, target: Path) -> None:
     """fp16 weights and arithmetic inside, float32 at the edges (keep_io_types). A conditional generator's class
     (``LatentClasses``: z0 compared with the class edges) stays fp32, so z0 is cut where the fp32 model cuts it."""
@@ -51,9 +75,7 @@ def convert_fp16(source: Path, target: Path) -> None:
     from onnxconverter_common import float16
 
     model = onnx.load(str(source))
-    fp32_nodes = [node.name for node in model.graph.node
-                  if any(p.key == "pkg.torch.onnx.class_hierarchy" and "LatentClasses" in p.value
-                         for p in node.metadata_props)]
+    fp32_nodes = latent_class_nodes(model.graph)
     with warnings.catch_warnings():  # it warns for every weight below fp16's range that it rounds
         warnings.simplefilter("ignore", UserWarning)
         model = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=fp32_nodes)
@@ -74,15 +96,24 @@ class _LatentReader:
 
 def convert_int8(source: Path, target: Path, z_dim: int) -> None:
     """onnxruntime static quantisation in QDQ form: int8 weights (per channel), uint8 activations, calibrated
-    with MinMax on generated latents. The float32 input and output stay float32."""
+    with MinMax on generated latents. The float32 input and output stay float32, and so does a conditional
+    generator's class cut (``latent_class_nodes``)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = target.with_name(target.name + ".prep.onnx")
     try:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        import onnx
+
+        graph = onnx.load(str(prepared)).graph
+        excluded = latent_class_nodes(graph)
+        one_hot = {name for node in graph.node if node.name in excluded for name in node.output}
+        # and the Concat of z with the one-hot: quantizing its input would quantize the z that the cut reads too
+        excluded += [node.name for node in graph.node if node.op_type == "Concat" and one_hot & set(node.input)]
         quantize_static(str(prepared), str(target), _LatentReader(z_dim), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        nodes_to_exclude=excluded)
     finally:
         prepared.unlink(missing_ok=True)
 
