@@ -55,19 +55,21 @@ def tensorrt_major(version: str) -> int:
         raise UserError(f"cannot read the TensorRT version {version!r}") from error
 
 
-def precision_plan(trt_version: str, fp16: bool) -> str:
+def precision_plan(trt_version: str, fp16: bool, conditional: bool = False) -> str:
     """How to get the requested precision from this TensorRT:
 
     - "fp32": plain build;
     - "fp16-flag": TensorRT 10: BuilderFlag.FP16 on an fp32 network;
-    - "fp16-onnx": TensorRT 11+: strongly typed networks only, so build from an fp16 ONNX.
+    - "fp16-onnx": TensorRT 11+ (strongly typed networks only), and a conditional generator on 10 too: build a
+      strongly typed network from the fp16 ONNX, whose class cut ``convert_fp16`` keeps in fp32 (under the FP16
+      flag TensorRT may run that comparison in fp16 and give some seeds another class).
     """
     major = tensorrt_major(trt_version)
     if major < 10:
         raise UserError(f"TensorRT {trt_version} is too old: ganforge needs TensorRT 10 or newer")
     if not fp16:
         return "fp32"
-    return "fp16-flag" if major == 10 else "fp16-onnx"
+    return "fp16-flag" if major == 10 and not conditional else "fp16-onnx"
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,14 @@ def current_gpu() -> tuple[str, str]:
     return torch.cuda.get_device_name(), f"{major}.{minor}"
 
 
+def is_conditional(onnx_path: Path) -> bool:
+    import onnx
+
+    from .onnx import latent_class_nodes
+
+    return bool(latent_class_nodes(onnx.load(str(onnx_path), load_external_data=False).graph))
+
+
 def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool = False, workspace_mib: int = 4096,
                  timing_cache: Path | None = None) -> EngineInfo:
     """Build and write ``out`` (+ sidecar). Needs TensorRT and a GPU."""
@@ -149,7 +159,7 @@ def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool =
         raise UserError("--workspace-mib must be positive")
     trt = import_tensorrt()
     gpu_name, capability = current_gpu()
-    plan_kind = precision_plan(trt.__version__, fp16)
+    plan_kind = precision_plan(trt.__version__, fp16, conditional=is_conditional(onnx_path))
     started = time.perf_counter()
     source = onnx_path
     if plan_kind == "fp16-onnx" and metadata.get("precision") != "fp16":

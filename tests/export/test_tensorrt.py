@@ -37,6 +37,8 @@ def test_precision_choice_follows_the_tensorrt_version():
     assert precision_plan("10.13.0", fp16=True) == "fp16-flag"
     assert precision_plan("11.0.1", fp16=True) == "fp16-onnx"  # 11 has no BuilderFlag.FP16
     assert precision_plan("11.0.1", fp16=False) == precision_plan("10.0", fp16=False) == "fp32"
+    # a conditional generator's class cut must stay fp32: a strongly typed build from the fp16 ONNX on 10 too
+    assert precision_plan("10.13.0", fp16=True, conditional=True) == "fp16-onnx"
     with pytest.raises(UserError, match="too old"):
         precision_plan("8.6.1", fp16=True)
 
@@ -151,3 +153,13 @@ def test_fp32_layers_are_built_without_tf32(tmp_path, plan_kind, flags):
     (tmp_path / "g.onnx").write_bytes(b"onnx")
     assert _build_plan(trt, tmp_path / "g.onnx", 8, BatchProfile(1, 8, 16), plan_kind, 64, None) == b"plan"
     assert trt.flags == flags  # TF32 cleared: an "fp32" engine computes fp32, as every other fp32 backend does
+
+
+def test_conditional_generators_are_recognised_for_the_fp16_plan(runs, tmp_path):
+    from ganforge.export.api import ExportConfig, export
+    from ganforge.export.tensorrt import is_conditional
+
+    plain = export(ExportConfig(source=str(runs["dcgan16"]), out=str(tmp_path / "g.onnx"), max_batch=8)).path
+    conditional = export(ExportConfig(source=str(runs["conditional16"]), out=str(tmp_path / "c.onnx"),
+                                      max_batch=8)).path
+    assert not is_conditional(plain) and is_conditional(conditional)
