@@ -70,7 +70,7 @@ def examples():
 
 @pytest.mark.parametrize("command, argv", list(examples()), ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_every_help_example_parses_as_printed(command, argv, monkeypatch):
-    """Each example's flags are accepted by its command's parser. Running them all takes ~10 minutes (training,
+    """Each example's flags are accepted by its command's parser. Running them all takes ~17 minutes (training,
     compiles, a 200,000-image sample): benchmarks/help_examples.py does that, results in benchmarks/results/."""
     assert argv[0] == command
 
