@@ -74,7 +74,8 @@ class TrainConfig:
         if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
             raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
         if self.conditional and (self.model != "dcgan" or self.pack != 1):
-            raise UserError("--conditional needs --model dcgan and --pack 1")
+            raise UserError("--conditional needs --model dcgan and --pack 1 (add --no-conditional to train without "
+                            "classes)")
         if self.model == "dcgan" and self.is_points:
             raise UserError(f"--data {self.data} is 2D points: use --model mlp")
         for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every",

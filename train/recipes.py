@@ -66,5 +66,5 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
     """A TrainConfig for ``data``: its recipe's values, with ``given`` on top."""
     recipe = recipe_for(data)
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
-        recipe = {k: v for k, v in recipe.items() if k not in ("model", "z_dim", "width", "depth")}
+        recipe = {k: v for k, v in recipe.items() if k not in ("model", "z_dim", "width", "depth", "conditional")}
     return TrainConfig(data=data, **{**recipe, **given})

@@ -119,3 +119,14 @@ def test_conditional_needs_labelled_images_and_dcgan(tiny, changes, message):
     with pytest.raises(UserError, match=message):
         config = tiny(conditional=True, **{"model": "mlp"} if changes.get("data") == "ring" else {}, **changes)
         _trainer(config)
+
+
+def test_the_digits_recipe_is_conditional_until_a_flag_contradicts_it():
+    from ganforge.errors import UserError
+    from ganforge.train.recipes import recipe_config
+
+    assert recipe_config("digits").conditional and not recipe_config("shapes").conditional
+    assert not recipe_config("digits", model="mlp").conditional  # the recipe's model settings go with its model
+    with pytest.raises(UserError, match="--no-conditional"):
+        recipe_config("digits", pack=2)
+    assert recipe_config("digits", pack=2, conditional=False).pack == 2
