@@ -73,9 +73,6 @@ class TrainConfig:
             raise UserError(f"--augment transforms images; --data {self.data} is 2D points")
         if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
             raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
-        if self.conditional and (self.model != "dcgan" or self.pack != 1):
-            raise UserError("--conditional needs --model dcgan and --pack 1 (add --no-conditional to train without "
-                            "classes)")
         if self.model == "dcgan" and self.is_points:
             raise UserError(f"--data {self.data} is 2D points: use --model mlp")
         for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every",
@@ -97,6 +94,9 @@ class TrainConfig:
             raise UserError(f"--betas takes two numbers in [0, 1), got {self.betas}")
         if self.r1 < 0 or self.gp_weight < 0:
             raise UserError("--r1 and the gradient-penalty weight must be non-negative")
+        if self.conditional and (self.model != "dcgan" or self.pack != 1):
+            raise UserError("--conditional needs --model dcgan and --pack 1 (add --no-conditional to train without "
+                            "classes)")
 
     @property
     def augment_policy(self) -> tuple[str, ...]:
