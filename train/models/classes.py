@@ -3,9 +3,9 @@
 A class-conditional generator needs a class per sample, but ganforge's contract is one latent per seed
 (``train/latents.py``). So the class is read from the latent itself: the first coordinate z0 ~ N(0, 1) is cut
 at the normal quantiles of the class prior, so class k is drawn with the probability the training data has it,
-and the rest of z varies the sample within the class. Exporters trace it as comparisons (Greater, Sub), in fp32
-even in fp16 exports (``export/onnx.convert_fp16``): every backend computes the same class for the same seed, and
-no caller needs to know that the model is conditional.
+and the rest of z varies the sample within the class. Exporters trace it as comparisons (Greater, Sub), kept in
+fp32 in fp16 and int8 exports (``export/onnx.latent_class_nodes``) and in TensorRT fp16 engines: every backend
+computes the same class for the same seed, and no caller needs to know that the model is conditional.
 
     classes = LatentClasses([0.1] * 10)
     onehot = classes(z)         # [N, 10] float, one 1 per row
