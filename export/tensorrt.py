@@ -141,12 +141,9 @@ def current_gpu() -> tuple[str, str]:
     return torch.cuda.get_device_name(), f"{major}.{minor}"
 
 
-def is_conditional(onnx_path: Path) -> bool:
-    import onnx
-
-    from .onnx import latent_class_nodes
-
-    return bool(latent_class_nodes(onnx.load(str(onnx_path), load_external_data=False).graph))
+def is_conditional(metadata: dict) -> bool:
+    """Whether an export's generator reads a class from its latent (its config, as the export recorded it)."""
+    return "class_prior" in json.loads(metadata.get("generator_config", "{}"))
 
 
 def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool = False, workspace_mib: int = 4096,
@@ -159,7 +156,7 @@ def build_engine(onnx_path: Path, out: Path, profile: BatchProfile, fp16: bool =
         raise UserError("--workspace-mib must be positive")
     trt = import_tensorrt()
     gpu_name, capability = current_gpu()
-    plan_kind = precision_plan(trt.__version__, fp16, conditional=is_conditional(onnx_path))
+    plan_kind = precision_plan(trt.__version__, fp16, conditional=is_conditional(metadata))
     started = time.perf_counter()
     source = onnx_path
     if plan_kind == "fp16-onnx" and metadata.get("precision") != "fp16":

@@ -157,9 +157,10 @@ def test_fp32_layers_are_built_without_tf32(tmp_path, plan_kind, flags):
 
 def test_conditional_generators_are_recognised_for_the_fp16_plan(runs, tmp_path):
     from ganforge.export.api import ExportConfig, export
+    from ganforge.export.metadata import read_metadata
     from ganforge.export.tensorrt import is_conditional
 
     plain = export(ExportConfig(source=str(runs["dcgan16"]), out=str(tmp_path / "g.onnx"), max_batch=8)).path
     conditional = export(ExportConfig(source=str(runs["conditional16"]), out=str(tmp_path / "c.onnx"),
                                       max_batch=8)).path
-    assert not is_conditional(plain) and is_conditional(conditional)
+    assert not is_conditional(read_metadata(plain)) and is_conditional(read_metadata(conditional))
