@@ -11,8 +11,8 @@ with an uninterrupted run; and a server soak with wrk, answers counted by status
 - sample: `ganforge sample --resume` killed at random moments until complete; manifest and shards must be
   byte-identical to an uninterrupted run's.
 - server: `ganforge serve --max-queue 256` under a sustained load of about 80% of its capacity measured with wrk
-  (--soak seconds: wrk, 16 connections each waiting between requests 16 / rate seconds less the response time
-  measured by a 5 s probe), then wrk with 10x the connections that saturate it (--overload
+  (--soak seconds: wrk, 16 connections each waiting between requests 16 / rate seconds less the response time,
+  which up to three 5 s probes measure and correct), then wrk with 10x the connections that saturate it (--overload
   seconds; wrk is closed-loop, so this is 10x the concurrency, not 10x the rate), then 2,000 connections, far
   past --max-queue, for half as long. Counts of 200/503/other from the server's own /metrics, p99 latency, RSS
   and open file descriptors before and after (after the keep-alive timeout).

@@ -26,8 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
+from ganforge.benchmarks.http_server import is_ready
 from ganforge.cli import COMMANDS
 from ganforge.files import atomic_write_bytes
 
@@ -86,7 +85,7 @@ def run_server(line: str, curls: list[str], env: dict, cwd: Path, timeout: float
                               text=True)
     answers = []
     try:
-        while not _ready(port):
+        while not is_ready(f"http://127.0.0.1:{port}"):
             if server.poll() is not None or time.monotonic() - started > timeout:
                 break
             time.sleep(0.2)
@@ -104,13 +103,6 @@ def run_server(line: str, curls: list[str], env: dict, cwd: Path, timeout: float
     good = server.returncode == 0 and len(answers) == len(curls) and all(a["ok"] for a in answers)
     return {"exit": server.returncode, "seconds": round(time.monotonic() - started, 1),
             "stderr": err.strip().splitlines(), "curl": answers, "served_ok": good}
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _check_curl(result: dict, curl: str, cwd: Path) -> dict:

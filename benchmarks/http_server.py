@@ -20,6 +20,14 @@ import httpx
 from ganforge.errors import UserError
 
 
+def is_ready(base: str) -> bool:
+    """Whether the server at ``base`` answers its readiness probe (``/v2/health/ready``) with 200."""
+    try:
+        return httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,11 +59,8 @@ def serving_process(model: str, backend: str, precision: str = "fp32", device: s
         while True:
             if server.poll() is not None:
                 raise UserError(f"ganforge serve exited: {server.stderr.read().strip().splitlines()[-1:]}")
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if is_ready(base):
+                break
             if time.monotonic() > deadline:
                 raise UserError(f"ganforge serve was not ready after {ready_timeout:.0f} s")
             time.sleep(0.1)

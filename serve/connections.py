@@ -26,7 +26,7 @@ MAX_HEAD_BYTES = 16 * 1024  # request line + headers
 
 class _HeadDeadline:
     """The timer half of a guard, mixed into a uvicorn protocol class: armed on connect and after each response
-    while the connection waits for a new request; ``_head_done`` disarms it."""
+    while the connection waits for a new request; the protocol disarms it once a request head is complete."""
 
     _head_timer: asyncio.TimerHandle | None = None
     header_timeout: float = 10.0
