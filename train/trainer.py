@@ -36,14 +36,16 @@ class Trainer:
         torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
         prior = labelled_prior(config, data) if config.conditional else None
         self.generator_config = generator_config(config.model, config.z_dim, data.sample_shape, config.width,
-                                                 config.depth, images=data.kind == "images", class_prior=prior)
+                                                 config.depth, images=data.kind == "images", class_prior=prior,
+                                                 class_groups=data.label_groups)
         self.generator = build_generator(self.generator_config).to(device)
         uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
         # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
         batch_norm = not (uses_penalty or config.spectral_norm)
         self.discriminator = build_discriminator(config.model, data.sample_shape, config.width, config.depth,
                                                  config.pack, batch_norm, config.spectral_norm,
-                                                 num_classes=len(prior) if prior else 0).to(device)
+                                                 num_classes=len(prior) if prior else 0,
+                                                 class_groups=data.label_groups).to(device)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas)
         self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas)

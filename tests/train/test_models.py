@@ -49,6 +49,21 @@ def test_latent_classes_follow_the_prior_and_read_only_the_first_coordinate():
     assert torch.equal(classes(z.to(torch.bfloat16)).argmax(1), classes.labels(z.to(torch.bfloat16).float()))
 
 
+def test_latent_classes_in_groups_read_one_coordinate_each():
+    """Stacked digits: three digits per sample, each from its own coordinate z0, z1, z2, each with the prior."""
+    classes = LatentClasses([0.5, 0.3, 0.2], groups=3)
+    z = torch.randn(100_000, 6, generator=torch.Generator().manual_seed(1))
+    labels = classes.labels(z)
+    assert labels.shape == (len(z), 3) and classes(z).shape == (len(z), 9)
+    for group in range(3):
+        shares = torch.bincount(labels[:, group], minlength=3) / len(z)
+        assert torch.allclose(shares, torch.tensor([0.5, 0.3, 0.2]), atol=0.006)
+        assert torch.equal(labels[:, group], LatentClasses([0.5, 0.3, 0.2]).labels(z[:, group:]))
+    moved = z.clone()
+    moved[:, 1] = -z[:, 1]
+    assert torch.equal(classes.labels(moved)[:, [0, 2]], labels[:, [0, 2]])  # each group reads its own coordinate
+
+
 @pytest.mark.parametrize("labels, message", [([0, 2, 2], "never occur"), ([1, 1], "never occur"),
                                              ([0, -1], "non-negative"), ([0, 0], "two or more")])
 def test_class_prior_wants_every_class_0_to_k(labels, message):
@@ -72,3 +87,12 @@ def test_conditional_dcgan_draws_its_class_from_z_and_its_discriminator_wants_la
     assert not torch.equal(discriminator(images, labels), discriminator(images, (labels + 1) % 4))
     with pytest.raises(ValueError, match="labels"):
         discriminator(images)
+
+
+def test_grouped_projection_discriminator_adds_one_class_logit_per_group():
+    discriminator = build_discriminator("dcgan", (3, 16, 16), 8, 3, pack=1, batch_norm=False, spectral_norm=False,
+                                        num_classes=4, class_groups=3)
+    images, labels = torch.randn(5, 3, 16, 16), torch.randint(4, (5, 3))
+    per_class = discriminator.net(images).flatten(1)  # [N, 1 + 3 * 4]
+    expected = per_class[:, 0] + sum(per_class[torch.arange(5), 1 + 4 * g + labels[:, g]] for g in range(3))
+    assert torch.allclose(discriminator(images, labels), expected, atol=1e-6)

@@ -108,8 +108,32 @@ def test_conditional_step_trains_on_labelled_batches(tiny):
     assert trainer.data.stream.state_dict() != before  # labelled batches advance the stream as plain ones do
 
 
+def test_conditional_stacked_digits_draw_a_digit_per_channel(tiny):
+    trainer = _trainer(tiny(data="stacked-digits", conditional=True))
+    assert trainer.generator_config["class_groups"] == 3
+    images, labels = trainer.data.stream.next_labelled_batch(6)
+    assert images.shape == (6, 3, 16, 16) and labels.shape == (6, 3)
+    z = torch.randn(6, trainer.config.z_dim)
+    assert trainer.generator.classes.labels(z).shape == (6, 3)
+    assert all(torch.isfinite(v) for v in trainer.train_step().values())
+
+
+def test_stacked_digits_labels_are_the_digits_of_each_channel():
+    from ganforge.train.data import load_data
+
+    stream = load_data("stacked-digits", resolution=16, seed=3).stream
+    plain = load_data("stacked-digits", resolution=16, seed=3).stream.next_batch(8)
+    images, labels = stream.next_labelled_batch(8)
+    assert torch.equal(images, plain)  # labelled or not, the same batches
+    digits, digit_labels = load_data("digits", resolution=16, seed=3).stream.images, stream.labels
+    for n in range(8):
+        for channel in range(3):  # each channel is some digit of the labelled class
+            matches = (digits[:, 0].float().div(127.5).sub(1) == images[n, channel]).flatten(1).all(1)
+            assert labels[n, channel] in digit_labels[matches]
+
+
 @pytest.mark.parametrize("changes, message", [
-    (dict(data="stacked-digits"), "needs labelled images"),
+    (dict(data="ring"), "--model dcgan"),
     (dict(data="ring"), "--model dcgan"),
     (dict(pack=2), "--pack 1"),
 ])

@@ -32,6 +32,7 @@ class DataSource:
     stream: BatchStream
     num_samples: int | None = None  # None for sources that generate without end
     labels: torch.Tensor | None = None
+    label_groups: int = 1  # labels per sample: stacked digits have one per channel
     modes: torch.Tensor | None = None  # 2D mixtures: mode centres [K, 2]
     mode_sigma: float | None = None
     extra: dict = field(default_factory=dict)  # e.g. "detail": the resolution its content really has

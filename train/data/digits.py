@@ -26,20 +26,24 @@ def load_digits_source(resolution: int, seed: int) -> DataSource:
 
 
 class StackedDigitsStream(GeneratorStream):
-    """Each sample stacks 3 independently drawn digits as its 3 channels: 10^3 = 1,000 modes."""
+    """Each sample stacks 3 independently drawn digits as its 3 channels: 10^3 = 1,000 modes. Its labels are the
+    three digits' ([B, 3]), for class-conditional training."""
 
-    def __init__(self, images: torch.Tensor, seed: int):
+    def __init__(self, images: torch.Tensor, seed: int, labels: torch.Tensor):
         super().__init__(seed)
-        self.images = images  # uint8 [N, 1, H, W]
+        self.images, self.labels = images, labels  # uint8 [N, 1, H, W], int64 [N]
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
+        return self.next_labelled_batch(batch_size)[0]
+
+    def next_labelled_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         picks = torch.randint(len(self.images), (batch_size, 3), generator=self.rng)
         stacked = self.images[picks.flatten(), 0].view(batch_size, 3, *self.images.shape[-2:])
-        return to_unit_range(stacked)  # [B, 3, H, W]
+        return to_unit_range(stacked), self.labels[picks]  # [B, 3, H, W], [B, 3]
 
 
 def load_stacked_digits_source(resolution: int, seed: int) -> DataSource:
     images, labels = load_digit_images(resolution)
     return DataSource(name="stacked-digits", kind="images", sample_shape=(3, resolution, resolution),
-                      stream=StackedDigitsStream(images, seed), labels=labels,
+                      stream=StackedDigitsStream(images, seed, labels), labels=labels, label_groups=3,
                       extra={"num_modes": 1000, "detail": 8})

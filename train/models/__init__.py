@@ -12,11 +12,15 @@ from .mlp import MLPDiscriminator, MLPGenerator
 
 
 def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], width: int, depth: int,
-                     images: bool, class_prior: list[float] | None = None) -> dict:
+                     images: bool, class_prior: list[float] | None = None, class_groups: int = 1) -> dict:
     if model == "dcgan":
         channels, resolution, _ = sample_shape
         config = {"kind": "dcgan", "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
-        return {**config, "class_prior": class_prior} if class_prior else config
+        if class_prior:
+            config["class_prior"] = class_prior
+        if class_prior and class_groups > 1:  # left out at 1: the configs of earlier conditional runs stay valid
+            config["class_groups"] = class_groups
+        return config
     return {"kind": "mlp", "z_dim": z_dim, "out_shape": list(sample_shape), "width": width, "depth": depth,
             "tanh": images}
 
@@ -26,7 +30,7 @@ def build_generator(config: dict) -> nn.Module:
         kind = config["kind"]
         if kind == "dcgan":
             return DCGANGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"],
-                                  config.get("class_prior"))
+                                  config.get("class_prior"), config.get("class_groups", 1))
         if kind == "mlp":
             return MLPGenerator(config["z_dim"], tuple(config["out_shape"]), config["width"], config["depth"],
                                 config["tanh"])
@@ -43,10 +47,12 @@ def output_shape(config: dict) -> tuple[int, ...]:
 
 
 def build_discriminator(model: str, sample_shape: tuple[int, ...], width: int, depth: int, pack: int,
-                        batch_norm: bool, spectral_norm: bool, num_classes: int = 0) -> nn.Module:
+                        batch_norm: bool, spectral_norm: bool, num_classes: int = 0,
+                        class_groups: int = 1) -> nn.Module:
     if model == "dcgan":
         channels, resolution, _ = sample_shape
-        return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm, num_classes)
+        return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm, num_classes,
+                                  class_groups)
     return MLPDiscriminator(sample_shape, pack, width, depth, spectral_norm)
 
 

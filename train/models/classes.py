@@ -10,6 +10,9 @@ computes the same class for the same seed, and no caller needs to know that the 
     classes = LatentClasses([0.1] * 10)
     onehot = classes(z)         # [N, 10] float, one 1 per row
     labels = classes.labels(z)  # [N] int64
+
+With ``groups=G`` a sample has G independent classes, read from z0 .. z(G-1) (stacked digits: one digit per
+channel); the one-hots sit side by side ([N, G * K]) and ``labels`` is [N, G].
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ OUTSIDE = 1e4  # stands for -/+ infinity at the ends; finite so fp16 exports kee
 
 
 class LatentClasses(nn.Module):
-    def __init__(self, prior: list[float]):
+    def __init__(self, prior: list[float], groups: int = 1):
         super().__init__()
         probabilities = torch.tensor(prior, dtype=torch.float64)
         if probabilities.ndim != 1 or len(probabilities) < 2 or (probabilities <= 0).any():
@@ -32,16 +35,25 @@ class LatentClasses(nn.Module):
         cuts = torch.special.ndtri(cumulative).clamp(-OUTSIDE / 2, OUTSIDE / 2).to(torch.bfloat16).float()
         edges = torch.cat([torch.tensor([-OUTSIDE]), cuts, torch.tensor([OUTSIDE])])
         self.register_buffer("edges", edges, persistent=False)  # rebuilt from the prior in the config
-        self.num_classes = len(prior)
+        if groups < 1:
+            raise ValueError(f"groups must be 1 or more, got {groups}")
+        self.num_classes, self.groups = len(prior), groups
+
+    @property
+    def width(self) -> int:
+        """How many inputs the one-hots add beside z."""
+        return self.groups * self.num_classes
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """z [N, z_dim] -> one-hot [N, K] in z's dtype: row n has its 1 where edges[k] < z0 <= edges[k+1]."""
+        """z [N, z_dim] -> one-hots [N, G * K] in z's dtype: group g has its 1 where edges[k] < z_g <= edges[k+1]."""
         # compared in fp32 whatever the model runs in, so that half-precision backends cut at the same places
-        above = (z[:, :1].float() > self.edges.float()).to(z.dtype)  # [N, K+1]: 1 for every edge below z0
-        return above[:, :-1] - above[:, 1:]
+        above = (z[:, : self.groups, None].float() > self.edges.float()).to(z.dtype)  # [N, G, K+1]: 1 per edge below
+        return (above[..., :-1] - above[..., 1:]).flatten(1)
 
     def labels(self, z: torch.Tensor) -> torch.Tensor:
-        return self(z).argmax(dim=1)
+        """[N] int64 class indices ([N, G] with several groups)."""
+        labels = self(z).view(len(z), self.groups, self.num_classes).argmax(dim=2)
+        return labels[:, 0] if self.groups == 1 else labels
 
 
 def class_prior(labels: torch.Tensor) -> list[float]:

@@ -3,7 +3,8 @@
 Both can be class-conditional for labelled data: G reads its class from the latent (``classes.LatentClasses``)
 and gets it as a one-hot beside z (Mirza & Osindero 2014); D is a projection discriminator (Miyato & Koyama
 2018): its last layer has one output shared by all classes plus one per class, and the logit of a sample is the
-shared one plus its class's.
+shared one plus its class's. With several classes per sample (``class_groups``: stacked digits, a digit per
+channel), G reads one class per group and D adds one class logit per group.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ class DCGANGenerator(nn.Module):
     """z [N, z_dim] -> images [N, channels, resolution, resolution] in [-1, 1]; ``class_prior``: conditional."""
 
     def __init__(self, z_dim: int = 100, channels: int = 3, resolution: int = 64, width: int = 64,
-                 class_prior: list[float] | None = None):
+                 class_prior: list[float] | None = None, class_groups: int = 1):
         super().__init__()
-        self.classes = LatentClasses(class_prior) if class_prior else None
-        inputs = z_dim + (self.classes.num_classes if self.classes else 0)
+        self.classes = LatentClasses(class_prior, class_groups) if class_prior else None
+        inputs = z_dim + (self.classes.width if self.classes else 0)
         n = _num_upsamplings(resolution)
         hidden = width * 2 ** (n - 1)  # 512 at 64 px with width 64, as in the paper
         layers: list[nn.Module] = [nn.ConvTranspose2d(inputs, hidden, 4, 1, 0, bias=False),
@@ -48,11 +49,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """images [N, channels * pack, R, R] (and labels [N] with ``num_classes``) -> logits [N].
+    """images [N, channels * pack, R, R] (and labels [N], or [N, class_groups], with ``num_classes``) -> logits [N].
     ``batch_norm=False`` for gradient penalties."""
 
     def __init__(self, channels: int = 3, resolution: int = 64, width: int = 64, pack: int = 1,
-                 batch_norm: bool = True, spectral_norm: bool = False, num_classes: int = 0):
+                 batch_norm: bool = True, spectral_norm: bool = False, num_classes: int = 0, class_groups: int = 1):
         super().__init__()
         n = _num_upsamplings(resolution)
         hidden = width
@@ -65,16 +66,17 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(hidden * 2))
             layers.append(nn.LeakyReLU(0.2, True))
             hidden *= 2
-        outputs = 1 + num_classes  # the shared logit, then one per class
+        outputs = 1 + num_classes * class_groups  # the shared logit, then one per class of each group
         layers.append(maybe_spectral_norm(nn.Conv2d(hidden, outputs, 4, 1, 0), spectral_norm))  # [N, out, 1, 1]
         self.net = nn.Sequential(*layers)
-        self.num_classes = num_classes
+        self.num_classes, self.class_groups = num_classes, class_groups
         self.apply(dcgan_init)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.net(x).flatten(1)  # [N, 1 + K]
+        out = self.net(x).flatten(1)  # [N, 1 + G * K]
         if not self.num_classes:
             return out[:, 0]
         if labels is None:
             raise ValueError("a class-conditional discriminator needs the samples' labels")
-        return out[:, 0] + out[:, 1:].gather(1, labels.view(-1, 1)).squeeze(1)
+        per_class = out[:, 1:].view(len(out), self.class_groups, self.num_classes)
+        return out[:, 0] + per_class.gather(2, labels.view(len(out), self.class_groups, 1)).sum(dim=(1, 2))
