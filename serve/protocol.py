@@ -5,9 +5,9 @@ BadRequest (a 4xx answer). Integers must be JSON integers (not 1.5, "1" or true)
 datatype and 0..2^63-1, z must be finite numbers, ``parameters`` must be objects and ``outputs`` a list of them.
 
     body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
-    z = parse_infer_request(body, z_dim=64, max_batch=64, binary=binary)
-    ...
-    payload, header_length = encode_response({"model_name": "generator", "id": ""}, images, requested_outputs(body))
+    request = parse_infer_request(body, z_dim=64, max_batch=64, binary=binary)
+    images = run(request.z)
+    payload, header_length = encode_response({"model_name": "generator", "id": ""}, images, request.outputs)
 
 Outputs: ``images`` FP32 [n, C, H, W] in [-1, 1] (or [n, 2] points), and ``images_uint8`` UINT8 [n, H, W, C], the
 bytes `ganforge sample` writes, for clients that want pictures. Each as JSON or, with ``binary_data``, raw.
@@ -28,6 +28,7 @@ OUTPUTS = {"images": "FP32", "images_uint8": "UINT8"}
 INPUTS = {"seed": ("INT64", "INT32"), "z": ("FP32",)}
 SEED_LIMITS = {"INT64": MAX_SEED, "INT32": 2**31 - 1}
 FP32_MAX = float(np.finfo(np.float32).max)
+POINTS_HAVE_NO_UINT8 = "'images_uint8' is for image models; this model makes 2D points"
 
 
 class BadRequest(Exception):
@@ -121,15 +122,31 @@ def _binary_values(binary: bytes, size, name: str, datatype: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = b"") -> np.ndarray:
-    """A v2 inference request -> float32 latents [n, z_dim]; BadRequest says what is wrong."""
+@dataclass(frozen=True)
+class OutputRequest:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    z: np.ndarray  # float32 [n, z_dim]
+    outputs: list[OutputRequest]
+
+
+def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = b"",
+                        points: bool = False) -> InferRequest:
+    """A v2 inference request -> its float32 latents [n, z_dim] and the outputs it asks for; BadRequest says what
+    is wrong. ``points``: the model makes 2D points, which have no ``images_uint8``."""
     _object(body.get("parameters"), "'parameters'")
     outputs = body.get("outputs")
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
         raise BadRequest("'outputs' must be a list of objects")
     for output in outputs or []:
         _object(output.get("parameters"), "an output's 'parameters'")
-    requested_outputs(body)
+    wanted = requested_outputs(body)
+    if points and any(o.name == "images_uint8" for o in wanted):
+        raise BadRequest(POINTS_HAVE_NO_UINT8)
     if not isinstance(body.get("id", ""), str):
         raise BadRequest("'id' must be a string")
     inputs = body.get("inputs")
@@ -161,15 +178,8 @@ def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = 
         array = _seed_values(values, datatype) if name == "seed" else _z_values(values)
     if array.size != count * (z_dim if name == "z" else 1):
         raise BadRequest(f"input {name!r} has {array.size} values for shape {shape}")
-    if name == "seed":
-        return latents_for_seeds(array.tolist(), z_dim)
-    return array.reshape(count, z_dim)
-
-
-@dataclass(frozen=True)
-class OutputRequest:
-    name: str
-    binary: bool
+    z = latents_for_seeds(array.tolist(), z_dim) if name == "seed" else array.reshape(count, z_dim)
+    return InferRequest(z, wanted)
 
 
 def requested_outputs(body: dict) -> list[OutputRequest]:
@@ -212,5 +222,5 @@ def _uint8_nhwc(images: np.ndarray) -> np.ndarray:
     from ganforge.train.images import to_uint8_nhwc
 
     if images.ndim != 4:
-        raise BadRequest("'images_uint8' is for image models; this model makes 2D points")
+        raise BadRequest(POINTS_HAVE_NO_UINT8)
     return to_uint8_nhwc(images)

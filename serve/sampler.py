@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import sys
 import threading
@@ -25,12 +24,12 @@ from tqdm import tqdm
 
 from ganforge.errors import UserError
 from ganforge.files import atomic_write_bytes, remove_stale_temps
-from ganforge.train.images import to_uint8_nhwc
 
 from .auto import AUTO, AutoConfig, choose
 from .latents import latents_for_seeds
 from .models import model_for_backend
 from .runners import open_runner
+from .shards import open_shard, shard_name, shard_sha256
 
 MANIFEST = "manifest.json"
 
@@ -63,52 +62,6 @@ class SampleConfig:
             raise UserError("no seeds given")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError("seeds must not repeat")
-
-
-def shard_name(index: int, fmt: str) -> str:
-    return f"shard-{index:05d}.npz" if fmt == "npz" else f"shard-{index:05d}"
-
-
-def _write_shard(folder: Path, index: int, seeds: np.ndarray, images: np.ndarray, fmt: str) -> dict:
-    """Encode and atomically write one shard; returns its manifest entry. 2D models' [n, 2] float32 points go to
-    the npz as ``points``; images as NHWC uint8 ``images``."""
-    digest = hashlib.sha256()
-    if fmt == "npz":
-        buffer = io.BytesIO()
-        np.savez(buffer, seeds=seeds, **{"points" if images.ndim == 2 else "images": images})
-        data = buffer.getbuffer()  # a view: no copy of the shard
-        atomic_write_bytes(folder / shard_name(index, fmt), data)
-        digest.update(data)
-    else:
-        from PIL import Image
-
-        shard_dir = folder / shard_name(index, fmt)
-        shard_dir.mkdir(exist_ok=True)
-        for seed, image in zip(seeds, images):
-            buffer = io.BytesIO()
-            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
-            data = buffer.getvalue()
-            atomic_write_bytes(shard_dir / f"seed{seed:010d}.png", data)
-            digest.update(data)
-    return {"index": index, "file": shard_name(index, fmt), "first_seed": int(seeds[0]),
-            "last_seed": int(seeds[-1]), "count": len(seeds), "sha256": digest.hexdigest()}
-
-
-def shard_sha256(folder: Path, entry: dict, fmt: str) -> str | None:
-    path = folder / entry["file"]
-    digest = hashlib.sha256()
-    try:
-        if fmt == "npz":
-            digest.update(path.read_bytes())
-        else:
-            files = sorted(path.glob("seed*.png"))
-            if len(files) != entry["count"]:
-                return None
-            for file in files:
-                digest.update(file.read_bytes())
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 class Manifest:
@@ -257,11 +210,6 @@ def _resolve_backend(config: SampleConfig, context, folder: Path) -> SampleConfi
     return dataclasses.replace(config, backend=backend, precision=precision, model=model)
 
 
-def _fill(shard: np.ndarray, start: int, out: np.ndarray) -> None:
-    """Batch output -> its rows of the shard: uint8 NHWC images, or float32 points."""
-    shard[start : start + len(out)] = out.astype(np.float32) if out.ndim == 2 else to_uint8_nhwc(out)
-
-
 def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manifest: Manifest, show: bool) -> int:
     total = sum(len(shards[i]) for i in todo)
     bar = tqdm(total=total, unit="img", desc=f"sample {runner.info.backend}", disable=config.quiet or not show,
@@ -269,37 +217,44 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
     started, pending = time.perf_counter(), []
     z_dim, max_batch = runner.info.z_dim, min(config.batch_size, runner.info.max_batch)
     # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
-    # they compute): it makes the next batch's latents and turns finished batches into uint8 in the shard.
-    with ThreadPoolExecutor(max_workers=config.workers) as pool, ThreadPoolExecutor(max_workers=1) as helper:
-        batches = [(index, start) for index in todo for start in range(0, len(shards[index]), max_batch)]
+    # they compute): it makes the next batch's latents and turns finished batches into the shard's rows, appending
+    # them to its file as they come (serve/shards.py); the pool finishes shards (npz: the zip directory, fsync and
+    # rename; png: encoding) while inference goes on.
+    open_shards: list = []
+    try:
+        with ThreadPoolExecutor(max_workers=config.workers) as pool, ThreadPoolExecutor(max_workers=1) as helper:
+            batches = [(index, start) for index in todo for start in range(0, len(shards[index]), max_batch)]
 
-        def make_latents(k: int) -> Future | None:
-            if k >= len(batches):
-                return None
-            index, start = batches[k]
-            return helper.submit(latents_for_seeds, shards[index][start : start + max_batch], z_dim)
+            def make_latents(k: int) -> Future | None:
+                if k >= len(batches):
+                    return None
+                index, start = batches[k]
+                return helper.submit(latents_for_seeds, shards[index][start : start + max_batch], z_dim)
 
-        upcoming, shard, filled = make_latents(0), None, []
-        for k, (index, start) in enumerate(batches):
-            seeds = shards[index]
-            z, upcoming = upcoming.result(), make_latents(k + 1)
-            out = runner.infer(z)
-            if shard is None:  # batches come shard by shard: one shard is filled at a time
-                shape = out.shape[1:] if out.ndim == 2 else (*out.shape[2:], out.shape[1])
-                shard = np.empty((len(seeds), *shape), np.float32 if out.ndim == 2 else np.uint8)
-            filled.append(helper.submit(_fill, shard, start, out))
-            bar.update(len(out))
-            if start + max_batch >= len(seeds):  # the shard's last batch: write it once every batch is in
-                for done in filled:
-                    done.result()
-                future: Future = pool.submit(_write_shard, folder, index, seeds, shard, config.format)
-                future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
-                pending.append(future)
-                shard, filled = None, []
-                while len(pending) > 2 * config.workers:  # bound the memory held by shards waiting to be written
-                    pending.pop(0).result()
-        for future in pending:
-            future.result()
+            upcoming, shard, added = make_latents(0), None, []
+            for k, (index, start) in enumerate(batches):
+                seeds = shards[index]
+                z, upcoming = upcoming.result(), make_latents(k + 1)
+                out = runner.infer(z)
+                if shard is None:  # batches come shard by shard: one shard is filled at a time
+                    shard = open_shard(folder, index, seeds, config.format)
+                    open_shards.append(shard)
+                added.append(helper.submit(shard.add, out))  # one helper thread: rows arrive in order
+                bar.update(len(out))
+                if start + max_batch >= len(seeds):  # the shard's last batch: finish it once every batch is in
+                    for done in added:
+                        done.result()
+                    future: Future = pool.submit(shard.finish)
+                    future.add_done_callback(lambda f: f.exception() is None and manifest.add(f.result()))
+                    pending.append(future)
+                    shard, added = None, []
+                    while len(pending) > 2 * config.workers:  # bound the memory held by shards being finished
+                        pending.pop(0).result()
+            for future in pending:
+                future.result()
+    finally:  # a crash or Ctrl-C: no temp file of a shard left behind (finished shards are renamed already)
+        for shard in open_shards:
+            shard.abort()
     bar.close()
     seconds = time.perf_counter() - started
     if show and not config.quiet:

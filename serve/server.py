@@ -34,7 +34,7 @@ from ganforge.errors import UserError
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .latents import MAX_SEED, latents_for_seeds
-from .protocol import BadRequest, decode_body, encode_response, parse_infer_request, requested_outputs
+from .protocol import BadRequest, decode_body, encode_response, parse_infer_request
 from .runners import Runner
 
 log = logging.getLogger("ganforge.serve")
@@ -245,25 +245,23 @@ def create_app(runner: Runner, config: ServerConfig):
         try:
             raw = await read_body(request)
             body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
-            z = parse_infer_request(body, info.z_dim, config.max_batch, binary)
-            outputs = requested_outputs(body)
-            if len(info.output_shape) != 3 and any(o.name == "images_uint8" for o in outputs):
-                raise BadRequest("'images_uint8' is for image models; this model makes 2D points")
+            parsed = parse_infer_request(body, info.z_dim, config.max_batch, binary,
+                                         points=len(info.output_shape) != 3)
         except BadRequest as bad:
             return error(bad.status, str(bad))
         except ClientDisconnect:
             log.warning("client %s disconnected before sending its whole request", _peer(request))
             return error(499, "client disconnected")
         try:
-            images = await batcher.submit(z)
+            images = await batcher.submit(parsed.z)
         except QueueFull as full:
             return error(503, str(full), headers={"Retry-After": "1"})
         metrics.requests.labels("200").inc()
         header = {"model_name": name, "model_version": "1", "id": body.get("id", "")}
-        if all(o.binary for o in outputs):  # raw bytes: cheap, encoded here
-            payload, head_length = encode_response(header, images, outputs)
+        if all(o.binary for o in parsed.outputs):  # raw bytes: cheap, encoded here
+            payload, head_length = encode_response(header, images, parsed.outputs)
         else:  # JSON text of a whole image batch: off the event loop, which keeps accepting requests meanwhile
-            payload, head_length = await asyncio.to_thread(encode_response, header, images, outputs)
+            payload, head_length = await asyncio.to_thread(encode_response, header, images, parsed.outputs)
         if head_length is None:
             return Response(payload, media_type="application/json")
         return Response(payload, media_type="application/octet-stream",

@@ -45,13 +45,23 @@ def test_malformed_requests_are_bad_requests(body, message):
         parse_infer_request(body, Z_DIM, MAX_BATCH)
 
 
+def test_requests_name_their_outputs_and_2d_models_have_no_uint8_images():
+    body = {**seed_body([1]), "parameters": {"binary_data_output": True},
+            "outputs": [{"name": "images_uint8"}, {"name": "images", "parameters": {"binary_data": False}}]}
+    request = parse_infer_request(body, Z_DIM, MAX_BATCH)
+    assert [(o.name, o.binary) for o in request.outputs] == [("images_uint8", True), ("images", False)]
+    assert [o.name for o in parse_infer_request(seed_body([1]), Z_DIM, MAX_BATCH).outputs] == ["images"]
+    with pytest.raises(BadRequest, match="'images_uint8' is for image models"):
+        parse_infer_request(body, Z_DIM, MAX_BATCH, points=True)
+
+
 def test_nested_json_and_binary_tensors_are_accepted():
     z = np.arange(8, dtype=np.float32).reshape(2, 4) / 10
     nested = {"inputs": [{"name": "z", "datatype": "FP32", "shape": [2, 4], "data": z.tolist()}]}
-    assert np.array_equal(parse_infer_request(nested, Z_DIM, MAX_BATCH), z)
+    assert np.array_equal(parse_infer_request(nested, Z_DIM, MAX_BATCH).z, z)
     binary = {"inputs": [{"name": "seed", "datatype": "INT32", "shape": [2], "parameters": {"binary_data_size": 8}}]}
     seeds = np.array([3, 9], "<i4").tobytes()
-    assert np.array_equal(parse_infer_request(binary, Z_DIM, MAX_BATCH, seeds), latents_for_seeds([3, 9], Z_DIM))
+    assert np.array_equal(parse_infer_request(binary, Z_DIM, MAX_BATCH, seeds).z, latents_for_seeds([3, 9], Z_DIM))
 
 
 def test_deep_json_and_bad_bytes_are_bad_requests():
@@ -80,7 +90,7 @@ bodies = st.fixed_dictionaries({}, optional={
 @given(body=bodies, binary=st.binary(max_size=80))
 def test_fuzzed_requests_parse_or_raise_bad_request_only(body, binary):
     try:
-        z = parse_infer_request(body, Z_DIM, MAX_BATCH, binary)
+        z = parse_infer_request(body, Z_DIM, MAX_BATCH, binary).z
     except BadRequest:
         return
     assert z.dtype == np.float32 and z.ndim == 2 and z.shape[1] == Z_DIM and 1 <= len(z) <= MAX_BATCH

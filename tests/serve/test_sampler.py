@@ -155,6 +155,47 @@ def test_resume_removes_temp_files_a_kill_left_and_redoes_a_torn_shard(onnx_mode
     assert not stale.exists() and _shards(out) == clean
 
 
+def test_ctrl_c_mid_shard_leaves_finished_shards_and_no_partial_file(onnx_model, tmp_path, monkeypatch):
+    """Shards are streamed to a temp file batch by batch: an interrupt in the middle of one drops that file, and
+    what was finished stays listed with the sha256 of its bytes."""
+    import hashlib
+
+    from ganforge.serve import sampler
+
+    opened = sampler.open_runner
+
+    class Interrupted:
+        def __init__(self, runner):
+            self.runner, self.info, self.calls = runner, runner.info, 0
+
+        def infer(self, z):
+            self.calls += 1
+            if self.calls == 5:  # shard 1's second batch: its file is open, one batch in
+                raise KeyboardInterrupt
+            return self.runner.infer(z)
+
+    class Opener:
+        def __init__(self, *args):
+            self.context = opened(*args)
+
+        def __enter__(self):
+            return Interrupted(self.context.__enter__())
+
+        def __exit__(self, *exc):
+            return self.context.__exit__(*exc)
+
+    monkeypatch.setattr(sampler, "open_runner", Opener)
+    out = tmp_path / "s"
+    with pytest.raises(KeyboardInterrupt):
+        sample(SampleConfig(model=onnx_model, backend="onnxruntime", out=str(out), seeds=tuple(range(30)),
+                            shard_size=9, batch_size=3, quiet=True))
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.npz"]
+    (entry,) = json.loads((out / "manifest.json").read_text())["shards"]
+    assert entry["sha256"] == hashlib.sha256((out / "shard-00000.npz").read_bytes()).hexdigest()
+    with np.load(out / "shard-00000.npz") as shard:
+        assert shard["seeds"].tolist() == list(range(9)) and shard["images"].shape == (9, 16, 16, 1)
+
+
 def test_points_model_samples_coordinates(tmp_path):
     from ganforge.train.config import TrainConfig
     from ganforge.train.loop import train
