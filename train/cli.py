@@ -40,7 +40,7 @@ def build_parser() -> Parser:
         "cutout (default: the recipe's)")
     add("--conditional", action=argparse.BooleanOptionalAction, default=S, help="labelled images: G draws a "
         "class from its latent, D is a projection discriminator; samples stay seed-in, image-out (default: the "
-        "recipe's; on for digits)")
+        "recipe's; on for digits and stacked-digits)")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
