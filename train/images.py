@@ -26,16 +26,22 @@ def to_uint8(images) -> np.ndarray:
 
 
 def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
-    """``nchw_to_nhwc(to_uint8(images))`` for float NCHW batches, byte for byte, with one pass less: the cast to
-    uint8 and the transpose happen in one copy (the sampler's and server's hot path). NumPy on purpose: a torch
-    version ran on more threads but its thread pool fought the inference runtime's (OpenVINO's TBB) for the cores."""
+    """``nchw_to_nhwc(to_uint8(images))`` for float NCHW batches, byte for byte, at about 1.7x the speed of the two
+    (the sampler's and server's hot path, 0.7 ms for 64 images at 64 px here): the arithmetic and the cast run on
+    the contiguous NCHW array, then each channel is copied into its NHWC slots (NumPy's generic transposed copy is
+    several times slower than these per-channel strided copies). NumPy on purpose: a torch version ran on more
+    threads but its thread pool fought the inference runtime's (OpenVINO's TBB) for the cores."""
+    n, c, h, w = images.shape
     values = np.multiply(images, np.float32(127.5), dtype=np.float32)
     values += np.float32(128.0)
-    np.fmax(values, np.float32(0.5), out=values)
-    np.fmin(values, np.float32(255.5), out=values)
-    n, c, h, w = values.shape
+    if np.isnan(values).any():  # NaN -> 0 as to_uint8 makes it (clip would keep NaN)
+        np.fmax(values, np.float32(0.5), out=values)
+    np.clip(values, np.float32(0.5), np.float32(255.5), out=values)
+    planar = values.astype(np.uint8).reshape(n, c, h * w)  # truncation, as to_uint8
     out = np.empty((n, h, w, c), dtype=np.uint8)
-    np.copyto(out, values.transpose(0, 2, 3, 1), casting="unsafe")  # truncation, as astype
+    pixels = out.reshape(n, h * w, c)
+    for channel in range(c):
+        pixels[:, :, channel] = planar[:, channel]
     return out
 
 
