@@ -32,20 +32,37 @@ def open_exclusive(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, _FLAGS, 0o644), "wb")
 
 
+class AtomicFile:
+    """A temp file beside ``path`` (``handle``) for writing over time: ``commit`` fsyncs it and renames it into
+    place; ``discard`` removes it (a no-op once committed). ``atomic_write`` in one call; the sampler streams
+    shards through it batch by batch."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.tmp = temp_path(self.path)
+        self.handle = open_exclusive(self.tmp)
+
+    def commit(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(handle)`` on a fresh temp file beside ``path``, fsync it, then rename it into place."""
-    path = Path(path)
-    tmp = temp_path(path)
+    target = AtomicFile(path)
     try:
-        with open_exclusive(tmp) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write(target.handle)
+        target.commit()
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        target.discard()
         raise
-    fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: Path, data: bytes | memoryview | str) -> None:

@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ganforge.files import atomic_write_bytes, fsync_dir, open_exclusive, temp_path
+from ganforge.files import AtomicFile, atomic_write_bytes
 from ganforge.train.images import to_uint8_nhwc
 
 
@@ -75,10 +74,9 @@ class NpzShard:
     """``seeds`` int64 [n] and ``images`` uint8 [n, H, W, C] (or ``points`` float32 [n, 2]), streamed."""
 
     def __init__(self, folder: Path, index: int, seeds: np.ndarray):
-        self.path, self.index, self.seeds = folder / shard_name(index, "npz"), index, seeds
-        self.tmp = temp_path(self.path)
-        self.handle = open_exclusive(self.tmp)
-        self.stream = _HashingStream(self.handle)
+        self.index, self.seeds = index, seeds
+        self.file = AtomicFile(folder / shard_name(index, "npz"))
+        self.stream = _HashingStream(self.file.handle)
         self.zip = zipfile.ZipFile(self.stream, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
         self._write_member("seeds.npy", np.ascontiguousarray(seeds, dtype=np.int64))
         self.member, self.rows = None, 0
@@ -103,11 +101,7 @@ class NpzShard:
             raise RuntimeError(f"shard {self.index}: {self.rows} rows written for {len(self.seeds)} seeds")
         self.member.close()
         self.zip.close()
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        self.file.commit()
         return _entry(self.index, "npz", self.seeds, self.stream.digest.hexdigest())
 
     def abort(self) -> None:
@@ -117,8 +111,7 @@ class NpzShard:
             if self.member is not None:
                 self.member.close()
             self.zip.close()
-        self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        self.file.discard()
 
 
 class PngShard:
