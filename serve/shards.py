@@ -129,7 +129,8 @@ class PngShard:
         shard_dir = self.folder / shard_name(self.index, "png")
         shard_dir.mkdir(exist_ok=True)
         digest = hashlib.sha256()
-        for seed, image in zip(self.seeds, np.concatenate(self.images)):
+        images, self.images = np.concatenate(self.images), []  # the sampler keeps its shards until the run ends
+        for seed, image in zip(self.seeds, images):
             buffer = io.BytesIO()
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
             data = buffer.getvalue()
