@@ -28,7 +28,6 @@ OUTPUTS = {"images": "FP32", "images_uint8": "UINT8"}
 INPUTS = {"seed": ("INT64", "INT32"), "z": ("FP32",)}
 SEED_LIMITS = {"INT64": MAX_SEED, "INT32": 2**31 - 1}
 FP32_MAX = float(np.finfo(np.float32).max)
-POINTS_HAVE_NO_UINT8 = "'images_uint8' is for image models; this model makes 2D points"
 
 
 class BadRequest(Exception):
@@ -146,7 +145,7 @@ def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = 
         _object(output.get("parameters"), "an output's 'parameters'")
     wanted = requested_outputs(body)
     if points and any(o.name == "images_uint8" for o in wanted):
-        raise BadRequest(POINTS_HAVE_NO_UINT8)
+        raise BadRequest("'images_uint8' is for image models; this model makes 2D points")
     if not isinstance(body.get("id", ""), str):
         raise BadRequest("'id' must be a string")
     inputs = body.get("inputs")
@@ -200,12 +199,15 @@ def requested_outputs(body: dict) -> list[OutputRequest]:
 
 def encode_response(header: dict, images: np.ndarray, outputs: list[OutputRequest]) -> tuple[bytes, int | None]:
     """The response body, and the Inference-Header-Content-Length when any output is binary (else None).
-    JSON is written by orjson straight from the numpy arrays (float32 values in their shortest exact form)."""
+    JSON is written by orjson straight from the numpy arrays (float32 values in their shortest exact form).
+    ``outputs`` as ``parse_infer_request`` checked them (no ``images_uint8`` for 2D points)."""
     import orjson
+
+    from ganforge.train.images import to_uint8_nhwc
 
     entries, blobs = [], []
     for output in outputs:
-        array = images if output.name == "images" else _uint8_nhwc(images)
+        array = images if output.name == "images" else to_uint8_nhwc(images)
         entry = {"name": output.name, "datatype": OUTPUTS[output.name], "shape": list(array.shape)}
         if output.binary:
             raw = np.ascontiguousarray(array, dtype="<f4" if output.name == "images" else np.uint8).tobytes()
@@ -216,11 +218,3 @@ def encode_response(header: dict, images: np.ndarray, outputs: list[OutputReques
         entries.append(entry)
     head = orjson.dumps({**header, "outputs": entries}, option=orjson.OPT_SERIALIZE_NUMPY)
     return (head + b"".join(blobs), len(head)) if blobs else (head, None)
-
-
-def _uint8_nhwc(images: np.ndarray) -> np.ndarray:
-    from ganforge.train.images import to_uint8_nhwc
-
-    if images.ndim != 4:
-        raise BadRequest(POINTS_HAVE_NO_UINT8)
-    return to_uint8_nhwc(images)
