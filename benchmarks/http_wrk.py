@@ -1,12 +1,14 @@
 """HTTP throughput of `ganforge serve` under wrk, against the same backend's offline rate, measured in one run.
 
-    python benchmarks/http_wrk.py [--model runs/bench-dcgan64] [--backend auto] [--seconds 10] [--connections 32]
+    python benchmarks/http_wrk.py [--model runs/bench-dcgan64] [--backend auto] [--seconds 10] [--connections 32,128]
 
 Resolves the backend (auto: what `--backend auto` picks here at batch 64), measures its offline batch-64 rate in
 this process, then starts `ganforge serve` with that backend and precision and drives it with wrk: single-seed
-KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output; then again with
-`--workers 2` and with the h11 parser instead of httptools (binary FP32). Writes benchmarks/results/http_wrk.json
-and prints the table. Skips with a clear reason where wrk is missing.
+KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output at each connection count;
+then again with `--workers 2` and with the h11 parser instead of httptools (binary FP32). Each run also records
+where the CPU went per request (cpu_account.py: the event loop, the worker threads, wrk, the rest) and the ceiling those
+costs allow with every core busy. Writes benchmarks/results/http_wrk.json and prints the table. Skips with a clear
+reason where wrk is missing.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 
 from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
+from ganforge.benchmarks.cpu_account import cpu_account, snapshot
 from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.http_server import serving
+from ganforge.benchmarks.http_server import serving_process
 from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.auto import AUTO, AutoConfig, choose
@@ -36,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default=AUTO)
     parser.add_argument("--precision", default="fp32", help="with an explicit --backend")
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per output kind")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="32,128", help="wrk connection counts, each with every output "
+                        "kind; the largest is the headline and the one --workers and --http are compared at (two "
+                        "max batches' worth keeps one batch forming while the other computes)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--workers", default="1,2", help="`ganforge serve --workers` values to compare on binary "
                         "FP32 requests (the first also runs every output kind)")
@@ -53,32 +58,36 @@ def main(argv: list[str] | None = None) -> int:
         choice = choose(AutoConfig(model=model, batch_size=args.max_batch))
         backend, precision = choice.backend, choice.precision
     offline = scenarios.offline_for_model(model, backend, precision, args.max_batch, 3.0)
+    connections = sorted(int(c) for c in args.connections.split(","))
+    headline = connections[-1]
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
-               "asked_backend": args.backend, "max_batch": args.max_batch, "connections": args.connections,
-               "offline_batch": args.max_batch, "offline": offline, "http": {}}
+               "asked_backend": args.backend, "max_batch": args.max_batch, "connections": headline,
+               "offline_batch": args.max_batch, "offline": offline, "http": {}, "by_connections": {},
+               "workers": {}, "parsers": {}}
     counts = [int(n) for n in args.workers.split(",")]
     parsers = args.http.split(",")
-    # (workers, parser, output kinds): the first server runs every kind, the others binary FP32 only
-    servers = [(counts[0], parsers[0], OUTPUTS)]
-    servers += [(n, parsers[0], {"binary FP32": OUTPUTS["binary FP32"]}) for n in counts[1:]]
-    servers += [(counts[0], p, {"binary FP32": OUTPUTS["binary FP32"]}) for p in parsers[1:]]
-    results["workers"], results["parsers"] = {}, {}
+    # (workers, parser, connection counts, output kinds): the first server runs every kind at every count, the
+    # others binary FP32 at the headline count
+    binary = {"binary FP32": OUTPUTS["binary FP32"]}
+    servers = [(counts[0], parsers[0], connections, OUTPUTS)]
+    servers += [(n, parsers[0], [headline], binary) for n in counts[1:]]
+    servers += [(counts[0], p, [headline], binary) for p in parsers[1:]]
     with tempfile.TemporaryDirectory() as tmp:
-        for count, http, kinds in servers:
-            with serving(offline["model_path"], backend, precision, max_batch=args.max_batch,
-                         extra_args=("--workers", str(count), "--http", http)) as base:
+        for count, http, conns, kinds in servers:
+            with serving_process(offline["model_path"], backend, precision, max_batch=args.max_batch,
+                                 extra_args=("--workers", str(count), "--http", http)) as (base, server):
                 url = f"{base}/v2/models/generator/infer"
-                for label, (output, binary) in kinds.items():
-                    script = seed_script(Path(tmp) / "seed.lua", binary=binary, output=output)
-                    run_wrk(url, args.connections, 2, script)  # warm-up
-                    result = run_wrk(url, args.connections, args.seconds, script)
-                    result["images_per_second"] = result["requests_per_second"]  # one seed per request
-                    if (count, http) == (counts[0], parsers[0]):
-                        results["http"][label] = result
-                    if label == "binary FP32" and http == parsers[0]:
-                        results["workers"][str(count)] = result
-                    if label == "binary FP32" and count == counts[0]:
-                        results["parsers"][http] = result
+                for c in conns:
+                    for label, (output, binary_data) in kinds.items():
+                        result = _measure(url, c, args.seconds, Path(tmp) / "seed.lua", output, binary_data,
+                                          server.pid)
+                        if (count, http) == (counts[0], parsers[0]):
+                            results["by_connections"].setdefault(str(c), {})[label] = result
+                        if label == "binary FP32" and c == headline and http == parsers[0]:
+                            results["workers"][str(count)] = result
+                        if label == "binary FP32" and c == headline and count == counts[0]:
+                            results["parsers"][http] = result
+    results["http"] = results["by_connections"][str(headline)]
     rates = {"offline": offline["images_per_second"], **{k: v["images_per_second"] for k, v in results["http"].items()}}
     results["ratios"] = {f"{label} / {base}": rates[label] / rates[base] for label, (base, _) in TARGETS.items()}
     results["targets_met"] = {f"{label} / {base} >= {bound}": rates[label] / rates[base] >= bound
@@ -90,21 +99,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _measure(url: str, connections: int, seconds: float, script: Path, output: str, binary: bool,
+             server_pid: int) -> dict:
+    """wrk at ``connections`` for ``seconds`` after a 2 s warm-up, with the CPU time it cost (cpu_account)."""
+    seed_script(script, binary=binary, output=output)
+    run_wrk(url, connections, 2, script)  # warm-up
+    before = snapshot(server_pid)
+    result = run_wrk(url, connections, seconds, script)
+    result["cpu"] = cpu_account(before, snapshot(server_pid), result["requests"])
+    result["images_per_second"] = result["requests_per_second"]  # one seed per request
+    return result
+
+
 def table(results: dict) -> str:
     offline = results["offline"]["images_per_second"]
     lines = [f"{results['backend']} {results['precision']} (asked: {results['asked_backend']}), offline batch "
-             f"{results['offline_batch']}: {offline:.0f} img/s; wrk, {results['connections']} connections, "
-             "single-seed requests", "| output | img/s | % of offline | p50 ms | p90 ms | p99 ms | non-2xx |",
-             "|---|---|---|---|---|---|---|"]
-    for label, r in results["http"].items():
-        lines.append(f"| {label} | {r['images_per_second']:.0f} | {100 * r['images_per_second'] / offline:.0f}% | "
-                     f"{r['p50_us'] / 1e3:.1f} | {r['p90_us'] / 1e3:.1f} | {r['p99_us'] / 1e3:.1f} | {r['non_2xx']} |")
+             f"{results['offline_batch']}: {offline:.0f} img/s; wrk, single-seed requests; CPU per request in us "
+             "(event loop / worker threads: inference, JSON encoding / wrk / rest); busy: of all cores; ceiling: "
+             "the rate at these costs with every core busy",
+             "| connections | output | img/s | % of offline | p50 ms | p99 ms | non-2xx | CPU us per request | busy "
+             "| ceiling (% of offline) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for connections, rows in results["by_connections"].items():
+        for label, r in rows.items():
+            lines.append(f"| {connections} | {label} | {r['images_per_second']:.0f} | "
+                         f"{100 * r['images_per_second'] / offline:.0f}% | {r['p50_us'] / 1e3:.1f} | "
+                         f"{r['p99_us'] / 1e3:.1f} | {r['non_2xx']} | {_cpu(r)} | "
+                         f"{100 * r['cpu']['busy_fraction']:.0f}% | {r['cpu']['ceiling_per_second']:.0f} "
+                         f"({100 * r['cpu']['ceiling_per_second'] / offline:.0f}%) |")
     lines += [f"{k}: {v:.2f}" for k, v in results["ratios"].items()]
-    lines += [f"serve --workers {n}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} ms"
-              for n, r in results.get("workers", {}).items()]
-    lines += [f"serve --http {name}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} ms"
-              for name, r in results.get("parsers", {}).items()]
+    for what, key in (("--workers", "workers"), ("--http", "parsers")):
+        lines += [f"serve {what} {name}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} "
+                  f"ms, CPU us per request {_cpu(r)}" for name, r in results[key].items()]
     return "\n".join(lines)
+
+
+def _cpu(result: dict) -> str:
+    cpu = result["cpu"]
+    return " / ".join(f"{cpu[k]:.0f}" for k in ("event_loop_us", "worker_threads_us", "load_generator_us", "other_us"))
 
 
 if __name__ == "__main__":

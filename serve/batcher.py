@@ -1,7 +1,10 @@
 """Dynamic batching (as Triton's dynamic batcher): merge concurrent requests into one inference call.
 
-A batch is sent when it holds ``max_batch`` latents or when its oldest request has waited
-``max_queue_delay_us``. With ``pad=True`` a batch is padded to the next preferred size (powers of two up to
+A batch is sent when it holds ``max_batch`` latents, when its oldest request has waited ``max_queue_delay_us``,
+or, with ``gap_us``, once no request has joined it for that long: the load has paused (one client, or every
+connection already waiting on this batch), so waiting on only adds latency and leaves the runtime idle. (uvloop's
+timers count whole milliseconds: a gap under 0.5 ms means "after a pass of the event loop that brought no
+request".) With ``pad=True`` a batch is padded to the next preferred size (powers of two up to
 ``max_batch``, as Triton's preferred_batch_size) so that compiled, graph-captured or engine backends see a few
 shapes only; the padding rows are computed and dropped. At most ``max_queue`` latents wait at once; beyond
 that ``submit`` raises QueueFull (the server answers 503). Inference runs on one worker thread, so the event
@@ -33,9 +36,9 @@ class BatcherMetrics:
 
 class DynamicBatcher:
     def __init__(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int, max_queue_delay_us: int,
-                 max_queue: int, metrics: BatcherMetrics | None = None, pad: bool = False):
+                 max_queue: int, metrics: BatcherMetrics | None = None, pad: bool = False, gap_us: int = 0):
         self.infer, self.max_batch, self.max_queue, self.pad = infer, max_batch, max_queue, pad
-        self.delay = max_queue_delay_us / 1e6
+        self.delay, self.gap = max_queue_delay_us / 1e6, gap_us / 1e6
         self.metrics = metrics or BatcherMetrics()
         self.queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.queued = 0
@@ -75,13 +78,7 @@ class DynamicBatcher:
             if not self.queue:
                 self.wakeup.clear()
                 await self.wakeup.wait()
-            deadline = self.queue[0][2] + self.delay
-            while self.queued < self.max_batch and (remaining := deadline - time.perf_counter()) > 0:
-                self.wakeup.clear()
-                try:
-                    await asyncio.wait_for(self.wakeup.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
+            await self._gather()
             batch = self._take()
             z = np.concatenate([item[0] for item in batch])
             now = time.perf_counter()
@@ -100,6 +97,22 @@ class DynamicBatcher:
                 if not future.done():
                     future.set_result(images[offset : offset + len(item)])
                 offset += len(item)
+
+    async def _gather(self) -> None:
+        """Return when the queue holds a full batch, its oldest request has waited the delay, or (gap) no request
+        has come for the gap."""
+        deadline = self.queue[0][2] + self.delay
+        while self.queued < self.max_batch and (remaining := deadline - time.perf_counter()) > 0:
+            self.wakeup.clear()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), min(remaining, self.gap) if self.gap else remaining)
+            except asyncio.TimeoutError:
+                if not self.gap or remaining <= self.gap:
+                    return  # the delay is up
+                before = self.queued
+                await asyncio.sleep(0)  # one more pass: a timer can fire before the pass reads waiting sockets
+                if self.queued == before:
+                    return  # the load has paused
 
     def _infer_padded(self, z: np.ndarray) -> np.ndarray:
         size = preferred_size(len(z), self.max_batch) if self.pad else len(z)

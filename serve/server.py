@@ -47,6 +47,7 @@ class ServerConfig:
     model_name: str = "generator"
     max_batch: int = 64
     max_queue_delay_us: int = 2000
+    batch_gap_us: int = 300  # send a batch once no request has joined it for this long (0: only full or delayed)
     max_queue: int = 1024
     api_key: str | None = None
     max_body_bytes: int | None = None  # None: sized to a JSON request of max_batch latents (default_body_limit)
@@ -113,7 +114,7 @@ def create_app(runner: Runner, config: ServerConfig):
     metrics = PrometheusMetrics(config.max_batch)
     pad = info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
     batcher = DynamicBatcher(runner.infer, config.max_batch, config.max_queue_delay_us, config.max_queue, metrics,
-                             pad=pad)
+                             pad=pad, gap_us=config.batch_gap_us)
     body_limit = config.body_limit(info.z_dim)
     state = {"ready": False}
 

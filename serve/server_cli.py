@@ -31,7 +31,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model-name", default="generator")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--max-queue-delay-us", type=int, default=2000)
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000, help="longest a request waits for its batch "
+                        "to fill (default 2000)")
+    parser.add_argument("--batch-gap-us", type=int, default=300, help="send a batch early once no request has "
+                        "joined it for this long: the load paused, waiting longer only adds latency (default 300; 0: "
+                        "only full batches or --max-queue-delay-us)")
     parser.add_argument("--max-queue", type=int, default=1024, help="latents allowed to wait; beyond: 503")
     parser.add_argument("--api-key", default=os.environ.get("GANFORGE_API_KEY"),
                         help="require this key on every route but the health probes (default: $GANFORGE_API_KEY; "
@@ -52,8 +56,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
                         "stays open (default 5)")
     args = parser.parse_args(argv)
-    if args.max_batch < 1 or args.max_queue < 1 or args.max_queue_delay_us < 0:
-        raise UserError("--max-batch and --max-queue must be positive and --max-queue-delay-us non-negative")
+    if args.max_batch < 1 or args.max_queue < 1 or min(args.max_queue_delay_us, args.batch_gap_us) < 0:
+        raise UserError("--max-batch and --max-queue must be positive, --max-queue-delay-us and --batch-gap-us "
+                        "non-negative")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     if (args.max_body_bytes is not None and args.max_body_bytes < 1) or min(
@@ -83,7 +88,8 @@ def main(argv: list[str]) -> int:
         choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
         backend, precision, model = choice.backend, choice.precision, choice.model_path
-    server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us, max_queue=args.max_queue,
+    server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us,
+                  batch_gap_us=args.batch_gap_us, max_queue=args.max_queue,
                   api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
                   metrics_public=args.metrics_public, api_docs=args.api_docs)
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,

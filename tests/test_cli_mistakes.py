@@ -34,6 +34,7 @@ MISTAKES = [  # (argv, part of the message); {run} is a trained run folder, {fil
     (["serve", "{missing}", "--port", "0"], "no such file"),
     (["serve", "{run}", "--port", "0", "--workers", "999"], "exceeds this machine's"),
     (["serve", "{run}", "--port", "0", "--min-psnr", "5"], "--min-psnr must be between"),
+    (["serve", "{run}", "--port", "0", "--batch-gap-us", "-1"], "--batch-gap-us non-negative"),
     (["sample", "{run}", "--count", "2", "--out", "s", "--min-psnr", "500"], "--min-psnr must be between"),
     (["export", "{run}", "--out", "g.onnx", "--instances", "2"], "apply to --format triton only"),
     (["backends", "{missing}"], "no such file"),

@@ -29,3 +29,43 @@ def test_padded_batches_see_few_shapes_and_answer_each_request_with_its_own_rows
     assert shapes == [8]  # 7 latents in one batch, padded to 8
     for z, images in zip(requests, answers):
         np.testing.assert_array_equal(images, z * 2)
+
+
+def _answer_times(gap_us: int, arrivals: list[float], delay_us: int = 300_000) -> tuple[list[float], list[int]]:
+    """Submit one-latent requests at ``arrivals`` (seconds after the start); their answer times and the batch
+    sizes the batcher sent."""
+    sizes = []
+
+    def infer(z):
+        sizes.append(len(z))
+        return z
+
+    async def main():
+        batcher = DynamicBatcher(infer, max_batch=64, max_queue_delay_us=delay_us, max_queue=64, gap_us=gap_us)
+        batcher.start()
+        start = asyncio.get_running_loop().time()
+
+        async def one(at: float) -> float:
+            await asyncio.sleep(at)
+            await batcher.submit(np.zeros((1, 2), np.float32))
+            return asyncio.get_running_loop().time() - start
+
+        answered = await asyncio.gather(*(one(at) for at in arrivals))
+        await batcher.stop()
+        return answered
+
+    return asyncio.run(main()), sizes
+
+
+def test_a_lone_request_waits_the_gap_not_the_whole_delay():
+    (alone,), sizes = _answer_times(gap_us=20_000, arrivals=[0.0])
+    assert alone < 0.15 and sizes == [1]  # the delay is 0.3 s
+    (waited,), _ = _answer_times(gap_us=0, arrivals=[0.0])
+    assert waited >= 0.29  # without a gap: a batch that never fills waits the delay
+
+
+def test_requests_closer_than_the_gap_share_a_batch_and_a_pause_closes_it():
+    # four requests 5 ms apart (gap 50 ms): one batch; then one 0.15 s later, after the pause: a batch of its own
+    answered, sizes = _answer_times(gap_us=50_000, arrivals=[0.0, 0.005, 0.010, 0.015, 0.15])
+    assert sizes == [4, 1]
+    assert max(answered[:4]) < 0.12 and answered[4] < 0.25
