@@ -8,9 +8,9 @@ Linux only (/proc). The server's processes are the one given and its descendants
 each, the main thread runs the event loop and the others are its worker threads (inference: the batcher's worker
 and the runtime's pool; JSON encoding); the workers' time is the process's less its main thread's, so threads
 that end between snapshots count too. The load generator is counted from this process's reaped children
-(getrusage), so snapshot after any earlier child has been waited for. ``ceiling`` is the rate the same
-per-request costs would give with every core busy: requests / busy core-seconds x cores. When it stays under a
-target, no scheduling change can reach it.
+(getrusage), so snapshot after any earlier child has been waited for. A rate divided by ``busy_fraction`` is
+its ceiling: what the same per-request costs would give with every core busy. When that stays under a target, no
+scheduling change can reach it.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def snapshot(pid: int) -> Snapshot:
 def cpu_account(before: Snapshot, after: Snapshot, requests: int, cores: int | None = None) -> dict:
     """CPU microseconds per request: ``event_loop`` (the server processes' main threads), ``worker_threads`` (their
     other threads), ``load_generator``, ``other`` (the rest of the machine's busy time: kernel, other processes);
-    ``busy_fraction`` of all cores, and ``ceiling``: requests/s with the same costs and every core busy."""
+    and ``busy_fraction``: the machine's busy share of all cores."""
     cores = cores or os.cpu_count() or 1
     loop = threads = 0.0
     for pid, (total, main) in after.processes.items():
@@ -88,5 +88,4 @@ def cpu_account(before: Snapshot, after: Snapshot, requests: int, cores: int | N
     elapsed = (busy + idle) / cores
     return {"event_loop_us": loop * per, "worker_threads_us": threads * per, "load_generator_us": generator * per,
             "other_us": max(busy - loop - threads - generator, 0.0) * per, "busy_us": busy * per,
-            "busy_fraction": busy / max(busy + idle, 1e-9),
-            "ceiling_per_second": requests / max(busy, 1e-9) * cores, "seconds": elapsed, "cores": cores}
+            "busy_fraction": busy / max(busy + idle, 1e-9), "seconds": elapsed, "cores": cores}

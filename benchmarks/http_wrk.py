@@ -4,11 +4,11 @@
 
 Resolves the backend (auto: what `--backend auto` picks here at batch 64), measures its offline batch-64 rate in
 this process, then starts `ganforge serve` with that backend and precision and drives it with wrk: single-seed
-KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output at each connection count;
-then again with `--workers 2` and with the h11 parser instead of httptools (binary FP32). Each run also records
-where the CPU went per request (cpu_account.py: the event loop, the worker threads, wrk, the rest) and the ceiling those
-costs allow with every core busy. Writes benchmarks/results/http_wrk.json and prints the table. Skips with a clear
-reason where wrk is missing.
+KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output at each connection count
+(and binary FP32 from one connection); then each --variants server (`--workers 2`, `--http h11`, `--batch-gap-us
+0`) on binary FP32. Each run also records where the CPU went per request (cpu_account.py: the event loop, the
+worker threads, wrk, the rest) and the ceiling those costs allow with every core busy. Writes
+benchmarks/results/http_wrk.json and prints the table. Skips with a clear reason where wrk is missing.
 """
 
 from __future__ import annotations
@@ -40,13 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", help="with an explicit --backend")
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per output kind")
     parser.add_argument("--connections", default="32,128", help="wrk connection counts, each with every output "
-                        "kind; the largest is the headline and the one --workers and --http are compared at (two "
-                        "max batches' worth keeps one batch forming while the other computes)")
+                        "kind; the largest is the headline (two max batches' worth: one batch forms while the "
+                        "other computes)")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--workers", default="1,2", help="`ganforge serve --workers` values to compare on binary "
-                        "FP32 requests (the first also runs every output kind)")
-    parser.add_argument("--http", default="httptools,h11", help="`ganforge serve --http` parsers to compare on "
-                        "binary FP32 requests (the first also runs every output kind and the --workers values)")
+    parser.add_argument("--variants", default="--workers 2;--http h11;--batch-gap-us 0", help="`ganforge serve` "
+                        "flags (';' between variants) compared with the defaults on binary FP32 requests from one "
+                        "connection and from each --connections count")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -62,32 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     headline = connections[-1]
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
                "asked_backend": args.backend, "max_batch": args.max_batch, "connections": headline,
-               "offline_batch": args.max_batch, "offline": offline, "http": {}, "by_connections": {},
-               "workers": {}, "parsers": {}}
-    counts = [int(n) for n in args.workers.split(",")]
-    parsers = args.http.split(",")
-    # (workers, parser, connection counts, output kinds): the first server runs every kind at every count, the
-    # others binary FP32 at the headline count
+               "offline_batch": args.max_batch, "offline": offline, "runs": {}}
     binary = {"binary FP32": OUTPUTS["binary FP32"]}
-    servers = [(counts[0], parsers[0], connections, OUTPUTS)]
-    servers += [(n, parsers[0], [headline], binary) for n in counts[1:]]
-    servers += [(counts[0], p, [headline], binary) for p in parsers[1:]]
+    # (name, serve flags, [(connections, output kinds)]): the defaults with every output kind at every count (and
+    # one connection: a lone client's latency), then each variant on binary FP32
+    plans = [(c, kinds) for c in sorted({1, *connections}) for kinds in ([binary] if c == 1 else [OUTPUTS])]
+    servers = [("defaults", (), plans)]
+    servers += [(flags, tuple(flags.split()), [(c, binary) for c in sorted({1, *connections})])
+                for flags in filter(None, (v.strip() for v in args.variants.split(";")))]
     with tempfile.TemporaryDirectory() as tmp:
-        for count, http, conns, kinds in servers:
+        for name, flags, plan in servers:
+            runs = results["runs"].setdefault(name, {})
             with serving_process(offline["model_path"], backend, precision, max_batch=args.max_batch,
-                                 extra_args=("--workers", str(count), "--http", http)) as (base, server):
+                                 extra_args=flags) as (base, server):
                 url = f"{base}/v2/models/generator/infer"
-                for c in conns:
+                for c, kinds in plan:
                     for label, (output, binary_data) in kinds.items():
-                        result = _measure(url, c, args.seconds, Path(tmp) / "seed.lua", output, binary_data,
-                                          server.pid)
-                        if (count, http) == (counts[0], parsers[0]):
-                            results["by_connections"].setdefault(str(c), {})[label] = result
-                        if label == "binary FP32" and c == headline and http == parsers[0]:
-                            results["workers"][str(count)] = result
-                        if label == "binary FP32" and c == headline and count == counts[0]:
-                            results["parsers"][http] = result
-    results["http"] = results["by_connections"][str(headline)]
+                        runs.setdefault(str(c), {})[label] = _measure(
+                            url, c, args.seconds, Path(tmp) / "seed.lua", output, binary_data, server.pid)
+    results["http"] = results["runs"]["defaults"][str(headline)]
     rates = {"offline": offline["images_per_second"], **{k: v["images_per_second"] for k, v in results["http"].items()}}
     results["ratios"] = {f"{label} / {base}": rates[label] / rates[base] for label, (base, _) in TARGETS.items()}
     results["targets_met"] = {f"{label} / {base} >= {bound}": rates[label] / rates[base] >= bound
@@ -108,6 +100,7 @@ def _measure(url: str, connections: int, seconds: float, script: Path, output: s
     result = run_wrk(url, connections, seconds, script)
     result["cpu"] = cpu_account(before, snapshot(server_pid), result["requests"])
     result["images_per_second"] = result["requests_per_second"]  # one seed per request
+    result["ceiling_images_per_second"] = result["images_per_second"] / max(result["cpu"]["busy_fraction"], 1e-9)
     return result
 
 
@@ -117,19 +110,17 @@ def table(results: dict) -> str:
              f"{results['offline_batch']}: {offline:.0f} img/s; wrk, single-seed requests; CPU per request in us "
              "(event loop / worker threads: inference, JSON encoding / wrk / rest); busy: of all cores; ceiling: "
              "the rate at these costs with every core busy",
-             "| connections | output | img/s | % of offline | p50 ms | p99 ms | non-2xx | CPU us per request | busy "
-             "| ceiling (% of offline) |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for connections, rows in results["by_connections"].items():
-        for label, r in rows.items():
-            lines.append(f"| {connections} | {label} | {r['images_per_second']:.0f} | "
-                         f"{100 * r['images_per_second'] / offline:.0f}% | {r['p50_us'] / 1e3:.1f} | "
-                         f"{r['p99_us'] / 1e3:.1f} | {r['non_2xx']} | {_cpu(r)} | "
-                         f"{100 * r['cpu']['busy_fraction']:.0f}% | {r['cpu']['ceiling_per_second']:.0f} "
-                         f"({100 * r['cpu']['ceiling_per_second'] / offline:.0f}%) |")
+             "| serve flags | connections | output | img/s | % of offline | p50 ms | p99 ms | non-2xx | CPU us per "
+             "request | busy | ceiling (% of offline) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, runs in results["runs"].items():
+        for connections, rows in runs.items():
+            for label, r in rows.items():
+                lines.append(f"| {name} | {connections} | {label} | {r['images_per_second']:.0f} | "
+                             f"{100 * r['images_per_second'] / offline:.0f}% | {r['p50_us'] / 1e3:.1f} | "
+                             f"{r['p99_us'] / 1e3:.1f} | {r['non_2xx']} | {_cpu(r)} | "
+                             f"{100 * r['cpu']['busy_fraction']:.0f}% | {r['ceiling_images_per_second']:.0f} "
+                             f"({100 * r['ceiling_images_per_second'] / offline:.0f}%) |")
     lines += [f"{k}: {v:.2f}" for k, v in results["ratios"].items()]
-    for what, key in (("--workers", "workers"), ("--http", "parsers")):
-        lines += [f"serve {what} {name}: binary FP32 {r['images_per_second']:.0f} img/s, p99 {r['p99_us'] / 1e3:.1f} "
-                  f"ms, CPU us per request {_cpu(r)}" for name, r in results[key].items()]
     return "\n".join(lines)
 
 
