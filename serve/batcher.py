@@ -2,13 +2,14 @@
 
 A batch is sent when it holds ``max_batch`` latents, when its oldest request has waited ``max_queue_delay_us``,
 or, with ``gap_us``, once no request has joined it for that long: the load has paused (one client, or every
-connection already waiting on this batch), so waiting on only adds latency and leaves the runtime idle. (uvloop's
-timers count whole milliseconds: a gap under 0.5 ms means "after a pass of the event loop that brought no
-request".) With ``pad=True`` a batch is padded to the next preferred size (powers of two up to
-``max_batch``, as Triton's preferred_batch_size) so that compiled, graph-captured or engine backends see a few
-shapes only; the padding rows are computed and dropped. At most ``max_queue`` latents wait at once; beyond
-that ``submit`` raises QueueFull (the server answers 503). Inference runs on one worker thread, so the event
-loop keeps accepting requests while a batch computes, and those requests form the next batch.
+connection already waiting on this batch), so waiting on only adds latency and leaves the runtime idle. (Event
+loops time in whole milliseconds: uvloop, the server's, rounds, so a gap under 0.5 ms means "after a pass of the
+loop that brought no request"; asyncio's own loop rounds up to 1 ms.) With ``pad=True`` a batch is padded to the
+next preferred size (powers of two up to ``max_batch``, as Triton's preferred_batch_size) so that compiled,
+graph-captured or engine backends see a few shapes only; the padding rows are computed and dropped. At most
+``max_queue`` latents wait at once; beyond that ``submit`` raises QueueFull (the server answers 503). Inference
+runs on one worker thread, so the event loop keeps accepting requests while a batch computes, and those requests
+form the next batch.
 """
 
 from __future__ import annotations
