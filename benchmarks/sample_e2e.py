@@ -7,7 +7,9 @@ For each backend (auto: what `--backend auto` picks here), --repeats times: offl
 size, then `sample()` of --images seeds into npz shards (manifest, sha256s, atomic writes: the real command) timed
 from the first batch to the last shard on disk (and, reported beside it, with the model load: OpenVINO int8
 quantizes at load, a fixed cost of about 2 s); the ratio of the two is taken within each repeat, and the row
-reports their median and range. Writes benchmarks/results/sample_e2e.json and prints the table.
+reports their median and range. Also times, alone, each piece of the helper thread's work per batch (latents,
+uint8 conversion, sha256, CRC32): what sampling adds to inference. Writes benchmarks/results/sample_e2e.json and
+prints the table.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeats must be at least 1")
     model = str(bench_run(Path(args.model))) if args.model == parser.get_default("model") else args.model
     results = {"environment": environment(None), "model": model, "images": args.images,
-               "batch_size": args.batch_size, "rows": []}
+               "batch_size": args.batch_size, "helper_ms_per_batch": helper_costs(model, args.batch_size), "rows": []}
+    print("helper thread per batch of", args.batch_size, "(ms, alone):",
+          ", ".join(f"{k} {v:.2f}" for k, v in results["helper_ms_per_batch"].items()))
     for asked in args.backends.split(","):
         backend, precision = asked, "fp32"
         if asked == AUTO:
@@ -77,6 +81,37 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(Path(args.out), json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def helper_costs(model: str, batch_size: int, repeats: int = 50) -> dict[str, float]:
+    """Median milliseconds of each piece of the sampler's helper work for one batch, alone on an idle machine: the
+    batch's latents, the uint8 NHWC conversion, and the sha256 and CRC32 of its bytes (the npz shard's two sums)."""
+    import hashlib
+    import statistics
+    import zlib
+
+    import numpy as np
+
+    from ganforge.export.metadata import read_metadata
+    from ganforge.serve.latents import latents_for_seeds
+    from ganforge.serve.models import model_for_backend
+    from ganforge.train.images import to_uint8_nhwc
+
+    metadata = read_metadata(model_for_backend(model, "onnxruntime", "fp32", quiet=True))
+    shape, z_dim = json.loads(metadata["output_shape"]), int(metadata["z_dim"])
+    images = np.random.default_rng(0).uniform(-1, 1, (batch_size, *shape)).astype(np.float32)
+    raw = to_uint8_nhwc(images).tobytes()
+    pieces = {"latents": lambda: latents_for_seeds(range(batch_size), z_dim), "uint8": lambda: to_uint8_nhwc(images),
+              "sha256": lambda: hashlib.sha256(raw).digest(), "crc32": lambda: zlib.crc32(raw)}
+    costs = {}
+    for name, piece in pieces.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            piece()
+            times.append(time.perf_counter() - start)
+        costs[name] = 1e3 * statistics.median(times)
+    return costs | {"total": sum(costs.values())}
 
 
 def _repeat(model: str, backend: str, precision: str, images: int, batch_size: int) -> dict:
