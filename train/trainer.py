@@ -193,7 +193,7 @@ class Trainer:
 
 def labelled_prior(config: TrainConfig, data: DataSource) -> list[float]:
     """The class shares a conditional G draws its classes with: those of the training data's labels."""
-    labels = getattr(data.stream, "labels", None)
+    labels = data.labels
     if labels is None:
         raise UserError(f"--conditional needs labelled images (digits, shapes, folders with class subfolders, npz "
                         f"with labels); --data {config.data} has none")

@@ -31,7 +31,7 @@ class DataSource:
     sample_shape: tuple[int, ...]  # (2,) or (C, H, W)
     stream: BatchStream
     num_samples: int | None = None  # None for sources that generate without end
-    labels: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  # int64 [N]: the class of each stored image (the stream draws from these)
     label_groups: int = 1  # labels per sample: stacked digits have one per channel
     modes: torch.Tensor | None = None  # 2D mixtures: mode centres [K, 2]
     mode_sigma: float | None = None
