@@ -97,8 +97,8 @@ class Loop:
         while trainer.step < config.steps:
             losses = trainer.train_step()
             window_steps += 1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+            for key, value in losses.items():  # summed on the device: read once per log window
+                sums[key] = sums.get(key, 0.0) + value.double()
             step = trainer.step
             if step % config.log_every == 0 or step == config.steps:
                 elapsed = time.perf_counter() - window_start
@@ -117,9 +117,9 @@ class Loop:
         self._summary(start_step, time.perf_counter() - start_time, last)
 
     def _log_window(self, step: int, sums: dict, steps: int, elapsed: float) -> dict:
-        record = {"step": step, **{k: v / steps for k, v in sums.items()},
+        record = {"step": step, **{k: float(v) / steps for k, v in sums.items()},
                   "images_per_second": steps * self.config.batch_size / max(elapsed, 1e-9),
-                  "skipped_d": self.trainer.skipped["d"], "skipped_g": self.trainer.skipped["g"]}
+                  **{f"skipped_{k}": v for k, v in self.trainer.skipped.items()}}
         self.folder.log(record)
         return record
 

@@ -6,9 +6,9 @@ from ganforge.train.precision import Precision, auto_dtype, resolve_precision
 from ganforge.train.trainer import Trainer
 
 
-def _trainer(config):
+def _trainer(config, fused=None):
     return Trainer(config, load_data(config.data, config.resolution, config.seed),
-                   resolve_precision(config.precision, config.device))
+                   resolve_precision(config.precision, config.device), fused=fused)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
@@ -32,14 +32,40 @@ def test_one_step_is_finite_and_changes_weights(tiny, precision, loss):
     assert any(not torch.equal(a, b) for a, b in zip(before_ema, trainer.generator_ema.parameters()))
 
 
-def test_non_finite_step_is_skipped_and_counted(tiny):
-    trainer = _trainer(tiny())
+@pytest.mark.parametrize("fused", [False, True])
+def test_non_finite_step_is_skipped_and_counted(tiny, fused):
+    trainer = _trainer(tiny(), fused)
+    trainer.train_step()  # a good step first: Adam has state and a step count of 1
     with torch.no_grad():
         next(trainer.discriminator.parameters()).fill_(float("nan"))
     before = [p.detach().clone() for p in trainer.generator.parameters()]
+    adam_steps = [s["step"].clone() for s in trainer.optimizer_g.state.values()]
     trainer.train_step()
     assert trainer.skipped == {"d": 1, "g": 1}
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+    assert [s["step"] for s in trainer.optimizer_g.state.values()] == adam_steps == [1.0] * len(adam_steps)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("options", [{}, {"conditional": True, "data": "digits", "augment": "translation,cutout"},
+                                     {"conditional": True, "data": "stacked-digits"}, {"loss": "wgan-gp"},
+                                     {"loss": "hinge", "r1": 1.0}])
+def test_a_step_never_waits_for_the_device(tiny, monkeypatch, precision, options):
+    """With fused Adam (a GPU's default, forced here) no tensor becomes a Python number inside train_step (on a GPU
+    each would be a host sync): the skip decision and the skipped counts stay on the device, also when skipping."""
+    trainer = _trainer(tiny(precision=precision, **options), fused=True)
+    trainer.train_step()  # the first step may set up lazily
+    with torch.no_grad():
+        next(trainer.discriminator.parameters()).mul_(float("inf") if options == {} else 1.0)
+
+    def synced(*args, **kwargs):
+        raise AssertionError("a tensor was read on the host inside train_step")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, synced)
+    losses = trainer.train_step()
+    monkeypatch.undo()
+    assert set(losses) == {"loss_d", "loss_g", "penalty"} and trainer.step == 2
 
 
 def test_pack_and_spectral_norm_train(tiny):
