@@ -210,12 +210,21 @@ def _resolve_backend(config: SampleConfig, context, folder: Path) -> SampleConfi
     return dataclasses.replace(config, backend=backend, precision=precision, model=model)
 
 
+def device_uint8(runner):
+    """On a GPU, a runner's ``infer_uint8``: images become the shard's uint8 NHWC bytes on the device (the same
+    bytes), so a quarter of them cross to the host and the helper thread has none to convert. None elsewhere: on a
+    CPU the conversion runs best beside inference, in the helper thread."""
+    on_gpu = runner.info.device.startswith("cuda") and len(runner.info.output_shape) == 3
+    return getattr(runner, "infer_uint8", None) if on_gpu else None
+
+
 def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manifest: Manifest, show: bool) -> int:
     total = sum(len(shards[i]) for i in todo)
     bar = tqdm(total=total, unit="img", desc=f"sample {runner.info.backend}", disable=config.quiet or not show,
                dynamic_ncols=True)
     started, pending = time.perf_counter(), []
     z_dim, max_batch = runner.info.z_dim, min(config.batch_size, runner.info.max_batch)
+    infer = device_uint8(runner) or runner.infer
     # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
     # they compute): it makes the next batch's latents and turns finished batches into the shard's rows, appending
     # them to its file as they come (serve/shards.py); the pool finishes shards (npz: the zip directory, fsync and
@@ -235,7 +244,7 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
             for k, (index, start) in enumerate(batches):
                 seeds = shards[index]
                 z, upcoming = upcoming.result(), make_latents(k + 1)
-                out = runner.infer(z)
+                out = infer(z)
                 if shard is None:  # batches come shard by shard: one shard is filled at a time
                     shard = open_shard(folder, index, seeds, config.format)
                     open_shards.append(shard)

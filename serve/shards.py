@@ -34,7 +34,10 @@ def shard_name(index: int, fmt: str) -> str:
 
 
 def shard_rows(out: np.ndarray) -> np.ndarray:
-    """A runtime's batch -> the rows a shard stores: uint8 NHWC images, or float32 [n, 2] points."""
+    """A runtime's batch -> the rows a shard stores: uint8 NHWC images (as they come from a runner's
+    ``infer_uint8``, or converted here), or float32 [n, 2] points."""
+    if out.dtype == np.uint8:
+        return out
     return out.astype(np.float32) if out.ndim == 2 else to_uint8_nhwc(out)
 
 

@@ -45,6 +45,19 @@ def to_uint8_nhwc(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_uint8_nhwc_torch(images):
+    """``to_uint8_nhwc`` on a torch tensor where it lies (a GPU: a quarter of the bytes then cross to the host),
+    byte for byte: the same float32 multiply and add, each rounded on its own (separate kernels, so no fused
+    multiply-add), NaN to the lower bound, the clip, and truncation."""
+    import torch
+
+    values = images.float() * 127.5
+    values += 128.0
+    values = torch.fmax(values, torch.tensor(0.5, device=values.device))  # NaN -> 0.5 (then 0), as to_uint8
+    values.clamp_(0.5, 255.5)
+    return values.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 def nchw_to_nhwc(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 2, 3, 1))
 

@@ -12,7 +12,7 @@ from ganforge.export.aoti import load_aoti
 from ganforge.export.metadata import read_metadata
 from ganforge.train.precision import strict_fp32
 
-from .base import Backend, RunnerBase, info_from_metadata, register
+from .base import Backend, RunnerBase, host_uint8, info_from_metadata, register
 
 
 class AotiRunner(RunnerBase):
@@ -33,6 +33,10 @@ class AotiRunner(RunnerBase):
     @torch.inference_mode()
     def infer(self, z: np.ndarray) -> np.ndarray:
         return self.package(torch.from_numpy(self.check_batch(z)).to(self.device)).cpu().numpy()
+
+    @torch.inference_mode()
+    def infer_uint8(self, z: np.ndarray) -> np.ndarray:
+        return host_uint8(self.package(torch.from_numpy(self.check_batch(z)).to(self.device)))
 
     def device_call(self, z: np.ndarray) -> Callable[[], torch.Tensor]:
         staged = torch.from_numpy(self.check_batch(z)).to(self.device)

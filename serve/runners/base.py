@@ -36,7 +36,8 @@ class RunnerInfo:
 
 class Runner(Protocol):
     """GPU runners may also offer ``device_call(z) -> Callable[[], Tensor]`` (latents staged on the device,
-    images left there), which bench times as the device-only offline rows."""
+    images left there), which bench times as the device-only offline rows, and ``infer_uint8(z)`` (uint8 [n, H, W,
+    C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU."""
 
     info: RunnerInfo
 
@@ -66,6 +67,24 @@ class RunnerBase:
         if not 1 <= len(z) <= self.info.max_batch:
             raise UserError(f"batch {len(z)} outside 1..{self.info.max_batch} for {self.info.backend}")
         return np.ascontiguousarray(z, dtype=np.float32)
+
+
+def host_uint8(images) -> np.ndarray:
+    """Float NCHW images in a torch tensor -> the uint8 NHWC bytes `ganforge sample` writes, converted where they
+    lie (``to_uint8_nhwc_torch``, the same bytes). From a GPU a quarter of the float bytes cross, through pinned
+    memory: a fresh block from torch's caching host allocator per call, so the array stays valid while the next
+    batches run."""
+    import torch
+
+    from ganforge.train.images import to_uint8_nhwc_torch
+
+    converted = to_uint8_nhwc_torch(images)
+    if not converted.is_cuda:
+        return converted.numpy()
+    host = torch.empty(converted.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(converted, non_blocking=True)
+    torch.cuda.current_stream(converted.device).synchronize()
+    return host.numpy()
 
 
 @dataclass(frozen=True)

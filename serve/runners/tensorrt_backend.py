@@ -11,7 +11,7 @@ from ganforge.errors import UserError
 from ganforge.export.metadata import verified_sha256
 from ganforge.export.tensorrt import EngineInfo, check_compatible, current_gpu, import_tensorrt
 
-from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, module_missing, register
+from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, host_uint8, module_missing, register
 
 
 class TensorRTRunner(RunnerBase):
@@ -27,6 +27,9 @@ class TensorRTRunner(RunnerBase):
     def infer(self, z: np.ndarray) -> np.ndarray:
         images = self.engine.infer(self._torch.from_numpy(self.check_batch(z)))
         return images.cpu().numpy()  # .cpu() synchronizes the stream
+
+    def infer_uint8(self, z: np.ndarray) -> np.ndarray:
+        return host_uint8(self.engine.infer(self._torch.from_numpy(self.check_batch(z))))  # same stream
 
 
 class TensorRTEngine:

@@ -19,7 +19,7 @@ from ganforge.train.checkpoint import find_checkpoint, load_generator
 from ganforge.train.models import output_shape
 from ganforge.train.precision import resolve_precision, strict_fp32
 
-from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, register
+from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, host_uint8, register
 
 MAX_BATCH = 4096
 
@@ -59,6 +59,10 @@ class TorchRunner(RunnerBase):
     @torch.inference_mode()
     def infer(self, z: np.ndarray) -> np.ndarray:
         return self.run(self._stage(z)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def infer_uint8(self, z: np.ndarray) -> np.ndarray:
+        return host_uint8(self.run(self._stage(z)))  # a graph's output buffer is read before the next replay
 
     def device_call(self, z: np.ndarray) -> Callable[[], torch.Tensor]:
         """Latents already on the GPU, images left there: the device-only half of the offline scenario."""

@@ -7,6 +7,7 @@ from ganforge.export.api import ExportConfig, export
 from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.models import model_for_backend
 from ganforge.serve.runners import backends, open_runner
+from ganforge.train.images import to_uint8_nhwc
 
 
 def test_every_backend_is_listed_with_availability():
@@ -57,6 +58,7 @@ def test_gpu_backends_match_cpu_fp32_and_replay_graphs_per_batch_size(trained_ru
                                                err_msg=f"{name} {precision} batch {batch}")
                 assert runner.device_call(z)().device.type == "cuda"
                 assert runner.info.cuda_graphs == (name == "torch-cudagraph")
+                assert np.array_equal(runner.infer_uint8(z), to_uint8_nhwc(runner.infer(z)))  # on the device
 
 
 def test_runner_rejects_wrong_shapes(onnx_model):

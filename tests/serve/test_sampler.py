@@ -46,6 +46,30 @@ def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path
     assert runs[0] == runs[1] == runs[2]
 
 
+@pytest.mark.parametrize("fmt", ["npz", "png"])
+def test_images_converted_by_the_runner_are_the_same_shards(trained_run, tmp_path, monkeypatch, fmt):
+    """On a GPU the sampler takes uint8 images from the runner (converted on the device); forced here on the CPU,
+    the shards and their manifest must be the bytes of the usual path."""
+    import ganforge.serve.sampler as sampler
+
+    def run(out: str) -> tuple[dict, list]:
+        sample(SampleConfig(model=str(trained_run), backend="torch", out=str(tmp_path / out), seeds=tuple(range(30)),
+                            shard_size=16, batch_size=7, format=fmt, quiet=True))
+        files = {p.relative_to(tmp_path / out): p.read_bytes() for p in sorted((tmp_path / out).rglob("shard-*"))
+                 if p.is_file()}
+        return files, json.loads((tmp_path / out / "manifest.json").read_text())["shards"]
+
+    usual = run("host")
+    used = []
+
+    def on_device(runner):
+        used.append(runner.info.backend)
+        return runner.infer_uint8
+
+    monkeypatch.setattr(sampler, "device_uint8", on_device)
+    assert run("device") == usual and used == ["torch"]
+
+
 def test_png_format_writes_one_file_per_seed(onnx_model, tmp_path):
     sample(SampleConfig(model=onnx_model, backend="onnxruntime",
                         out=str(tmp_path / "p"), seeds=(3, 4, 5), format="png", quiet=True))
