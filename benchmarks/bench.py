@@ -161,9 +161,10 @@ def _bench_backend(config, backend, precision, reference, gflops, ceilings) -> l
 
 
 def _io_modes(scenario: str, runner) -> tuple[str, ...]:
-    """Offline on a GPU is measured twice: latents/images in host memory (copies included), and device-only."""
+    """Offline on a GPU is measured with latents and images in host memory (copies included; as floats, and as
+    uint8 converted on the device where the runner can), and device-only."""
     if scenario == "offline" and runner.info.device.startswith("cuda") and hasattr(runner, "device_call"):
-        return ("host", "device")
+        return ("host", "host-uint8", "device") if hasattr(runner, "infer_uint8") else ("host", "device")
     return ("host",)
 
 

@@ -73,8 +73,8 @@ def _plots(report: dict, out: Path) -> list[Path]:
     series: dict[str, list] = {}
     for row in rows:
         if row["scenario"] == "offline":
-            device_only = " device-only" if row.get("io") == "device" else ""
-            series.setdefault(f"{row['backend']} {row['precision']}{device_only}", []).append(
+            io = {"device": " device-only", "host-uint8": " uint8 to host"}.get(row.get("io"), "")
+            series.setdefault(f"{row['backend']} {row['precision']}{io}", []).append(
                 (row["batch_size"], row["images_per_second"]))
     for label, points in sorted(series.items()):
         points.sort()

@@ -15,13 +15,15 @@ from .timing import measure, measure_device, percentiles
 
 
 def offline(runner, batch_size: int, min_duration: float, io: str = "host") -> dict:
-    """Images/s at a fixed batch size. io="host": latents in and images out through host memory (what a
-    sampling job sees); io="device": a GPU runner's device-only time, by CUDA events."""
+    """Images/s at a fixed batch size. io="host": latents in and float images out through host memory (what a
+    server sees); "host-uint8": the same with the images converted to uint8 on the device first (what `ganforge
+    sample` does on a GPU, ``infer_uint8``); "device": a GPU runner's device-only time, by CUDA events."""
     z = latents_for_seeds(range(batch_size), runner.info.z_dim)
     if io == "device":
         m = measure_device(runner.device_call(z), batch_size, min_duration=min_duration)
         return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable}
-    m = measure(lambda: runner.infer(z), batch_size, min_duration=min_duration)
+    call = runner.infer_uint8 if io == "host-uint8" else runner.infer
+    m = measure(lambda: call(z), batch_size, min_duration=min_duration)
     return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable,
             "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()}}
 

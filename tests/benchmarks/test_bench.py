@@ -111,3 +111,16 @@ def test_auto_is_a_row_of_bench_measured_in_the_same_run(onnx_copy, tmp_path):
     assert len(auto) == 1 and auto[0][1] == "fp32" and rows[auto[0]]["status"] == "ok"
     assert auto[0][0].removeprefix("auto:") in ("onnxruntime", "openvino")
     assert rows[("onnxruntime", "fp32")]["images_per_second"] > 0
+
+
+def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
+    """The GPU sampling path's offline row (bench adds it on GPUs); its timing works on any runner that has it."""
+    from ganforge.benchmarks.scenarios import offline
+    from ganforge.serve.runners import open_runner
+
+    with open_runner("torch", str(trained_run)) as runner:
+        calls = []
+        convert = runner.infer_uint8
+        runner.infer_uint8 = lambda z: calls.append(len(z)) or convert(z)
+        result = offline(runner, 4, 0.1, io="host-uint8")
+    assert result["images_per_second"] > 0 and calls and set(calls) == {4}
