@@ -25,15 +25,20 @@ def test_image_grid_layout():
     assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 1 and grid[4, 1, 0] == 3 and grid[4, 7, 0] == 0
 
 
+def _hard_batches(seed: int) -> list[np.ndarray]:
+    """Float NCHW batches that test a uint8 conversion: random values past [-1, 1] with NaN, infs and the ends, one
+    channel of them, and every rounding boundary with its neighbours on both sides."""
+    images = np.random.default_rng(seed).uniform(-1.2, 1.2, (8, 3, 16, 16)).astype(np.float32)
+    images[0, 0, 0, :6] = [np.nan, np.inf, -np.inf, -1.0, 1.0, 0.0]
+    ramp = (np.arange(4 * 256, dtype=np.float32) / 511.5 - 1).reshape(1, 4, 16, 16)  # every rounding boundary
+    return [images, images[:, :1], ramp, np.nextafter(ramp, 2).astype(np.float32),
+            np.nextafter(ramp, -2).astype(np.float32)]
+
+
 def test_the_fast_nhwc_conversion_gives_the_same_bytes():
     from ganforge.train.images import nchw_to_nhwc, to_uint8, to_uint8_nhwc
 
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1.2, 1.2, (8, 3, 16, 16)).astype(np.float32)
-    images[0, 0, 0, :6] = [np.nan, np.inf, -np.inf, -1.0, 1.0, 0.0]
-    ramp = (np.arange(4 * 256, dtype=np.float32) / 511.5 - 1).reshape(1, 4, 16, 16)  # every rounding boundary
-    for batch in (images, images[:, :1], ramp, np.nextafter(ramp, 2).astype(np.float32),
-                  np.nextafter(ramp, -2).astype(np.float32)):
+    for batch in _hard_batches(0):
         assert np.array_equal(to_uint8_nhwc(batch), nchw_to_nhwc(to_uint8(batch)))
 
 
@@ -41,14 +46,10 @@ def test_the_torch_conversion_gives_the_same_bytes_as_numpy():
     """What a GPU runner converts on the device must be the bytes `ganforge sample` writes from the host."""
     from ganforge.train.images import to_uint8_nhwc, to_uint8_nhwc_torch
 
-    rng = np.random.default_rng(1)
-    images = rng.uniform(-1.2, 1.2, (8, 3, 16, 16)).astype(np.float32)
-    images[0, 0, 0, :6] = [np.nan, np.inf, -np.inf, -1.0, 1.0, 0.0]
-    ramp = (np.arange(4 * 256, dtype=np.float32) / 511.5 - 1).reshape(1, 4, 16, 16)  # every rounding boundary
-    for batch in (images, images[:, :1], ramp, np.nextafter(ramp, 2).astype(np.float32),
-                  np.nextafter(ramp, -2).astype(np.float32)):
+    batches = _hard_batches(1)
+    for batch in batches:
         converted = to_uint8_nhwc_torch(torch.from_numpy(batch))
         assert converted.dtype == torch.uint8 and converted.is_contiguous()
         assert np.array_equal(converted.numpy(), to_uint8_nhwc(batch))
-    half = torch.from_numpy(images).to(torch.bfloat16)  # a bf16 runner's output, as infer() would widen it
+    half = torch.from_numpy(batches[0]).to(torch.bfloat16)  # a bf16 runner's output, as infer() would widen it
     assert np.array_equal(to_uint8_nhwc_torch(half).numpy(), to_uint8_nhwc(half.float().numpy()))
