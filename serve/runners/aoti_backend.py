@@ -30,16 +30,19 @@ class AotiRunner(RunnerBase):
         self.package = load_aoti(model_path)
         self.info = info_from_metadata("aoti", model_path, str(self.device), metadata)
 
+    def _stage(self, z: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.check_batch(z)).to(self.device)
+
     @torch.inference_mode()
     def infer(self, z: np.ndarray) -> np.ndarray:
-        return self.package(torch.from_numpy(self.check_batch(z)).to(self.device)).cpu().numpy()
+        return self.package(self._stage(z)).cpu().numpy()
 
     @torch.inference_mode()
     def infer_uint8(self, z: np.ndarray) -> np.ndarray:
-        return host_uint8(self.package(torch.from_numpy(self.check_batch(z)).to(self.device)))
+        return host_uint8(self.package(self._stage(z)))
 
     def device_call(self, z: np.ndarray) -> Callable[[], torch.Tensor]:
-        staged = torch.from_numpy(self.check_batch(z)).to(self.device)
+        staged = self._stage(z)
         return torch.inference_mode()(lambda: self.package(staged))
 
 

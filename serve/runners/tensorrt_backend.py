@@ -24,12 +24,15 @@ class TensorRTRunner(RunnerBase):
         self.info = RunnerInfo("tensorrt", info.precision, "cuda", info.max_batch, info.z_dim,
                                tuple(info.output_shape), str(model_path), verified_sha256(model_path))
 
+    def _images(self, z: np.ndarray):
+        """The engine's CUDA float32 images for ``z``, queued on torch's current stream."""
+        return self.engine.infer(self._torch.from_numpy(self.check_batch(z)))
+
     def infer(self, z: np.ndarray) -> np.ndarray:
-        images = self.engine.infer(self._torch.from_numpy(self.check_batch(z)))
-        return images.cpu().numpy()  # .cpu() synchronizes the stream
+        return self._images(z).cpu().numpy()  # .cpu() synchronizes the stream
 
     def infer_uint8(self, z: np.ndarray) -> np.ndarray:
-        return host_uint8(self.engine.infer(self._torch.from_numpy(self.check_batch(z))))  # same stream
+        return host_uint8(self._images(z))  # converted on the same stream
 
 
 class TensorRTEngine:
