@@ -47,9 +47,9 @@ class _quiet_loggers:
 def latent_class_nodes(graph) -> list[str]:
     """The nodes of a conditional generator's class cut (``LatentClasses``): each Greater, what feeds it (the Slice
     of z0 .. z(G-1) and its Unsqueeze), and what makes its result one-hots (Cast, Slice, Sub, Reshape) up to the
-    Concat with z. Reduced-precision
-    conversions leave them alone: z0 rounded to fp16 or to an int8 step would land some seeds in another class.
-    Found by structure, so it holds after optimisers rename nodes; empty for every other model."""
+    Concat with z. Reduced-precision conversions leave them alone: z0 rounded to fp16 or to an int8 step would land
+    some seeds in another class. Found by structure, so it holds after optimisers rename nodes; empty for every
+    other model."""
     producers = {name: node for node in graph.node for name in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
