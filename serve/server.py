@@ -284,7 +284,7 @@ def create_app(runner: Runner, config: ServerConfig):
     async def sample_png(seed: str = "0"):
         from PIL import Image
 
-        from ganforge.train.images import nchw_to_nhwc, to_uint8
+        from ganforge.train.images import to_uint8_nhwc
 
         if len(info.output_shape) != 3:
             return error(400, "this model makes 2D points, not images")
@@ -294,7 +294,7 @@ def create_app(runner: Runner, config: ServerConfig):
             images = await batcher.submit(latents_for_seeds([int(seed)], info.z_dim))
         except QueueFull as full:
             return error(503, str(full), headers={"Retry-After": "1"})
-        picture = nchw_to_nhwc(to_uint8(images))[0]
+        picture = to_uint8_nhwc(images)[0]
         buffer = io.BytesIO()
         Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buffer, format="PNG")
         metrics.requests.labels("200").inc()
