@@ -24,6 +24,7 @@ from pathlib import Path
 from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.timing import measure
 from ganforge.files import atomic_write_bytes
 from ganforge.serve import sampler
 from ganforge.serve.auto import AUTO, AutoConfig, choose
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             choice = choose(AutoConfig(model=model, batch_size=args.batch_size))
             backend, precision = choice.backend, choice.precision
         repeats = [_repeat(model, backend, precision, args.images, args.batch_size) for _ in range(args.repeats)]
-        fractions = sorted(r["fraction_of_offline"] for r in repeats)
-        middle = sorted(repeats, key=lambda r: r["fraction_of_offline"])[(len(repeats) - 1) // 2]
-        row = {"asked": asked, "backend": backend, "precision": precision, **middle,
-               "fraction_of_offline_range": [fractions[0], fractions[-1]], "repeats": repeats}
+        ordered = sorted(repeats, key=lambda r: r["fraction_of_offline"])
+        fractions = [ordered[0]["fraction_of_offline"], ordered[-1]["fraction_of_offline"]]
+        row = {"asked": asked, "backend": backend, "precision": precision, **ordered[(len(ordered) - 1) // 2],
+               "fraction_of_offline_range": fractions, "repeats": repeats}
         results["rows"].append(row)
         print(f"{asked:<12} {backend} {precision}: offline {row['offline_images_per_second']:.0f} img/s, sample "
               f"{row['sample_images_per_second']:.0f} img/s = {100 * row['fraction_of_offline']:.0f}% (median of "
@@ -83,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def helper_costs(model: str, batch_size: int, repeats: int = 50) -> dict[str, float]:
-    """Median milliseconds of each piece of the sampler's helper work for one batch, alone on an idle machine: the
-    batch's latents, the uint8 NHWC conversion, and the sha256 and CRC32 of its bytes (the npz shard's two sums)."""
+def helper_costs(model: str, batch_size: int, seconds: float = 0.5) -> dict[str, float]:
+    """Median milliseconds of each piece of the sampler's helper work for one batch, alone on an idle machine
+    (``timing.measure``: warmed up, then timed call by call for about ``seconds``): the batch's latents, the uint8
+    NHWC conversion, and the sha256 and CRC32 of its bytes (the npz shard's two sums)."""
     import hashlib
     import statistics
     import zlib
@@ -103,14 +105,8 @@ def helper_costs(model: str, batch_size: int, repeats: int = 50) -> dict[str, fl
     raw = to_uint8_nhwc(images).tobytes()
     pieces = {"latents": lambda: latents_for_seeds(range(batch_size), z_dim), "uint8": lambda: to_uint8_nhwc(images),
               "sha256": lambda: hashlib.sha256(raw).digest(), "crc32": lambda: zlib.crc32(raw)}
-    costs = {}
-    for name, piece in pieces.items():
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            piece()
-            times.append(time.perf_counter() - start)
-        costs[name] = 1e3 * statistics.median(times)
+    costs = {name: 1e3 * statistics.median(measure(piece, 1, min_duration=seconds).latencies_s)
+             for name, piece in pieces.items()}
     return costs | {"total": sum(costs.values())}
 
 
