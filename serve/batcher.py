@@ -8,8 +8,10 @@ loop that brought no request"; asyncio's own loop rounds up to 1 ms.) With ``pad
 next preferred size (powers of two up to ``max_batch``, as Triton's preferred_batch_size) so that compiled,
 graph-captured or engine backends see a few shapes only; the padding rows are computed and dropped. At most
 ``max_queue`` latents wait at once; beyond that ``submit`` raises QueueFull (the server answers 503). Inference
-runs on one worker thread, so the event loop keeps accepting requests while a batch computes, and those requests
-form the next batch.
+runs on a worker thread, so the event loop keeps accepting requests while a batch computes, and those requests
+form the next batch. Given several infer callables (copies of the model, as Triton's instance_group count), as many
+batches compute at once, each on its own thread: on a GPU one batch's host work (copies, the wait for the device,
+the answers) then overlaps the next batch's compute. A new batch forms only once a copy is free.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -36,24 +38,32 @@ class BatcherMetrics:
 
 
 class DynamicBatcher:
-    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int, max_queue_delay_us: int,
-                 max_queue: int, metrics: BatcherMetrics | None = None, pad: bool = False, gap_us: int = 0):
-        self.infer, self.max_batch, self.max_queue, self.pad = infer, max_batch, max_queue, pad
+    def __init__(self, infer: Callable[[np.ndarray], np.ndarray] | Sequence[Callable[[np.ndarray], np.ndarray]],
+                 max_batch: int, max_queue_delay_us: int, max_queue: int, metrics: BatcherMetrics | None = None,
+                 pad: bool = False, gap_us: int = 0):
+        """``infer``: one callable, or one per batch that may compute at once (each used by one thread only)."""
+        self.infers = list(infer) if isinstance(infer, Sequence) else [infer]
+        self.max_batch, self.max_queue, self.pad = max_batch, max_queue, pad
         self.delay, self.gap = max_queue_delay_us / 1e6, gap_us / 1e6
         self.metrics = metrics or BatcherMetrics()
         self.queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.queued = 0
         self.wakeup: asyncio.Event | None = None
+        self.free: asyncio.Queue[int] | None = None  # the infer callables not computing a batch
         self.task: asyncio.Task | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ganforge-infer")
+        self.computing: set[asyncio.Task] = set()
+        self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ganforge-infer-{i}")
+                          for i in range(len(self.infers))]
 
     def start(self) -> None:
-        self.wakeup = asyncio.Event()
+        self.wakeup, self.free = asyncio.Event(), asyncio.Queue()
+        for index in range(len(self.infers)):
+            self.free.put_nowait(index)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop."""
-        while self.queue:
+        """Finish what is queued and what is computing, then stop."""
+        while self.queue or self.computing:
             await asyncio.sleep(0.005)
         if self.task:
             self.task.cancel()
@@ -61,7 +71,8 @@ class DynamicBatcher:
                 await self.task
             except asyncio.CancelledError:
                 pass
-        self.executor.shutdown(wait=True)
+        for executor in self.executors:
+            executor.shutdown(wait=True)
 
     async def submit(self, z: np.ndarray) -> np.ndarray:
         if self.queued + len(z) > self.max_queue:
@@ -74,30 +85,40 @@ class DynamicBatcher:
         return await future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self.queue:
                 self.wakeup.clear()
                 await self.wakeup.wait()
+            index = await self.free.get()  # requests keep queueing while every copy computes
             await self._gather()
-            batch = self._take()
+            task = asyncio.get_running_loop().create_task(self._compute(index, self._take()))
+            self.computing.add(task)
+            task.add_done_callback(self.computing.discard)
+
+    async def _compute(self, index: int, batch: list) -> None:
+        """One batch on infer callable ``index``: each request gets its rows, or the error; then the callable is
+        free again."""
+        try:
             z = np.concatenate([item[0] for item in batch])
             now = time.perf_counter()
             for _, _, arrived in batch:
                 self.metrics.waited(now - arrived)
             try:
-                images = await loop.run_in_executor(self.executor, self._infer_padded, z)
+                images = await asyncio.get_running_loop().run_in_executor(
+                    self.executors[index], self._infer_padded, self.infers[index], z)
             except Exception as error:  # hand the failure to every waiting request
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(error)
-                continue
+                return
             self.metrics.batch(len(z), time.perf_counter() - now)
             offset = 0
             for item, future, _ in batch:
                 if not future.done():
                     future.set_result(images[offset : offset + len(item)])
                 offset += len(item)
+        finally:
+            self.free.put_nowait(index)
 
     async def _gather(self) -> None:
         """Return when the queue holds a full batch, its oldest request has waited the delay, or (gap) no request
@@ -115,12 +136,12 @@ class DynamicBatcher:
                 if self.queued == before:
                     return  # the load has paused
 
-    def _infer_padded(self, z: np.ndarray) -> np.ndarray:
+    def _infer_padded(self, infer: Callable[[np.ndarray], np.ndarray], z: np.ndarray) -> np.ndarray:
         size = preferred_size(len(z), self.max_batch) if self.pad else len(z)
         if size == len(z):
-            return self.infer(z)
+            return infer(z)
         padded = np.concatenate([z, np.zeros((size - len(z), *z.shape[1:]), z.dtype)])
-        return self.infer(padded)[: len(z)]
+        return infer(padded)[: len(z)]
 
     def _take(self) -> list:
         batch, size = [], 0

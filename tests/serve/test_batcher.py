@@ -1,4 +1,6 @@
 import asyncio
+import threading
+import time
 
 import numpy as np
 
@@ -69,3 +71,55 @@ def test_requests_closer_than_the_gap_share_a_batch_and_a_pause_closes_it():
     answered, sizes = _answer_times(gap_us=50_000, arrivals=[0.0, 0.005, 0.010, 0.015, 0.15])
     assert sizes == [4, 1]
     assert max(answered[:4]) < 0.12 and answered[4] < 0.25
+
+
+def _slow_copies(count: int, seconds: float) -> tuple[list, dict]:
+    """``count`` infer callables that take ``seconds`` each; ``seen["most"]``: the most computing at once."""
+    seen, lock = {"now": 0, "most": 0, "batches": 0}, threading.Lock()
+
+    def infer(z):
+        with lock:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+        time.sleep(seconds)
+        with lock:
+            seen["now"] -= 1
+            seen["batches"] += 1
+        return z * 2
+
+    return [infer] * count, seen
+
+
+def test_with_two_model_copies_two_batches_compute_at_once_and_each_request_gets_its_rows():
+    for copies, expected in ((2, 2), (1, 1)):
+        infers, seen = _slow_copies(copies, 0.05)
+
+        async def main(infers=infers):
+            batcher = DynamicBatcher(infers, max_batch=4, max_queue_delay_us=1000, max_queue=64)
+            batcher.start()
+            requests = [np.full((1, 3), i, np.float32) for i in range(16)]
+            answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit(z) for z in requests)), 10)
+            await batcher.stop()
+            return requests, answers
+
+        requests, answers = asyncio.run(main())
+        assert seen["most"] == expected
+        for z, images in zip(requests, answers):
+            np.testing.assert_array_equal(images, z * 2)
+
+
+def test_stop_waits_for_the_batch_computing_and_answers_it():
+    (infer,), seen = _slow_copies(1, 0.1)
+
+    async def main():
+        batcher = DynamicBatcher(infer, max_batch=4, max_queue_delay_us=1000, max_queue=64)
+        batcher.start()
+        request = asyncio.ensure_future(batcher.submit(np.ones((1, 3), np.float32)))
+        while not seen["most"]:  # the batch is computing
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(batcher.stop(), 10)
+        return request
+
+    request = asyncio.run(main())
+    assert request.done() and not request.cancelled()
+    np.testing.assert_array_equal(request.result(), np.full((1, 3), 2, np.float32))
