@@ -110,11 +110,14 @@ async def _poisson_load(runner, rate: float, duration: float, max_batch: int, de
 
 def server(runner, rates: list[float], duration: float, latency_bound_ms: float, max_batch: int = 64,
            delay_us: int = 2000, max_queue: int = 4096) -> dict:
-    """Poisson single-seed requests at each rate into the server app in process; the highest rate whose p99 <= the
-    bound passes."""
+    """Poisson single-seed requests at each rate into the server app in process (on a GPU two batches in flight, the
+    server's default there); the highest rate whose p99 <= the bound passes."""
+    from ganforge.serve.server import ServerConfig
+
     points = [asyncio.run(_poisson_load(runner, rate, duration, max_batch, delay_us, max_queue, seed=i))
               for i, rate in enumerate(rates)]
-    return summarize_load(points, latency_bound_ms)
+    in_flight = ServerConfig(max_batch=max_batch, max_queue=max_queue).batches_in_flight(runner.info.device)
+    return summarize_load(points, latency_bound_ms) | {"in_flight": in_flight}
 
 
 def summarize_load(points: list[dict], latency_bound_ms: float) -> dict:

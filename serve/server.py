@@ -35,7 +35,7 @@ from ganforge.errors import UserError
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .latents import MAX_SEED, latents_for_seeds
 from .protocol import BadRequest, decode_body, encode_response, parse_infer_request
-from .runners import Runner
+from .runners import Runner, copies, on_own_stream
 
 log = logging.getLogger("ganforge.serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes answer without the API key
@@ -55,14 +55,23 @@ class ServerConfig:
     metrics_public: bool = False  # with an API key: leave /metrics open to scrapers
     api_docs: bool = False  # /docs, /redoc and /openapi.json
     pad_batches: bool | None = None  # pad to powers of two; None: on GPUs (graphs/engines per shape), off on CPUs
+    in_flight: int | None = None  # batches computing at once, one model copy each; None: 2 on GPUs, 1 on CPUs
 
     def __post_init__(self) -> None:
+        if self.in_flight is not None and self.in_flight < 1:
+            raise UserError(f"--in-flight must be at least 1, got {self.in_flight}")
         if self.max_queue < self.max_batch:
             raise UserError(f"--max-queue {self.max_queue} must be at least --max-batch {self.max_batch} "
                             "(a full request could never be queued)")
 
     def body_limit(self, z_dim: int) -> int:
         return self.max_body_bytes or default_body_limit(self.max_batch, z_dim)
+
+    def batches_in_flight(self, device: str) -> int:
+        """On a GPU two by default: one batch's host work (latents in, images out, the answers) overlaps the next
+        batch's compute. On a CPU one: the runtime's threads already fill the cores (a second batch measured
+        slower there)."""
+        return self.in_flight or (2 if device.startswith("cuda") else 1)
 
 
 def default_body_limit(max_batch: int, z_dim: int) -> int:
@@ -110,11 +119,14 @@ class PrometheusMetrics(BatcherMetrics):
 
 
 def create_app(runner: Runner, config: ServerConfig):
+    """The app around an open ``runner``; for more than one batch in flight it opens the other model copies
+    itself (``copies``) and closes them when the app shuts down (the caller keeps ``runner``)."""
     info = runner.info
     metrics = PrometheusMetrics(config.max_batch)
     pad = info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
-    batcher = DynamicBatcher(runner.infer, config.max_batch, config.max_queue_delay_us, config.max_queue, metrics,
-                             pad=pad, gap_us=config.batch_gap_us)
+    extra = copies(runner, config.batches_in_flight(info.device) - 1)
+    batcher = DynamicBatcher([on_own_stream(r) for r in (runner, *extra)], config.max_batch,
+                             config.max_queue_delay_us, config.max_queue, metrics, pad=pad, gap_us=config.batch_gap_us)
     body_limit = config.body_limit(info.z_dim)
     state = {"ready": False}
 
@@ -125,6 +137,8 @@ def create_app(runner: Runner, config: ServerConfig):
         yield
         state["ready"] = False
         await batcher.stop()  # requests in flight finish first
+        for copy in extra:
+            copy.close()
 
     docs = {} if config.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = _ServerApp(title="ganforge", version=ganforge.__version__, lifespan=lifespan, **docs)

@@ -36,6 +36,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-gap-us", type=int, default=300, help="send a batch early once no request has "
                         "joined it for this long: the load paused, waiting longer only adds latency (default 300; 0: "
                         "only full batches or --max-queue-delay-us)")
+    parser.add_argument("--in-flight", type=int, help="batches computing at once, each on its own copy of the "
+                        "model (default: 2 on a GPU, 1 on a CPU)")
     parser.add_argument("--max-queue", type=int, default=1024, help="latents allowed to wait; beyond: 503")
     parser.add_argument("--api-key", default=os.environ.get("GANFORGE_API_KEY"),
                         help="require this key on every route but the health probes (default: $GANFORGE_API_KEY; "
@@ -59,6 +61,8 @@ def main(argv: list[str]) -> int:
     if args.max_batch < 1 or args.max_queue < 1 or min(args.max_queue_delay_us, args.batch_gap_us) < 0:
         raise UserError("--max-batch and --max-queue must be positive, --max-queue-delay-us and --batch-gap-us "
                         "non-negative")
+    if args.in_flight is not None and args.in_flight < 1:
+        raise UserError(f"--in-flight must be at least 1, got {args.in_flight}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     if (args.max_body_bytes is not None and args.max_body_bytes < 1) or min(
@@ -89,7 +93,7 @@ def main(argv: list[str]) -> int:
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
         backend, precision, model = choice.backend, choice.precision, choice.model_path
     server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us,
-                  batch_gap_us=args.batch_gap_us, max_queue=args.max_queue,
+                  batch_gap_us=args.batch_gap_us, max_queue=args.max_queue, in_flight=args.in_flight,
                   api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
                   metrics_public=args.metrics_public, api_docs=args.api_docs)
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,

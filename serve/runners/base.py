@@ -87,6 +87,29 @@ def host_uint8(images) -> np.ndarray:
     return host.numpy()
 
 
+def copies(runner: Runner, count: int) -> list[Runner]:
+    """``count`` more runners like ``runner``, opened from the same file (model copies for batches in flight)."""
+    info = runner.info
+    return [open_runner(info.backend, info.model_path, info.device, info.precision) for _ in range(count)]
+
+
+def on_own_stream(runner: Runner) -> Callable[[np.ndarray], np.ndarray]:
+    """``runner.infer`` queued on a CUDA stream of its own (torch's current stream, which every CUDA runner here
+    uses), so that batches of different model copies overlap on the GPU instead of queueing on one stream; on a
+    CPU ``runner.infer`` itself."""
+    if not runner.info.device.startswith("cuda"):
+        return runner.infer
+    import torch
+
+    stream = torch.cuda.Stream(runner.info.device)
+
+    def infer(z: np.ndarray) -> np.ndarray:
+        with torch.cuda.stream(stream):
+            return runner.infer(z)
+
+    return infer
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str

@@ -8,6 +8,7 @@ channels-last layout cuDNN's tensor-core kernels prefer; fp32 means fp32 there (
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +23,7 @@ from ganforge.train.precision import resolve_precision, strict_fp32
 from .base import Backend, RunnerBase, RunnerInfo, cuda_missing, host_uint8, register
 
 MAX_BATCH = 4096
+_CAPTURE = threading.Lock()  # one CUDA graph capture at a time in this process
 
 
 class TorchRunner(RunnerBase):
@@ -95,7 +97,9 @@ class CudaGraphs:
                 self.forward(static_in)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: another model copy's thread (batches in flight) may synchronize its own stream meanwhile;
+        # "global", the default, would make that an error
+        with _CAPTURE, torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             static_out = self.forward(static_in)
         self.pool = graph.pool()
         return graph, static_in, static_out

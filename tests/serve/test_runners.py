@@ -6,7 +6,7 @@ from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
 from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.models import model_for_backend
-from ganforge.serve.runners import backends, open_runner
+from ganforge.serve.runners import backends, copies, on_own_stream, open_runner
 from ganforge.train.images import to_uint8_nhwc
 
 
@@ -59,6 +59,25 @@ def test_gpu_backends_match_cpu_fp32_and_replay_graphs_per_batch_size(trained_ru
                 assert runner.device_call(z)().device.type == "cuda"
                 assert runner.info.cuda_graphs == (name == "torch-cudagraph")
                 assert np.array_equal(runner.infer_uint8(z), to_uint8_nhwc(runner.infer(z)))  # on the device
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_two_model_copies_on_their_own_streams_compute_at_once_and_agree(trained_run):
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [latents_for_seeds(range(i * 64, i * 64 + 64), 8) for i in range(16)]
+    for name in ("torch", "torch-cudagraph"):
+        with open_runner(name, str(trained_run), device="cuda") as runner:
+            expected = [runner.infer(z) for z in batches]
+            (copy,) = copies(runner, 1)
+            with ThreadPoolExecutor(2) as pool:  # as the batcher runs them: one thread per copy
+                halves = [pool.submit(lambda infer, part: [infer(z) for z in part], on_own_stream(r), batches[i::2])
+                          for i, r in enumerate((runner, copy))]
+                got = [halves[k % 2].result()[k // 2] for k in range(len(batches))]
+            copy.close()
+        for k, (images, reference) in enumerate(zip(got, expected)):
+            np.testing.assert_array_equal(images, reference, err_msg=f"{name} batch {k}")
 
 
 def test_runner_rejects_wrong_shapes(onnx_model):

@@ -13,6 +13,7 @@ import tritonclient.http as triton
 import uvicorn
 
 from ganforge.benchmarks.http_server import free_port
+from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.runners import open_runner
 from ganforge.serve.sampler import SampleConfig, sample
 from ganforge.serve.server import ServerConfig, create_app
@@ -99,6 +100,26 @@ def test_concurrent_single_seed_requests_are_batched(server):
     count = float(next(line.split()[-1] for line in text.splitlines() if line.startswith("ganforge_batch_size_count")))
     assert count < 64  # fewer inference calls than requests: some batches held more than one request
     assert 'ganforge_requests_total{status="200"} 64.0' in text
+
+
+def test_two_batches_in_flight_answer_every_request_with_its_own_images(onnx_model):
+    seeds = list(range(200, 248))
+    with open_runner("onnxruntime", onnx_model) as runner:
+        expected = runner.infer(latents_for_seeds(seeds, runner.info.z_dim))
+        config = ServerConfig(max_batch=8, max_queue_delay_us=5000, in_flight=2)
+        with RunningServer(runner, config) as running, ThreadPoolExecutor(16) as pool:
+            def one(seed):
+                body = _seed_request([seed]) | {"parameters": {"binary_data_output": True}}
+                response = httpx.post(f"{running.url}/v2/models/generator/infer", json=body, timeout=30)
+                assert response.status_code == 200
+                size = int(response.headers["inference-header-content-length"])
+                images = json.loads(response.content[:size])["outputs"][0]
+                assert images["name"] == "images"
+                return np.frombuffer(response.content[size : size + images["parameters"]["binary_data_size"]], "<f4")
+
+            answers = list(pool.map(one, seeds))
+        assert runner.infer(latents_for_seeds(seeds[:1], runner.info.z_dim)).shape[0] == 1  # still open: ours
+    np.testing.assert_array_equal(np.stack(answers), expected.reshape(len(seeds), -1))
 
 
 @pytest.mark.parametrize("body, message", [
@@ -229,6 +250,7 @@ def test_serve_cli_port_mistakes_are_one_line(onnx_model, ganforge_cli):
         taken.listen()
         port = taken.getsockname()[1]
         for flag, message in ((["--port", "99999"], "--port must be in 0..65535"),
+                              (["--in-flight", "0"], "--in-flight must be at least 1"),
                               (["--port", str(port)], "Address already in use")):
             result = subprocess.run([ganforge_cli, "serve", onnx_model, *flag], capture_output=True, text=True,
                                     timeout=60)
