@@ -3,13 +3,14 @@
     python benchmarks/sample_e2e.py [--model runs/bench-dcgan64] [--images 20000] [--backends auto,torch,onnxruntime]
                                     [--repeats 3]
 
-For each backend (auto: what `--backend auto` picks here), --repeats times: offline images/s at the sampling batch
-size, then `sample()` of --images seeds into npz shards (manifest, sha256s, atomic writes: the real command) timed
-from the first batch to the last shard on disk (and, reported beside it, with the model load: OpenVINO int8
-quantizes at load, a fixed cost of about 2 s); the ratio of the two is taken within each repeat, and the row
-reports their median and range. Also times, alone, each piece of the helper thread's work per batch (latents,
-uint8 conversion, sha256, CRC32): what sampling adds to inference. Writes benchmarks/results/sample_e2e.json and
-prints the table.
+For each backend (auto: what `--backend auto` picks here), --repeats times: `sample()` of --images seeds into npz
+shards (manifest, sha256s, atomic writes: the real command) timed from the first batch to the last shard on disk
+(and, reported beside it, with the model load: OpenVINO int8 quantizes at load, a fixed cost of about 2 s), between
+two measurements of the offline images/s at the sampling batch size; the ratio to their mean is taken within each
+repeat, and the row reports the median repeat and the range, with the cores the process kept busy while sampling
+(CPU time / wall time: 2.0 on 2 cores means no idle core left to hide more work in). Also times, alone, each piece
+of the helper thread's work per batch (latents, uint8 conversion, sha256, CRC32): what sampling adds to inference.
+Writes benchmarks/results/sample_e2e.json and prints the table.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from ganforge.serve.auto import AUTO, AutoConfig, choose
 from ganforge.serve.sampler import SampleConfig, sample
 
 RESULTS = Path(__file__).parent / "results" / "sample_e2e.json"
-timings: list[float] = []
+timings: list[tuple[float, float]] = []
 
 
 def _timed_shards(*args, **kwargs):
-    """sampler._run_shards, timed: from the first batch to the last shard on disk (the model already loaded)."""
-    start = time.perf_counter()
+    """sampler._run_shards, timed: from the first batch to the last shard on disk (the model already loaded); wall
+    seconds and this process's CPU seconds."""
+    start, cpu = time.perf_counter(), time.process_time()
     result = _run_shards(*args, **kwargs)
-    timings.append(time.perf_counter() - start)
+    timings.append((time.perf_counter() - start, time.process_time() - cpu))
     return result
 
 
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                "fraction_of_offline_range": fractions, "repeats": repeats}
         results["rows"].append(row)
         print(f"{asked:<12} {backend} {precision}: offline {row['offline_images_per_second']:.0f} img/s, sample "
-              f"{row['sample_images_per_second']:.0f} img/s = {100 * row['fraction_of_offline']:.0f}% (median of "
+              f"{row['sample_images_per_second']:.0f} img/s = {100 * row['fraction_of_offline']:.0f}% "
+              f"({row['cores_busy']:.2f} cores busy; median of "
               f"{len(repeats)}, {100 * fractions[0]:.0f}-{100 * fractions[-1]:.0f}%; target {100 * TARGET:.0f}%); "
               f"with the model load ({row['load_seconds']:.1f} s) {row['sample_images_per_second_with_load']:.0f} "
               "img/s", flush=True)
@@ -111,19 +114,21 @@ def helper_costs(model: str, batch_size: int, seconds: float = 0.5) -> dict[str,
 
 
 def _repeat(model: str, backend: str, precision: str, images: int, batch_size: int) -> dict:
-    """One offline measurement and one `sample()` right after it; the median repeat is the row (the median of an
-    even count: the lower middle)."""
-    offline = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0)
+    """`sample()` between two offline measurements, against their mean (this machine's speed drifts by 10% within
+    minutes: bracketing cancels a steady drift); the median repeat is the row (of an even count: the lower middle)."""
+    before = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0)
     with tempfile.TemporaryDirectory() as out:
-        config = SampleConfig(model=offline["model_path"], out=out, seeds=tuple(range(images)), backend=backend,
+        config = SampleConfig(model=before["model_path"], out=out, seeds=tuple(range(images)), backend=backend,
                               precision=precision, batch_size=batch_size, quiet=True)
         start = time.perf_counter()
         sample(config)
         seconds = time.perf_counter() - start
-        streaming = timings.pop()
-    row = {"offline_images_per_second": offline["images_per_second"],
-           "offline_window_rates": offline["window_rates"], "sample_seconds": seconds,
-           "load_seconds": seconds - streaming, "streaming_seconds": streaming,
+        streaming, cpu = timings.pop()
+    after = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0)
+    offline = [before["images_per_second"], after["images_per_second"]]
+    row = {"offline_images_per_second": sum(offline) / 2, "offline_before_after": offline,
+           "offline_window_rates": before["window_rates"] + after["window_rates"], "sample_seconds": seconds,
+           "load_seconds": seconds - streaming, "streaming_seconds": streaming, "cores_busy": cpu / streaming,
            "sample_images_per_second": images / streaming, "sample_images_per_second_with_load": images / seconds}
     return row | {"fraction_of_offline": row["sample_images_per_second"] / row["offline_images_per_second"]}
 
