@@ -69,8 +69,9 @@ class ServerConfig:
 
     def batches_in_flight(self, device: str) -> int:
         """On a GPU two by default: one batch's host work (latents in, images out, the answers) overlaps the next
-        batch's compute. On a CPU one: the runtime's threads already fill the cores (a second batch measured
-        slower there)."""
+        batch's compute. On a CPU one: the runtime's threads already fill the cores (a second copy measured within
+        noise of one on 2 cores, benchmarks/results/http_wrk-in-flight.json) and each copy is another model in
+        memory."""
         return self.in_flight or (2 if device.startswith("cuda") else 1)
 
 
