@@ -74,15 +74,14 @@ def load_point(rate: float, requests: int, latencies: list[float], rejected: int
             **extra}
 
 
-async def _poisson_load(runner, rate: float, duration: float, max_batch: int, delay_us: int, max_queue: int,
-                        seed: int) -> dict:
+async def _poisson_load(runner, rate: float, duration: float, config, seed: int) -> dict:
     """Poisson single-seed KServe v2 requests (binary output) into the real server app, in process: the request
     parser, the dynamic batcher and the response encoder all run, only the sockets are left out."""
     import httpx
 
-    from ganforge.serve.server import ServerConfig, create_app
+    from ganforge.serve.server import create_app
 
-    app = create_app(runner, ServerConfig(max_batch=max_batch, max_queue_delay_us=delay_us, max_queue=max_queue))
+    app = create_app(runner, config)
     latencies, rejected, tasks = [], 0, []
     transport = httpx.ASGITransport(app=app)
 
@@ -114,10 +113,9 @@ def server(runner, rates: list[float], duration: float, latency_bound_ms: float,
     server's default there); the highest rate whose p99 <= the bound passes."""
     from ganforge.serve.server import ServerConfig
 
-    points = [asyncio.run(_poisson_load(runner, rate, duration, max_batch, delay_us, max_queue, seed=i))
-              for i, rate in enumerate(rates)]
-    in_flight = ServerConfig(max_batch=max_batch, max_queue=max_queue).batches_in_flight(runner.info.device)
-    return summarize_load(points, latency_bound_ms) | {"in_flight": in_flight}
+    config = ServerConfig(max_batch=max_batch, max_queue_delay_us=delay_us, max_queue=max_queue)
+    points = [asyncio.run(_poisson_load(runner, rate, duration, config, seed=i)) for i, rate in enumerate(rates)]
+    return summarize_load(points, latency_bound_ms) | {"in_flight": config.batches_in_flight(runner.info.device)}
 
 
 def summarize_load(points: list[dict], latency_bound_ms: float) -> dict:

@@ -61,8 +61,6 @@ def main(argv: list[str]) -> int:
     if args.max_batch < 1 or args.max_queue < 1 or min(args.max_queue_delay_us, args.batch_gap_us) < 0:
         raise UserError("--max-batch and --max-queue must be positive, --max-queue-delay-us and --batch-gap-us "
                         "non-negative")
-    if args.in_flight is not None and args.in_flight < 1:
-        raise UserError(f"--in-flight must be at least 1, got {args.in_flight}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     if (args.max_body_bytes is not None and args.max_body_bytes < 1) or min(
@@ -81,6 +79,13 @@ def main(argv: list[str]) -> int:
 
         if not httptools_available():
             raise UserError("--http httptools: httptools is not installed (pip install 'ganforge[serve]')")
+    from .server import ServerConfig
+
+    server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us,
+                  batch_gap_us=args.batch_gap_us, max_queue=args.max_queue, in_flight=args.in_flight,
+                  api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
+                  metrics_public=args.metrics_public, api_docs=args.api_docs)
+    ServerConfig(max_batch=args.max_batch, **server)  # its own checks (--in-flight, --max-queue), before any loading
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
     from .auto import AUTO, AutoConfig, choose
@@ -92,10 +97,6 @@ def main(argv: list[str]) -> int:
         choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
         backend, precision, model = choice.backend, choice.precision, choice.model_path
-    server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us,
-                  batch_gap_us=args.batch_gap_us, max_queue=args.max_queue, in_flight=args.in_flight,
-                  api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
-                  metrics_public=args.metrics_public, api_docs=args.api_docs)
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
                      args.device, args.host, args.max_batch, server, args.header_timeout, args.keep_alive, args.http,
                      threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
