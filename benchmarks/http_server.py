@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 
@@ -49,7 +48,7 @@ def serving_process(model: str, backend: str, precision: str = "fp32", device: s
                     extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
     """``serving``, also yielding the server process (for its RSS and open files)."""
     port = free_port()
-    command = [str(Path(sys.executable).parent / "ganforge"), "serve", str(model), "--backend", backend,
+    command = [sys.executable, "-m", "ganforge", "serve", str(model), "--backend", backend,
                "--precision", precision, "--device", device, "--port", str(port), "--max-batch", str(max_batch),
                "--max-queue-delay-us", str(delay_us), "--max-queue", str(max_queue), *extra_args]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

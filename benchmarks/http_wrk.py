@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         "kind; the largest is the headline (two max batches' worth: one batch forms while the "
                         "other computes)")
     parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--variants", default="--workers 2;--http h11;--batch-gap-us 0", help="`ganforge serve` "
                         "flags (';' between variants) compared with the defaults on binary FP32 requests from one "
                         "connection and from each --connections count")
@@ -54,12 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     model = str(bench_run(Path(args.model))) if args.model == parser.get_default("model") else args.model
     backend, precision = args.backend, args.precision
     if backend == AUTO:
-        choice = choose(AutoConfig(model=model, batch_size=args.max_batch))
+        choice = choose(AutoConfig(model=model, batch_size=args.max_batch, device=args.device))
         backend, precision = choice.backend, choice.precision
-    offline = scenarios.offline_for_model(model, backend, precision, args.max_batch, 3.0)
+    offline = scenarios.offline_for_model(model, backend, precision, args.max_batch, 3.0, args.device)
     connections = sorted(int(c) for c in args.connections.split(","))
     headline = connections[-1]
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
+               "device": args.device,
                "asked_backend": args.backend, "max_batch": args.max_batch, "connections": headline,
                "offline_batch": args.max_batch, "offline": offline, "runs": {}}
     binary = {"binary FP32": OUTPUTS["binary FP32"]}
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, flags, plan in servers:
             runs = results["runs"].setdefault(name, {})
-            with serving_process(offline["model_path"], backend, precision, max_batch=args.max_batch,
+            with serving_process(offline["model_path"], backend, precision, args.device, max_batch=args.max_batch,
                                  extra_args=flags) as (base, server):
                 url = f"{base}/v2/models/generator/infer"
                 for c, kinds in plan:

@@ -1,7 +1,9 @@
 """`ganforge sample` end to end against the same backend's offline rate, measured in one run.
 
     python benchmarks/sample_e2e.py [--model runs/bench-dcgan64] [--images 20000] [--backends auto,torch,onnxruntime]
-                                    [--repeats 3]
+                                    [--repeats 3] [--device cpu]
+
+--backends takes backend names or backend:precision (e.g. torch:fp16 on a GPU; a plain name is fp32).
 
 For each backend (auto: what `--backend auto` picks here), --repeats times: `sample()` of --images seeds into npz
 shards (manifest, sha256s, atomic writes: the real command) timed from the first batch to the last shard on disk
@@ -55,21 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backends", default="auto,torch,onnxruntime")
     parser.add_argument("--repeats", type=int, default=3, help="offline + sample pairs per backend (median)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU the sampler converts to uint8 there)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     model = str(bench_run(Path(args.model))) if args.model == parser.get_default("model") else args.model
-    results = {"environment": environment(None), "model": model, "images": args.images,
+    results = {"environment": environment(None), "model": model, "images": args.images, "device": args.device,
                "batch_size": args.batch_size, "helper_ms_per_batch": helper_costs(model, args.batch_size), "rows": []}
     print("helper thread per batch of", args.batch_size, "(ms, alone):",
           ", ".join(f"{k} {v:.2f}" for k, v in results["helper_ms_per_batch"].items()))
     for asked in args.backends.split(","):
-        backend, precision = asked, "fp32"
-        if asked == AUTO:
-            choice = choose(AutoConfig(model=model, batch_size=args.batch_size))
+        backend, _, precision = asked.partition(":")
+        precision = precision or "fp32"
+        if backend == AUTO:
+            choice = choose(AutoConfig(model=model, batch_size=args.batch_size, device=args.device))
             backend, precision = choice.backend, choice.precision
-        repeats = [_repeat(model, backend, precision, args.images, args.batch_size) for _ in range(args.repeats)]
+        repeats = [_repeat(model, backend, precision, args.images, args.batch_size, args.device)
+                   for _ in range(args.repeats)]
         ordered = sorted(repeats, key=lambda r: r["fraction_of_offline"])
         fractions = [ordered[0]["fraction_of_offline"], ordered[-1]["fraction_of_offline"]]
         row = {"asked": asked, "backend": backend, "precision": precision, **ordered[(len(ordered) - 1) // 2],
@@ -113,18 +118,20 @@ def helper_costs(model: str, batch_size: int, seconds: float = 0.5) -> dict[str,
     return costs | {"total": sum(costs.values())}
 
 
-def _repeat(model: str, backend: str, precision: str, images: int, batch_size: int) -> dict:
+def _repeat(model: str, backend: str, precision: str, images: int, batch_size: int, device: str) -> dict:
     """`sample()` between two offline measurements, against their mean (this machine's speed drifts by 10% within
-    minutes: bracketing cancels a steady drift); the median repeat is the row (of an even count: the lower middle)."""
-    before = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0)
+    minutes: bracketing cancels a steady drift); the median repeat is the row (of an even count: the lower middle).
+    On a GPU the offline rate is the host-uint8 one: images converted on the device, as the sampler does there."""
+    io = "host-uint8" if device.startswith("cuda") else "host"
+    before = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0, device, io)
     with tempfile.TemporaryDirectory() as out:
         config = SampleConfig(model=before["model_path"], out=out, seeds=tuple(range(images)), backend=backend,
-                              precision=precision, batch_size=batch_size, quiet=True)
+                              precision=precision, batch_size=batch_size, quiet=True, device=device)
         start = time.perf_counter()
         sample(config)
         seconds = time.perf_counter() - start
         streaming, cpu = timings.pop()
-    after = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0)
+    after = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0, device, io)
     offline = [before["images_per_second"], after["images_per_second"]]
     row = {"offline_images_per_second": sum(offline) / 2, "offline_before_after": offline,
            "offline_window_rates": before["window_rates"] + after["window_rates"], "sample_seconds": seconds,

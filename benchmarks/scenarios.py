@@ -28,15 +28,16 @@ def offline(runner, batch_size: int, min_duration: float, io: str = "host") -> d
             "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()}}
 
 
-def offline_for_model(model: str, backend: str, precision: str, batch_size: int, min_duration: float) -> dict:
+def offline_for_model(model: str, backend: str, precision: str, batch_size: int, min_duration: float,
+                      device: str = "cpu", io: str = "host") -> dict:
     """``offline`` for a backend opened on ``model`` (a run folder is exported as the backend needs), with the
     model file it loaded: what the sampling and HTTP benchmarks compare themselves with."""
     from ganforge.serve.models import model_for_backend
     from ganforge.serve.runners import open_runner
 
-    path = model_for_backend(model, backend, precision, quiet=True)
-    with open_runner(backend, path, "cpu", precision) as runner:
-        return offline(runner, batch_size, min_duration) | {"model_path": path}
+    path = model_for_backend(model, backend, precision, quiet=True, device=device)
+    with open_runner(backend, path, device, precision) as runner:
+        return offline(runner, batch_size, min_duration, io) | {"model_path": path}
 
 
 def single_stream(runner, min_duration: float) -> dict:
