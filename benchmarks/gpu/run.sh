@@ -59,3 +59,4 @@ e2e)
         --variants "--in-flight 1" --out "$RESULTS/http_wrk.json" ;;
 *) echo "unknown step $step (checks, bench or e2e)"; exit 2 ;;
 esac
+sleep 1  # let tee write the log's last lines before the device tool collects $OUT
