@@ -61,15 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     connections = sorted(int(c) for c in args.connections.split(","))
     headline = connections[-1]
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
-               "device": args.device,
-               "asked_backend": args.backend, "max_batch": args.max_batch, "connections": headline,
-               "offline_batch": args.max_batch, "offline": offline, "runs": {}}
+               "device": args.device, "asked_backend": args.backend, "max_batch": args.max_batch,
+               "connections": headline, "offline_batch": args.max_batch, "offline": offline, "runs": {}}
     binary = {"binary FP32": OUTPUTS["binary FP32"]}
     # (name, serve flags, [(connections, output kinds)]): the defaults with every output kind at every count (and
     # one connection: a lone client's latency), then each variant on binary FP32
-    plans = [(c, kinds) for c in sorted({1, *connections}) for kinds in ([binary] if c == 1 else [OUTPUTS])]
-    servers = [("defaults", (), plans)]
-    servers += [(flags, tuple(flags.split()), [(c, binary) for c in sorted({1, *connections})])
+    counts = sorted({1, *connections})
+    servers = [("defaults", (), [(c, binary if c == 1 else OUTPUTS) for c in counts])]
+    servers += [(flags, tuple(flags.split()), [(c, binary) for c in counts])
                 for flags in filter(None, (v.strip() for v in args.variants.split(";")))]
     with tempfile.TemporaryDirectory() as tmp:
         for name, flags, plan in servers:

@@ -81,11 +81,12 @@ def main(argv: list[str]) -> int:
             raise UserError("--http httptools: httptools is not installed (pip install 'ganforge[serve]')")
     from .server import ServerConfig
 
-    server = dict(model_name=args.model_name, max_queue_delay_us=args.max_queue_delay_us,
-                  batch_gap_us=args.batch_gap_us, max_queue=args.max_queue, in_flight=args.in_flight,
-                  api_key=args.api_key, max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
-                  metrics_public=args.metrics_public, api_docs=args.api_docs)
-    ServerConfig(max_batch=args.max_batch, **server)  # its own checks (--in-flight, --max-queue), before any loading
+    # checked here (--in-flight, --max-queue), before the port and the model
+    server = ServerConfig(model_name=args.model_name, max_batch=args.max_batch,
+                          max_queue_delay_us=args.max_queue_delay_us, batch_gap_us=args.batch_gap_us,
+                          max_queue=args.max_queue, in_flight=args.in_flight, api_key=args.api_key,
+                          max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
+                          metrics_public=args.metrics_public, api_docs=args.api_docs)
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
     from .auto import AUTO, AutoConfig, choose
@@ -98,7 +99,7 @@ def main(argv: list[str]) -> int:
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
         backend, precision, model = choice.backend, choice.precision, choice.model_path
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
-                     args.device, args.host, args.max_batch, server, args.header_timeout, args.keep_alive, args.http,
+                     args.device, args.host, server, args.header_timeout, args.keep_alive, args.http,
                      threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
                      workers=args.workers)
     if args.workers == 1:

@@ -16,10 +16,14 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
+from typing import TYPE_CHECKING
 
 from ganforge.errors import UserError
+
+if TYPE_CHECKING:
+    from .server import ServerConfig
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,7 @@ class ServeSpec:
     precision: str
     device: str
     host: str
-    max_batch: int  # asked for; a worker serves at most what its model file takes
-    server: dict  # the rest of ServerConfig's fields, by name (the config itself is made once max_batch is known)
+    server: ServerConfig  # as asked for; a worker serves batches of at most what its model file takes
     header_timeout: float
     keep_alive: float
     http: str = "auto"  # the HTTP parser: httptools where installed, or h11 (connections.guarded_protocol)
@@ -55,10 +58,10 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
 
     from .connections import MAX_HEAD_BYTES, guarded_protocol
     from .runners import open_runner
-    from .server import ServerConfig, create_app
+    from .server import create_app
 
     runner = open_runner(spec.backend, spec.model_path, worker_device(spec, index), spec.precision)
-    config = ServerConfig(max_batch=min(spec.max_batch, runner.info.max_batch), **spec.server)
+    config = replace(spec.server, max_batch=min(spec.server.max_batch, runner.info.max_batch))
     if index == 0:
         port = sock.getsockname()[1]
         print(f"serving {runner.info.backend} {runner.info.precision} as {config.model_name!r} on "
