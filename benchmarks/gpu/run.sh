@@ -5,6 +5,7 @@
 # bench:  `ganforge bench` on cuda (torch, CUDA graphs, torch.compile, AOTInductor; fp32/fp16/bf16; batch 1, 64,
 #         1024; offline host, host-uint8 and device-only; single-stream; the in-process server with 2 in flight).
 # e2e:    `ganforge sample` end to end against offline (host-uint8), and `ganforge serve` under wrk.
+# The parts of a step add up to 8 minutes at most, leaving 2 of the 10-minute limit for the setup and the model.
 # Results go to $OUT (what the device tool brings back): STEP.log and STEP.tgz (the results files), the tarball
 # rewritten after every part so a run cut short still returns what it finished.
 set -uo pipefail
@@ -43,19 +44,19 @@ case $step in
 checks)
     part tests 120 $PY -m pytest -q -p no:cacheprovider -m "gpu or tensorrt" tests/serve/test_runners.py \
         tests/export/test_tensorrt.py
-    part aoti 240 $PY benchmarks/aoti_crash.py --device cuda --timeout 100 --out "$RESULTS/aoti_crash.json"
+    part aoti 200 $PY benchmarks/aoti_crash.py --device cuda --timeout 100 --out "$RESULTS/aoti_crash.json"
     for precision in fp32 bf16 fp16; do
-        part "train $precision" 60 $PY benchmarks/train_throughput.py --device cuda --precision "$precision" \
+        part "train $precision" 50 $PY benchmarks/train_throughput.py --device cuda --precision "$precision" \
             --batch-size 256 --steps 40 --out "$RESULTS/train-width64-b256-$precision.json"
     done ;;
 bench)
-    part bench 540 $PY -m ganforge bench $run --device cuda --out "$RESULTS/bench" \
+    part bench 480 $PY -m ganforge bench $run --device cuda --out "$RESULTS/bench" \
         --backends auto,torch,torch-cudagraph,torch-compile,aoti --precisions fp32,fp16,bf16 \
         --batch-sizes 1,64,1024 --min-duration 0.6 --server-duration 0.6 ;;
 e2e)
-    part sample 300 $PY benchmarks/sample_e2e.py --device cuda --backends auto,torch:fp16,torch-cudagraph:fp16 \
+    part sample 270 $PY benchmarks/sample_e2e.py --device cuda --backends auto,torch:fp16,torch-cudagraph:fp16 \
         --batch-size 1024 --images 500000 --repeats 3 --out "$RESULTS/sample_e2e.json"
-    part http 240 $PY benchmarks/http_wrk.py --device cuda --backend torch-cudagraph --precision fp16 --seconds 5 \
+    part http 210 $PY benchmarks/http_wrk.py --device cuda --backend torch-cudagraph --precision fp16 --seconds 5 \
         --variants "--in-flight 1" --out "$RESULTS/http_wrk.json" ;;
 *) echo "unknown step $step (checks, bench or e2e)"; exit 2 ;;
 esac
