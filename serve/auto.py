@@ -24,12 +24,11 @@ import numpy as np
 
 from ganforge.errors import UserError
 from ganforge.export.metadata import sha256_file
-from ganforge.export.verify import psnr
 from ganforge.files import atomic_write_bytes
 from ganforge.train.checkpoint import find_checkpoint
 
 from .latents import latents_for_seeds
-from .models import SUFFIXES, is_training_output, model_for_backend
+from .models import SUFFIXES, is_training_output
 from .runners import backends, open_runner
 
 AUTO = "auto"
@@ -235,36 +234,21 @@ def reference_images(model: Path, device: str) -> tuple[np.ndarray, str]:
 
 
 def _measure(config: AutoConfig, model: Path, source: Path) -> Choice:
+    import torch
     from tqdm import tqdm
 
-    from ganforge.benchmarks.timing import measure
+    from .auto_probe import measure_isolated
 
     pairs = candidates(model, config.device, config.precisions, config.backends)
     if not pairs:
         raise UserError(f"--backend auto: no backend here can run {model} in "
                         f"{', '.join(config.precisions or native_precisions(config.device))}")
-    reference, against = reference_images(model, config.device)
-    rows = []
-    bar = tqdm(pairs, desc="auto: measuring backends", unit="backend", disable=config.quiet, dynamic_ncols=True)
-    for name, precision in bar:
-        bar.set_postfix_str(f"{name} {precision}")
-        row = {"backend": name, "precision": precision}
-        try:
-            path = model_for_backend(model, name, precision, quiet=True, device=config.device, cache=config.cache)
-            with open_runner(name, path, config.device, precision) as runner:
-                batch = min(config.batch_size, runner.info.max_batch)
-                images = runner.infer(latents_for_seeds(ACCURACY_SEEDS, runner.info.z_dim))
-                value = psnr(reference, images)
-                row |= {"model_path": str(path), "psnr_db": value if math.isfinite(value) else None,
-                        "accurate": value >= config.min_psnr}
-                if row["accurate"]:
-                    z = latents_for_seeds(range(batch), runner.info.z_dim)
-                    timing = measure(lambda z=z: runner.infer(z), batch, config.seconds)
-                    row |= {"images_per_second": timing.items_per_second, "batch_size": batch,
-                            "window_rates": timing.window_rates}
-        except Exception as error:  # a candidate that cannot load here is a row, not the end of the choice
-            row |= {"error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"}
-        rows.append(row)
+    job = {"model": str(model), "device": config.device, "cache": str(config.cache) if config.cache else None,
+           "batch_size": config.batch_size, "min_psnr": config.min_psnr, "seconds": config.seconds,
+           "torch_threads": torch.get_num_threads()}
+    bar = tqdm(total=len(pairs), desc="auto: measuring backends", unit="backend", disable=config.quiet,
+               dynamic_ncols=True)
+    rows, against = measure_isolated(job, pairs, bar)
     bar.close()
     timed = [r for r in rows if "images_per_second" in r]
     if not timed:
