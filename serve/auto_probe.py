@@ -34,7 +34,8 @@ def measure_pair(job: dict, name: str, precision: str, reference) -> dict:
 
     row = {"backend": name, "precision": precision}
     try:
-        path = model_for_backend(job["model"], name, precision, quiet=True, device=job["device"], cache=job["cache"])
+        cache = Path(job["cache"]) if job["cache"] else None  # JSON carried it as text
+        path = model_for_backend(job["model"], name, precision, quiet=True, device=job["device"], cache=cache)
         with open_runner(name, path, job["device"], precision) as runner:
             batch = min(job["batch_size"], runner.info.max_batch)
             value = psnr(reference, runner.infer(latents_for_seeds(ACCURACY_SEEDS, runner.info.z_dim)))

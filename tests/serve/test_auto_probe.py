@@ -1,7 +1,9 @@
 """--backend auto measures in child processes: a candidate that kills its process is a row, not the end."""
 
 import os
+import shutil
 import textwrap
+from pathlib import Path
 
 from ganforge.serve.auto import AutoConfig, candidates, choose
 
@@ -31,3 +33,11 @@ def test_a_candidate_that_crashes_the_process_costs_its_row_only(onnx_copy, tmp_
     assert list(rows) == [first, second]
     assert rows[first]["error"] == "crashed the process (killed by SIGSEGV)"
     assert rows[second]["images_per_second"] > 0 and (choice.backend, choice.precision) == second
+
+
+def test_a_checkpoint_outside_a_run_exports_into_the_cache_folder(trained_run, tmp_path):
+    checkpoint = tmp_path / "g.pt"  # no run folder around it: exports go to the cache (sample's --out)
+    shutil.copy(trained_run / "checkpoints" / "latest.pt", checkpoint)
+    choice = choose(AutoConfig(model=str(checkpoint), backends=("onnxruntime",), precisions=("fp32",), seconds=0.2,
+                               cache=tmp_path / "out", quiet=True))
+    assert Path(choice.model_path).parent == tmp_path / "out" / "exports"
