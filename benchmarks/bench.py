@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from tqdm import tqdm
 
 from ganforge.errors import UserError
 from ganforge.export.verify import psnr
+from ganforge.isolation import child_main, run_isolated
 from ganforge.serve.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
 from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.models import is_training_output, model_for_backend
@@ -74,20 +77,49 @@ class BenchConfig:
 
 
 def bench(config: BenchConfig, progress: bool = True) -> dict:
+    """Each backend x precision is measured in a child process (``ganforge.isolation``), one after another: a
+    runtime that takes its process down (AOTInductor's segfault on CUDA) costs its own row, not the run, and no
+    backend inherits another's threads, caches or allocations."""
+    import torch
+
     names = config.backend_names()
     reference, gflops = _reference(config)
     ceilings = _ceilings(config)
     env = environment(ceilings.get("fp32")) | {"matmul_gflops": ceilings, "device": config.device,
                                                 "generator_gflops_per_image": gflops, "model": str(config.model)}
     report = {"environment": env, "results": []}
-    combos = [(b, p) for b in names for p in config.precisions if b != AUTO and p in backends()[b].precisions]
-    combos = [(AUTO, AUTO)] * (AUTO in names) + combos
+    combos = [[b, p] for b in names for p in config.precisions if b != AUTO and p in backends()[b].precisions]
+    combos = [[AUTO, AUTO]] * (AUTO in names) + combos
     if not combos:
         raise UserError(f"no backend among {', '.join(names)} runs precision {', '.join(config.precisions)}")
-    for backend, precision in tqdm(combos, desc="bench", unit="backend", disable=not progress):
-        report["results"] += _bench_backend(config, backend, precision, reference, gflops, ceilings)
-        raise_ceilings(report)
-        write_json(report, Path(config.out))
+    bar = tqdm(total=len(combos), desc="bench", unit="backend", disable=not progress)
+    where = {}
+
+    def on_message(message: dict) -> None:
+        if "start" in message:
+            bar.set_postfix_str(" ".join(message["start"]))
+            where.clear()
+        elif "measuring" in message:
+            where.update(message["measuring"])
+        elif "row" in message:
+            report["results"].append(message["row"])
+        elif "crashed" in message:
+            backend, precision = message["crashed"]
+            report["results"].append(_row(backend, precision, where.get("scenario", "load"), where.get("batch"),
+                                          io=where.get("io", "host"), status="error",
+                                          error=f"crashed the process ({message['ending']})"))
+        if "done" in message or "crashed" in message:
+            raise_ceilings(report)
+            write_json(report, Path(config.out))
+            bar.update()
+
+    with tempfile.TemporaryDirectory(prefix="ganforge-bench-") as tmp:
+        if reference is not None:
+            np.save(Path(tmp) / "reference.npy", reference)
+        job = {"config": asdict(config), "reference": None if reference is None else str(Path(tmp) / "reference.npy"),
+               "gflops": gflops, "ceilings": ceilings, "torch_threads": torch.get_num_threads()}
+        run_isolated("ganforge.benchmarks.bench", job, combos, on_message, "bench")
+    bar.close()
     return report
 
 
@@ -130,7 +162,10 @@ def _row(backend: str, precision: str, scenario: str, batch_size: int | None, **
             "status": "ok", **values}
 
 
-def _bench_backend(config, backend, precision, reference, gflops, ceilings) -> list[dict]:
+def _bench_backend(config, backend, precision, reference, gflops, ceilings, measuring) -> Iterator[dict]:
+    """The rows of one backend x precision, as they are measured; ``measuring(scenario=, batch=, io=)`` is called
+    before each measurement."""
+    measuring(scenario="load")
     try:
         if backend == AUTO:  # auto's choice at the server batch size, benched under the label auto:<backend>
             choice = choose(AutoConfig(model=config.model, device=config.device, batch_size=config.server_max_batch,
@@ -141,8 +176,8 @@ def _bench_backend(config, backend, precision, reference, gflops, ceilings) -> l
             path = model_for_backend(config.model, backend, precision, quiet=True, device=config.device)
             runner = open_runner(backend, path, config.device, precision)
     except Exception as error:  # a backend that cannot load is reported, and the others still run
-        return [_row(backend, precision, "load", None, status="error", error=_message(error))]
-    rows = []
+        yield _row(backend, precision, "load", None, status="error", error=_message(error))
+        return
     with runner:
         accuracy = _accuracy(runner, reference)
         offline_rates = {}
@@ -151,13 +186,13 @@ def _bench_backend(config, backend, precision, reference, gflops, ceilings) -> l
         for scenario in config.scenarios:
             for batch in batch_sizes if scenario == "offline" else [None]:
                 for io in _io_modes(scenario, runner):
+                    measuring(scenario=scenario, batch=batch, io=io)
                     try:
-                        rows.append(_measure(config, runner, backend, precision, scenario, batch, io, offline_rates,
-                                             gflops, ceilings, accuracy | graphs))
+                        yield _measure(config, runner, backend, precision, scenario, batch, io, offline_rates,
+                                       gflops, ceilings, accuracy | graphs)
                     except Exception as error:
-                        rows.append(_row(backend, precision, scenario, batch, status="error", error=_message(error),
-                                         **graphs))
-    return rows
+                        yield _row(backend, precision, scenario, batch, status="error", error=_message(error),
+                                   **graphs)
 
 
 def _io_modes(scenario: str, runner) -> tuple[str, ...]:
@@ -214,3 +249,23 @@ def _accuracy(runner, reference) -> dict:
 def _message(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _prepare(job: dict, send) -> tuple:
+    config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["config"].items()})
+    return config, None if job["reference"] is None else np.load(job["reference"])
+
+
+def _work(job: dict, state: tuple, combo: list, send) -> None:
+    config, reference = state
+    for row in _bench_backend(config, *combo, reference, job["gflops"], job["ceilings"],
+                              lambda **where: send(measuring=where)):
+        send(row=row)
+
+
+if __name__ == "__main__":  # the child process of bench(), through the package's module (one _bench_backend)
+    import sys
+
+    from ganforge.benchmarks import bench as module
+
+    sys.exit(child_main(module._prepare, module._work))

@@ -2,24 +2,19 @@
 runtime's native code, as AOTInductor on CUDA did on an H100) costs its own row, not the user's sample, serve or
 bench job.
 
-The parent (``measure_isolated``) starts ``python -m ganforge.serve.auto_probe FD`` with the job as JSON on its
-stdin. The child reports on pipe FD, one JSON line each: ``{"against": ...}`` once the reference images are made,
-``{"start": [backend, precision]}`` before a candidate and ``{"row": {...}}`` after it. When the child dies inside a
-candidate, that candidate becomes an error row naming the signal, and a fresh child measures the rest.
+The parent (``measure_isolated``) runs the candidates through ``ganforge.isolation``: the child sends
+``{"against": ...}`` once the reference images are made and ``{"row": {...}}`` for each candidate. When the child
+dies inside a candidate, that candidate becomes an error row naming the signal, and a fresh child measures the rest.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from ganforge.errors import UserError
 from ganforge.export.verify import psnr
+from ganforge.isolation import child_main, run_isolated
 
 from .latents import latents_for_seeds
 from .models import model_for_backend
@@ -53,76 +48,39 @@ def measure_pair(job: dict, name: str, precision: str, reference) -> dict:
 
 def measure_isolated(job: dict, pairs: list[tuple[str, str]], bar) -> tuple[list[dict], str]:
     """The rows of ``pairs`` (in order) and what the reference images came from, measured in child processes."""
-    rows, remaining, against = [], list(pairs), ""
-    while remaining:
-        read_end, write_end = os.pipe()
-        child = subprocess.Popen([sys.executable, "-m", "ganforge.serve.auto_probe", str(write_end)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=(write_end,))
-        os.close(write_end)
-        child.stdin.write(json.dumps(job | {"pairs": remaining}).encode())
-        child.stdin.close()
-        current, problem = None, None
-        with os.fdopen(read_end) as messages:
-            for line in messages:
-                message = json.loads(line)
-                if "against" in message:
-                    against = message["against"]
-                elif "start" in message:
-                    current = tuple(message["start"])
-                    bar.set_postfix_str(" ".join(current))
-                elif "row" in message:
-                    rows.append(message["row"])
-                    remaining.pop(0)
-                    current = None
-                    bar.update()
-                elif "error" in message:
-                    problem = message["error"]
-        code = child.wait()
-        if problem is not None:
-            raise UserError(problem)
-        if current is None:  # it died outside any candidate (or finished): nothing to blame on a row
-            if remaining:
-                raise UserError(f"--backend auto: the measuring process ended early ({_ending(code)})")
-            break
-        rows.append({"backend": current[0], "precision": current[1], "error": f"crashed the process ({_ending(code)})"})
-        remaining.pop(0)
-        bar.update()
-    return rows, against
+    rows, against = [], [""]
+
+    def on_message(message: dict) -> None:
+        if "against" in message:
+            against[0] = message["against"]
+        elif "start" in message:
+            bar.set_postfix_str(" ".join(message["start"]))
+        elif "row" in message:
+            rows.append(message["row"])
+        elif "crashed" in message:
+            backend, precision = message["crashed"]
+            rows.append({"backend": backend, "precision": precision,
+                         "error": f"crashed the process ({message['ending']})"})
+        if "done" in message or "crashed" in message:
+            bar.update()
+
+    run_isolated("ganforge.serve.auto_probe", job, [list(pair) for pair in pairs], on_message, "--backend auto")
+    return rows, against[0]
 
 
-def _ending(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def main(report_fd: int) -> int:
-    import torch
-
+def _prepare(job: dict, send) -> object:
     from .auto import reference_images
 
-    job = json.load(sys.stdin)
-    torch.set_num_threads(job["torch_threads"])
-    with os.fdopen(report_fd, "w", buffering=1) as report:
-        def send(**message) -> None:
-            report.write(json.dumps(message) + "\n")
+    reference, against = reference_images(Path(job["model"]), job["device"])
+    send(against=against)
+    return reference
 
-        try:
-            reference, against = reference_images(Path(job["model"]), job["device"])
-        except UserError as error:
-            send(error=str(error))
-            return 2
-        send(against=against)
-        for name, precision in job["pairs"]:
-            send(start=[name, precision])
-            send(row=measure_pair(job, name, precision, reference))
-    return 0
+
+def _work(job: dict, reference, pair: list, send) -> None:
+    send(row=measure_pair(job, pair[0], pair[1], reference))
 
 
 if __name__ == "__main__":  # through the package's module, so that there is one measure_pair
-    from ganforge.serve.auto_probe import main as probe_main
+    from ganforge.serve import auto_probe
 
-    sys.exit(probe_main(int(sys.argv[1])))
+    sys.exit(child_main(auto_probe._prepare, auto_probe._work))

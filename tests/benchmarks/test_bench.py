@@ -1,5 +1,7 @@
 import json
+import os
 import subprocess
+import textwrap
 
 import pytest
 from PIL import Image
@@ -124,3 +126,32 @@ def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
         runner.infer_uint8 = lambda z: calls.append(len(z)) or convert(z)
         result = offline(runner, 4, 0.1, io="host-uint8")
     assert result["images_per_second"] > 0 and calls and set(calls) == {4}
+
+
+CRASH = textwrap.dedent("""
+    import os, signal
+    import ganforge.benchmarks.bench as bench
+
+    measure = bench._measure
+
+    def crashing(config, runner, backend, precision, scenario, *rest):  # as a runtime's native code would
+        if (backend, scenario) == ("onnxruntime", "single-stream"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return measure(config, runner, backend, precision, scenario, *rest)
+
+    bench._measure = crashing
+""")
+
+
+def test_a_backend_that_crashes_the_process_costs_its_rows_only(onnx_copy, tmp_path, monkeypatch):
+    (tmp_path / "sitecustomize.py").write_text(CRASH)  # run by every Python on this path: bench's children too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    config = BenchConfig(model=str(onnx_copy), out=str(tmp_path / "b"), backends=("onnxruntime", "openvino"),
+                         precisions=("fp32",), batch_sizes=(8,), scenarios=("offline", "single-stream"),
+                         min_duration=0.1)
+    report = bench(config, progress=False)
+    rows = [(r["backend"], r["scenario"], r["status"], r.get("error")) for r in report["results"]]
+    assert rows == [("onnxruntime", "offline", "ok", None),  # measured before the crash: kept
+                    ("onnxruntime", "single-stream", "error", "crashed the process (killed by SIGSEGV)"),
+                    ("openvino", "offline", "ok", None), ("openvino", "single-stream", "ok", None)]
+    assert json.loads((tmp_path / "b" / "bench.json").read_text())["results"][1]["error"].startswith("crashed")
