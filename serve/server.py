@@ -122,58 +122,84 @@ class PrometheusMetrics(BatcherMetrics):
 def create_app(runner: Runner, config: ServerConfig):
     """The app around an open ``runner``; for more than one batch in flight it opens the other model copies
     itself (``copies``) and closes them when the app shuts down (the caller keeps ``runner``)."""
-    info = runner.info
-    metrics = PrometheusMetrics(config.max_batch)
-    pad = info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
-    extra = copies(runner, config.batches_in_flight(info.device) - 1)
-    batcher = DynamicBatcher([on_own_stream(r) for r in (runner, *extra)], config.max_batch,
-                             config.max_queue_delay_us, config.max_queue, metrics, pad=pad, gap_us=config.batch_gap_us)
-    body_limit = config.body_limit(info.z_dim)
-    state = {"ready": False}
+    service = _Service(runner, config)
 
     @asynccontextmanager
     async def lifespan(app):
-        batcher.start()
-        state["ready"] = True
-        yield
-        state["ready"] = False
-        await batcher.stop()  # requests in flight finish first
-        for copy in extra:
-            copy.close()
+        async with service.running():
+            yield
 
     docs = {} if config.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = _ServerApp(title="ganforge", version=ganforge.__version__, lifespan=lifespan, **docs)
+    app.add_exception_handler(HTTPException, service.http_error)
+    app.add_exception_handler(RequestValidationError, service.validation_error)
+    app.add_middleware(GuardMiddleware, guard=service.guard)
+    app.get("/v2/health/live")(service.live)
+    app.get("/v2/health/ready")(service.ready)
+    app.get("/v2")(service.server_metadata)
+    app.get("/v2/models/{name}")(service.model_metadata)
+    app.get("/v2/models/{name}/ready")(service.model_ready)
+    app.router.add_route("/v2/models/{name}/infer", service.infer_route, methods=["POST"], include_in_schema=False)
+    app.get("/v1/sample.png")(service.sample_png)
+    app.get("/metrics")(service.prometheus)
+    app.fast_path = (f"/v2/models/{config.model_name}/infer", service.infer_fast)
+    app.state.batcher, app.state.metrics = service.batcher, service.metrics
+    return app
 
-    def error(status: int, message: str, headers: dict | None = None):
-        metrics.requests.labels(str(status)).inc()
+
+class _Service:
+    """What the routes share: the model's info, the config, the batcher (over the runner and its copies), the
+    metrics and readiness. Each route is a method; ``create_app`` wires them to paths."""
+
+    def __init__(self, runner: Runner, config: ServerConfig):
+        self.info, self.config = runner.info, config
+        self.metrics = PrometheusMetrics(config.max_batch)
+        pad = self.info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
+        self.extra = copies(runner, config.batches_in_flight(self.info.device) - 1)
+        self.batcher = DynamicBatcher([on_own_stream(r) for r in (runner, *self.extra)], config.max_batch,
+                                      config.max_queue_delay_us, config.max_queue, self.metrics, pad=pad,
+                                      gap_us=config.batch_gap_us)
+        self.body_limit = config.body_limit(self.info.z_dim)
+        self.is_ready = False
+
+    @asynccontextmanager
+    async def running(self):
+        self.batcher.start()
+        self.is_ready = True
+        yield
+        self.is_ready = False
+        await self.batcher.stop()  # requests in flight finish first
+        for copy in self.extra:
+            copy.close()
+
+    def error(self, status: int, message: str, headers: dict | None = None) -> JSONResponse:
+        self.metrics.requests.labels(str(status)).inc()
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     # Every error is a JSON {"error": ...}: FastAPI's own 404/405/422 answers included (422 becomes 400).
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException):
-        return error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    async def http_error(self, request: Request, exc: HTTPException) -> JSONResponse:
+        return self.error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError):
+    async def validation_error(self, request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return error(400, problems or "invalid request")
+        return self.error(400, problems or "invalid request")
 
-    def authorised(request: Request) -> bool:
+    def authorised(self, request: Request) -> bool:
         """'Authorization: Bearer KEY' or 'X-API-Key: KEY', compared in constant time."""
-        if not config.api_key:
+        if not self.config.api_key:
             return True
         header = request.headers.get("authorization")
         given = header[7:] if header and header.startswith("Bearer ") else request.headers.get("x-api-key", "")
-        return secrets.compare_digest(given.encode(), config.api_key.encode())
+        return secrets.compare_digest(given.encode(), self.config.api_key.encode())
 
-    async def guard(scope, receive, send, inner) -> None:
+    async def guard(self, scope, receive, send, inner) -> None:
         """The API key on every route but the probes; a real internal error is logged once, counted, 500.
         Plain ASGI (not @app.middleware, which copies every request and response through extra tasks)."""
-        request = Request(scope)
         path = scope["path"]
-        open_path = path in OPEN_PATHS or (path == "/metrics" and config.metrics_public)
-        if not open_path and not authorised(request):
-            response = error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')")
+        open_path = path in OPEN_PATHS or (path == "/metrics" and self.config.metrics_public)
+        if not open_path and not self.authorised(Request(scope)):
+            response = self.error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or "
+                                       "'X-API-Key: KEY')")
             return await response(scope, receive, send)
         started = False
 
@@ -187,56 +213,55 @@ def create_app(runner: Runner, config: ServerConfig):
         except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into a clean 500
             log.exception("internal error on %s %s: %s", scope.get("method"), path, exc)
             if not started:
-                await error(500, "internal server error")(scope, receive, send)
+                await self.error(500, "internal server error")(scope, receive, send)
 
-    app.add_middleware(GuardMiddleware, guard=guard)
-
-    async def read_body(request: Request) -> bytes:
+    async def read_body(self, request: Request) -> bytes:
         """The body, at most body_limit bytes (413 beyond), arriving within body_timeout_s (408 beyond)."""
+        limit, timeout = self.body_limit, self.config.body_timeout_s
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > body_limit:
-            raise BadRequest(f"request body of {declared} bytes exceeds the limit of {body_limit}", 413)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BadRequest(f"request body of {declared} bytes exceeds the limit of {limit}", 413)
         chunks, size = [], 0
 
         async def receive() -> None:
             nonlocal size
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > body_limit:
-                    raise BadRequest(f"request body exceeds the limit of {body_limit} bytes", 413)
+                if size > limit:
+                    raise BadRequest(f"request body exceeds the limit of {limit} bytes", 413)
                 chunks.append(chunk)
 
         try:
             if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request, unlike wait_for
-                async with asyncio.timeout(config.body_timeout_s):
+                async with asyncio.timeout(timeout):
                     await receive()
             else:
-                await asyncio.wait_for(receive(), config.body_timeout_s)
+                await asyncio.wait_for(receive(), timeout)
         except asyncio.TimeoutError:
-            raise BadRequest(f"request body did not arrive within {config.body_timeout_s:g}s", 408) from None
+            raise BadRequest(f"request body did not arrive within {timeout:g}s", 408) from None
         return b"".join(chunks)
 
-    def model_error(name: str):
-        if name != config.model_name:
-            return error(404, f"unknown model {name!r}; this server serves {config.model_name!r}")
+    def model_error(self, name: str) -> JSONResponse | None:
+        if name != self.config.model_name:
+            return self.error(404, f"unknown model {name!r}; this server serves {self.config.model_name!r}")
         return None
 
-    @app.get("/v2/health/live")
-    async def live():
+    def readiness(self) -> JSONResponse:
+        return JSONResponse({"ready": self.is_ready}, status_code=200 if self.is_ready else 503)
+
+    async def live(self):
         return {"live": True}
 
-    @app.get("/v2/health/ready")
-    async def ready():
-        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+    async def ready(self):
+        return self.readiness()
 
-    @app.get("/v2")
-    async def server_metadata():
+    async def server_metadata(self):
         return {"name": "ganforge", "version": ganforge.__version__, "extensions": ["binary_tensor_data"]}
 
-    @app.get("/v2/models/{name}")
-    async def model_metadata(name: str):
-        if (problem := model_error(name)) is not None:
+    async def model_metadata(self, name: str):
+        if (problem := self.model_error(name)) is not None:
             return problem
+        info = self.info
         return {"name": name, "versions": ["1"], "platform": info.backend,
                 "inputs": [{"name": "seed", "datatype": "INT64", "shape": [-1]},
                            {"name": "z", "datatype": "FP32", "shape": [-1, info.z_dim]}],
@@ -244,35 +269,34 @@ def create_app(runner: Runner, config: ServerConfig):
                             *([{"name": "images_uint8", "datatype": "UINT8",
                                 "shape": [-1, *info.output_shape[1:], info.output_shape[0]]}]
                               if len(info.output_shape) == 3 else [])],
-                "parameters": {"precision": info.precision, "device": info.device, "max_batch": config.max_batch,
-                               "max_body_bytes": body_limit, "value_range": [-1, 1]}}
+                "parameters": {"precision": info.precision, "device": info.device,
+                               "max_batch": self.config.max_batch, "max_body_bytes": self.body_limit,
+                               "value_range": [-1, 1]}}
 
-    @app.get("/v2/models/{name}/ready")
-    async def model_ready(name: str):
-        if (problem := model_error(name)) is not None:
-            return problem
-        return JSONResponse({"ready": state["ready"]}, status_code=200 if state["ready"] else 503)
+    async def model_ready(self, name: str):
+        problem = self.model_error(name)
+        return self.readiness() if problem is None else problem
 
-    async def infer(request: Request, name: str):
+    async def infer(self, request: Request, name: str):
         """The hot path: reached straight from the top of the app for this server's model (``_ServerApp``), through
         the router only for other names (404)."""
-        if (problem := model_error(name)) is not None:
+        if (problem := self.model_error(name)) is not None:
             return problem
         try:
-            raw = await read_body(request)
+            raw = await self.read_body(request)
             body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
-            parsed = parse_infer_request(body, info.z_dim, config.max_batch, binary,
-                                         points=len(info.output_shape) != 3)
+            parsed = parse_infer_request(body, self.info.z_dim, self.config.max_batch, binary,
+                                         points=len(self.info.output_shape) != 3)
         except BadRequest as bad:
-            return error(bad.status, str(bad))
+            return self.error(bad.status, str(bad))
         except ClientDisconnect:
             log.warning("client %s disconnected before sending its whole request", _peer(request))
-            return error(499, "client disconnected")
+            return self.error(499, "client disconnected")
         try:
-            images = await batcher.submit(parsed.z)
+            images = await self.batcher.submit(parsed.z)
         except QueueFull as full:
-            return error(503, str(full), headers={"Retry-After": "1"})
-        metrics.requests.labels("200").inc()
+            return self.error(503, str(full), headers={"Retry-After": "1"})
+        self.metrics.requests.labels("200").inc()
         header = {"model_name": name, "model_version": "1", "id": body.get("id", "")}
         if all(o.binary for o in parsed.outputs):  # raw bytes: cheap, encoded here
             payload, head_length = encode_response(header, images, parsed.outputs)
@@ -283,44 +307,38 @@ def create_app(runner: Runner, config: ServerConfig):
         return Response(payload, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(head_length)})
 
-    async def infer_route(request: Request):
-        return await infer(request, request.path_params["name"])
+    async def infer_route(self, request: Request):
+        return await self.infer(request, request.path_params["name"])
 
-    app.router.add_route("/v2/models/{name}/infer", infer_route, methods=["POST"], include_in_schema=False)
+    async def infer_fast(self, scope, receive, send) -> None:
+        """``infer`` for this server's model as plain ASGI, behind the guard (``_ServerApp.fast_path``)."""
+        async def answer(scope, receive, send) -> None:
+            response = await self.infer(Request(scope, receive), self.config.model_name)
+            await response(scope, receive, send)
 
-    async def infer_asgi(scope, receive, send) -> None:
-        response = await infer(Request(scope, receive), config.model_name)
-        await response(scope, receive, send)
+        await self.guard(scope, receive, send, answer)
 
-    app.fast_path = (f"/v2/models/{config.model_name}/infer", lambda scope, receive, send: guard(
-        scope, receive, send, infer_asgi))
-
-    @app.get("/v1/sample.png")
-    async def sample_png(seed: str = "0"):
+    async def sample_png(self, seed: str = "0"):
         from PIL import Image
 
         from ganforge.train.images import to_uint8_nhwc
 
-        if len(info.output_shape) != 3:
-            return error(400, "this model makes 2D points, not images")
+        if len(self.info.output_shape) != 3:
+            return self.error(400, "this model makes 2D points, not images")
         if not (seed.isascii() and seed.isdigit()) or int(seed) > MAX_SEED:
-            return error(400, f"seed must be an integer in 0..{MAX_SEED}, got {seed[:40]!r}")
+            return self.error(400, f"seed must be an integer in 0..{MAX_SEED}, got {seed[:40]!r}")
         try:
-            images = await batcher.submit(latents_for_seeds([int(seed)], info.z_dim))
+            images = await self.batcher.submit(latents_for_seeds([int(seed)], self.info.z_dim))
         except QueueFull as full:
-            return error(503, str(full), headers={"Retry-After": "1"})
+            return self.error(503, str(full), headers={"Retry-After": "1"})
         picture = to_uint8_nhwc(images)[0]
         buffer = io.BytesIO()
         Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buffer, format="PNG")
-        metrics.requests.labels("200").inc()
+        self.metrics.requests.labels("200").inc()
         return Response(buffer.getvalue(), media_type="image/png")
 
-    @app.get("/metrics")
-    async def prometheus():
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    app.state.batcher, app.state.metrics = batcher, metrics
-    return app
+    async def prometheus(self):
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 class _ServerApp(FastAPI):
