@@ -18,6 +18,38 @@ EXAMPLES = """\
 
 
 def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    cores = os.cpu_count() or 1
+    _check(args, cores)
+    from .server import ServerConfig
+
+    # checked here (--in-flight, --max-queue), before the port and the model
+    server = ServerConfig(model_name=args.model_name, max_batch=args.max_batch,
+                          max_queue_delay_us=args.max_queue_delay_us, batch_gap_us=args.batch_gap_us,
+                          max_queue=args.max_queue, in_flight=args.in_flight, api_key=args.api_key,
+                          max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
+                          metrics_public=args.metrics_public, api_docs=args.api_docs)
+    sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
+
+    from .auto import AUTO, AutoConfig, choose
+    from .models import model_for_backend
+    from .workers import ServeSpec, serve_single, supervise
+
+    backend, precision, model = args.backend, args.precision or "fp32", args.model
+    if backend == AUTO:
+        choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
+                                   min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
+        backend, precision, model = choice.backend, choice.precision, choice.model_path
+    spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
+                     args.device, args.host, server, args.header_timeout, args.keep_alive, args.http,
+                     threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
+                     workers=args.workers)
+    if args.workers == 1:
+        return serve_single(spec, sock)
+    return supervise(spec, sock, args.workers)
+
+
+def _parser() -> Parser:
     parser = Parser("serve", "Serve a generator over HTTP (KServe v2) with dynamic batching.", EXAMPLES)
     parser.add_argument("model", help="run folder, checkpoint, .onnx, .pt2 or .engine (as the backend needs)")
     parser.add_argument("--backend", default="auto", help="auto (default: the fastest backend and precision at "
@@ -57,7 +89,11 @@ def main(argv: list[str]) -> int:
                         "(default: httptools where installed, as with the serve extra; else h11)")
     parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
                         "stays open (default 5)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _check(args, cores: int) -> None:
+    """Every flag the model and the port do not decide, as one line each."""
     if args.max_batch < 1 or args.max_queue < 1 or min(args.max_queue_delay_us, args.batch_gap_us) < 0:
         raise UserError("--max-batch and --max-queue must be positive, --max-queue-delay-us and --batch-gap-us "
                         "non-negative")
@@ -66,7 +102,6 @@ def main(argv: list[str]) -> int:
     if (args.max_body_bytes is not None and args.max_body_bytes < 1) or min(
             args.body_timeout, args.header_timeout, args.keep_alive) <= 0:
         raise UserError("--max-body-bytes, --body-timeout, --header-timeout and --keep-alive must be positive")
-    cores = os.cpu_count() or 1
     if args.workers < 1:
         raise UserError("--workers must be at least 1")
     if args.workers > cores and not args.force:
@@ -79,32 +114,6 @@ def main(argv: list[str]) -> int:
 
         if not httptools_available():
             raise UserError("--http httptools: httptools is not installed (pip install 'ganforge[serve]')")
-    from .server import ServerConfig
-
-    # checked here (--in-flight, --max-queue), before the port and the model
-    server = ServerConfig(model_name=args.model_name, max_batch=args.max_batch,
-                          max_queue_delay_us=args.max_queue_delay_us, batch_gap_us=args.batch_gap_us,
-                          max_queue=args.max_queue, in_flight=args.in_flight, api_key=args.api_key,
-                          max_body_bytes=args.max_body_bytes, body_timeout_s=args.body_timeout,
-                          metrics_public=args.metrics_public, api_docs=args.api_docs)
-    sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
-
-    from .auto import AUTO, AutoConfig, choose
-    from .models import model_for_backend
-    from .workers import ServeSpec, serve_single, supervise
-
-    backend, precision, model = args.backend, args.precision or "fp32", args.model
-    if backend == AUTO:
-        choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
-                                   min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
-        backend, precision, model = choice.backend, choice.precision, choice.model_path
-    spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
-                     args.device, args.host, server, args.header_timeout, args.keep_alive, args.http,
-                     threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
-                     workers=args.workers)
-    if args.workers == 1:
-        return serve_single(spec, sock)
-    return supervise(spec, sock, args.workers)
 
 
 def _check_gpus(device: str, workers: int) -> None:
