@@ -139,7 +139,7 @@ def create_app(runner: Runner, config: ServerConfig):
     app.get("/v2")(service.server_metadata)
     app.get("/v2/models/{name}")(service.model_metadata)
     app.get("/v2/models/{name}/ready")(service.model_ready)
-    app.router.add_route("/v2/models/{name}/infer", service.infer_route, methods=["POST"], include_in_schema=False)
+    app.router.add_route("/v2/models/{name}/infer", service.other_model, methods=["POST"], include_in_schema=False)
     app.get("/v1/sample.png")(service.sample_png)
     app.get("/metrics")(service.prometheus)
     app.fast_path = (f"/v2/models/{config.model_name}/infer", service.infer_fast)
@@ -154,6 +154,7 @@ class _Service:
     def __init__(self, runner: Runner, config: ServerConfig):
         self.info, self.config = runner.info, config
         self.metrics = PrometheusMetrics(config.max_batch)
+        self.answered = self.metrics.requests.labels("200")
         pad = self.info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
         self.extra = copies(runner, config.batches_in_flight(self.info.device) - 1)
         self.batcher = DynamicBatcher([on_own_stream(r) for r in (runner, *self.extra)], config.max_batch,
@@ -215,28 +216,34 @@ class _Service:
             if not started:
                 await self.error(500, "internal server error")(scope, receive, send)
 
-    async def read_body(self, request: Request) -> bytes:
-        """The body, at most body_limit bytes (413 beyond), arriving within body_timeout_s (408 beyond)."""
+    async def read_body(self, declared: bytes | None, receive) -> bytes:
+        """The body, at most body_limit bytes (413 beyond), arriving within body_timeout_s (408 beyond);
+        ``declared``: the Content-Length header, if any."""
         limit, timeout = self.body_limit, self.config.body_timeout_s
-        declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise BadRequest(f"request body of {declared} bytes exceeds the limit of {limit}", 413)
+            raise BadRequest(f"request body of {declared.decode()} bytes exceeds the limit of {limit}", 413)
         chunks, size = [], 0
 
-        async def receive() -> None:
+        async def read() -> None:
             nonlocal size
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise BadRequest(f"request body exceeds the limit of {limit} bytes", 413)
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return
 
         try:
             if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request, unlike wait_for
                 async with asyncio.timeout(timeout):
-                    await receive()
+                    await read()
             else:
-                await asyncio.wait_for(receive(), timeout)
+                await asyncio.wait_for(read(), timeout)
         except asyncio.TimeoutError:
             raise BadRequest(f"request body did not arrive within {timeout:g}s", 408) from None
         return b"".join(chunks)
@@ -277,46 +284,44 @@ class _Service:
         problem = self.model_error(name)
         return self.readiness() if problem is None else problem
 
-    async def infer(self, request: Request, name: str):
-        """The hot path: reached straight from the top of the app for this server's model (``_ServerApp``), through
-        the router only for other names (404)."""
-        if (problem := self.model_error(name)) is not None:
-            return problem
+    async def infer(self, scope, receive, send) -> None:
+        """POST /v2/models/{model_name}/infer, the hot path: reached straight from the top of the app
+        (``_ServerApp.fast_path``) behind the guard, and plain ASGI (Starlette's Request and Response objects were a
+        third of its Python time)."""
+        headers = dict(scope["headers"])  # names arrive lower-cased
         try:
-            raw = await self.read_body(request)
-            body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
+            raw = await self.read_body(headers.get(b"content-length"), receive)
+            header_length = headers.get(b"inference-header-content-length")
+            body, binary = decode_body(raw, None if header_length is None else header_length.decode("latin-1"))
             parsed = parse_infer_request(body, self.info.z_dim, self.config.max_batch, binary,
                                          points=len(self.info.output_shape) != 3)
-        except BadRequest as bad:
-            return self.error(bad.status, str(bad))
-        except ClientDisconnect:
-            log.warning("client %s disconnected before sending its whole request", _peer(request))
-            return self.error(499, "client disconnected")
-        try:
             images = await self.batcher.submit(parsed.z)
+        except BadRequest as bad:
+            return await self.error(bad.status, str(bad))(scope, receive, send)
+        except ClientDisconnect:
+            log.warning("client %s disconnected before sending its whole request", _peer(scope))
+            return await self.error(499, "client disconnected")(scope, receive, send)
         except QueueFull as full:
-            return self.error(503, str(full), headers={"Retry-After": "1"})
-        self.metrics.requests.labels("200").inc()
-        header = {"model_name": name, "model_version": "1", "id": body.get("id", "")}
+            return await self.error(503, str(full), headers={"Retry-After": "1"})(scope, receive, send)
+        self.answered.inc()
+        header = {"model_name": self.config.model_name, "model_version": "1", "id": body.get("id", "")}
         if all(o.binary for o in parsed.outputs):  # raw bytes: cheap, encoded here
             payload, head_length = encode_response(header, images, parsed.outputs)
         else:  # JSON text of a whole image batch: off the event loop, which keeps accepting requests meanwhile
             payload, head_length = await asyncio.to_thread(encode_response, header, images, parsed.outputs)
-        if head_length is None:
-            return Response(payload, media_type="application/json")
-        return Response(payload, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(head_length)})
-
-    async def infer_route(self, request: Request):
-        return await self.infer(request, request.path_params["name"])
+        head = [(b"content-type", b"application/json" if head_length is None else b"application/octet-stream"),
+                (b"content-length", b"%d" % len(payload))]
+        if head_length is not None:
+            head.append((b"inference-header-content-length", b"%d" % head_length))
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": payload})
 
     async def infer_fast(self, scope, receive, send) -> None:
-        """``infer`` for this server's model as plain ASGI, behind the guard (``_ServerApp.fast_path``)."""
-        async def answer(scope, receive, send) -> None:
-            response = await self.infer(Request(scope, receive), self.config.model_name)
-            await response(scope, receive, send)
+        await self.guard(scope, receive, send, self.infer)
 
-        await self.guard(scope, receive, send, answer)
+    async def other_model(self, request: Request):
+        """POST /v2/models/{name}/infer for a name this server does not serve: 404 (its own is ``infer``'s)."""
+        return self.model_error(request.path_params["name"])
 
     async def sample_png(self, seed: str = "0"):
         from PIL import Image
@@ -334,7 +339,7 @@ class _Service:
         picture = to_uint8_nhwc(images)[0]
         buffer = io.BytesIO()
         Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buffer, format="PNG")
-        self.metrics.requests.labels("200").inc()
+        self.answered.inc()
         return Response(buffer.getvalue(), media_type="image/png")
 
     async def prometheus(self):
@@ -368,5 +373,6 @@ class GuardMiddleware:
         await self.guard(scope, receive, send, self.app)
 
 
-def _peer(request: Request) -> str:
-    return f"{request.client.host}:{request.client.port}" if request.client else "?"
+def _peer(scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"

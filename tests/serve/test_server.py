@@ -303,6 +303,26 @@ def test_a_client_that_leaves_mid_body_is_one_log_line_not_an_error(server, capl
     assert httpx.post(f"{server.url}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
 
 
+def test_a_body_too_slow_or_too_large_without_a_length_is_refused(onnx_model):
+    """The limits hold for bodies that do not declare their length (chunked), and for a body that never ends."""
+    import socket
+
+    with open_runner("onnxruntime", onnx_model) as runner:
+        with RunningServer(runner, ServerConfig(body_timeout_s=0.5, max_body_bytes=2_000)) as running:
+            url = f"{running.url}/v2/models/generator/infer"
+            chunked = httpx.post(url, content=(b" " * 500 for _ in range(10)))  # a generator: sent chunked
+            assert chunked.status_code == 413
+            assert chunked.json()["error"] == "request body exceeds the limit of 2000 bytes"
+            with socket.create_connection(("127.0.0.1", running.port)) as sock:
+                sock.sendall(b"POST /v2/models/generator/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                             b"\r\n{\"inputs\"")  # 10 of 100 bytes, then nothing
+                sock.settimeout(10)
+                started, answer = time.monotonic(), sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5s" in answer
+            assert 0.4 < time.monotonic() - started < 5
+            assert httpx.post(url, json=_seed_request([1])).status_code == 200
+
+
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_a_requested_stop_drains_and_exits_0(onnx_model, stop):
     """Ctrl-C or SIGTERM is a requested stop, as with --workers N: exit 0 once the queue is drained (uvicorn
