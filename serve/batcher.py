@@ -96,8 +96,11 @@ class DynamicBatcher:
             task.add_done_callback(self.computing.discard)
 
     async def _compute(self, index: int, batch: list) -> None:
-        """One batch on infer callable ``index``: each request gets its rows, or the error; then the callable is
-        free again."""
+        """One batch on infer callable ``index``: each request gets its rows, or the error; the callable is free
+        again as soon as it has computed. The next batch is handed to it before these answers are written: they
+        wake one task each, and the next batch's dispatch queued behind them (tens of microseconds of Python per
+        answer) left the runtime idle for milliseconds per batch."""
+        freed = False
         try:
             z = np.concatenate([item[0] for item in batch])
             now = time.perf_counter()
@@ -112,13 +115,18 @@ class DynamicBatcher:
                         future.set_exception(error)
                 return
             self.metrics.batch(len(z), time.perf_counter() - now)
+            self.free.put_nowait(index)
+            freed = True
+            await asyncio.sleep(0)  # _run takes the callable and starts the next batch's task meanwhile; the
+            # answers below wake their requests after that task, which hands its batch to the runtime first
             offset = 0
             for item, future, _ in batch:
                 if not future.done():
                     future.set_result(images[offset : offset + len(item)])
                 offset += len(item)
         finally:
-            self.free.put_nowait(index)
+            if not freed:
+                self.free.put_nowait(index)
 
     async def _gather(self) -> None:
         """Return when the queue holds a full batch, its oldest request has waited the delay, or (gap) no request

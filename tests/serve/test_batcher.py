@@ -123,3 +123,36 @@ def test_stop_waits_for_the_batch_computing_and_answers_it():
     request = asyncio.run(main())
     assert request.done() and not request.cancelled()
     np.testing.assert_array_equal(request.result(), np.full((1, 3), 2, np.float32))
+
+
+def test_the_next_full_batch_reaches_the_runtime_before_the_last_ones_answers_are_delivered():
+    """Answers wake one request each; were they delivered first, the runtime would sit idle while the event loop
+    wrote them (milliseconds a batch under HTTP load)."""
+    events = []
+
+    def infer(z):
+        time.sleep(0.02)
+        return z
+
+    async def main():
+        batcher = DynamicBatcher(infer, max_batch=2, max_queue_delay_us=50_000, max_queue=64)
+        batcher.start()
+        submit = batcher.executors[0].submit
+
+        def logged_submit(fn, infer, z):  # run_in_executor hands each batch over here, on the event loop
+            events.append(("dispatch", int(z[0, 0])))
+            return submit(fn, infer, z)
+
+        batcher.executors[0].submit = logged_submit
+
+        async def request(i):
+            await batcher.submit(np.full((1, 1), i, np.float32))
+            events.append(("answer", i))
+
+        await asyncio.gather(*(request(i) for i in range(6)))  # three full batches, queued at once
+        await batcher.stop()
+
+    asyncio.run(main())
+    order = [e for e in events if e != ("dispatch", 0)]
+    assert order == [("dispatch", 2), ("answer", 0), ("answer", 1), ("dispatch", 4), ("answer", 2), ("answer", 3),
+                     ("answer", 4), ("answer", 5)], events
