@@ -3,12 +3,14 @@
     python benchmarks/http_wrk.py [--model runs/bench-dcgan64] [--backend auto] [--seconds 10] [--connections 32,128]
 
 Resolves the backend (auto: what `--backend auto` picks here at batch 64), measures its offline batch-64 rate in
-this process, then starts `ganforge serve` with that backend and precision and drives it with wrk: single-seed
-KServe v2 requests with binary FP32 output, JSON FP32 output and binary UINT8 output at each connection count
-(and binary FP32 from one connection); then each --variants server (`--workers 2`, `--http h11`, `--batch-gap-us
-0`) on binary FP32. Each run also records where the CPU went per request (cpu_account.py: the event loop, the
-worker threads, wrk, the rest) and the ceiling those costs allow with every core busy. Writes
-benchmarks/results/http_wrk.json and prints the table. Skips with a clear reason where wrk is missing.
+this process (before the servers and again after them; ratios use the mean), then starts `ganforge serve` with
+that backend and precision and drives it with wrk: single-seed KServe v2 requests with binary FP32 output, JSON
+FP32 output and binary UINT8 output at each connection count (and binary FP32 from one connection); the headline
+count's rows --repeats times, the median run kept with every run's rate. Then each --variants server (`--workers
+2`, `--http h11`, `--batch-gap-us 0`) on binary FP32. Each run also records where the CPU went per request
+(cpu_account.py: the event loop, the worker threads, wrk, the rest) and the ceiling those costs allow with every
+core busy. Writes benchmarks/results/http_wrk.json and prints the table. Skips with a clear reason where wrk is
+missing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="--workers 2;--http h11;--batch-gap-us 0", help="`ganforge serve` "
                         "flags (';' between variants) compared with the defaults on binary FP32 requests from one "
                         "connection and from each --connections count")
+    parser.add_argument("--repeats", type=int, default=3, help="wrk runs of each headline row (the defaults at the "
+                        "largest --connections): the median run is the row, the others its spread")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -77,11 +81,16 @@ def main(argv: list[str] | None = None) -> int:
                                  extra_args=flags) as (base, server):
                 url = f"{base}/v2/models/generator/infer"
                 for c, kinds in plan:
+                    repeats = args.repeats if (name, c) == ("defaults", headline) else 1
                     for label, (output, binary_data) in kinds.items():
-                        runs.setdefault(str(c), {})[label] = _measure(
+                        runs.setdefault(str(c), {})[label] = _median_run([_measure(
                             url, c, args.seconds, Path(tmp) / "seed.lua", output, binary_data, server.pid)
+                            for _ in range(repeats)])
+    # offline again once the servers are gone: the ratios use the mean of both, as the machine drifts meanwhile
+    results["offline_after"] = scenarios.offline_for_model(model, backend, precision, args.max_batch, 3.0,
+                                                           args.device)
     results["http"] = results["runs"]["defaults"][str(headline)]
-    rates = {"offline": offline["images_per_second"], **{k: v["images_per_second"] for k, v in results["http"].items()}}
+    rates = {"offline": _offline_rate(results), **{k: v["images_per_second"] for k, v in results["http"].items()}}
     results["ratios"] = {f"{label} / {base}": rates[label] / rates[base] for label, (base, _) in TARGETS.items()}
     results["targets_met"] = {f"{label} / {base} >= {bound}": rates[label] / rates[base] >= bound
                               for label, (base, bound) in TARGETS.items()}
@@ -90,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"wrote {args.out}")
     return 0
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median rate (its latencies and CPU account with it), and every run's rate."""
+    middle = sorted(runs, key=lambda r: r["images_per_second"])[(len(runs) - 1) // 2]
+    return middle | {"repeat_rates": [r["images_per_second"] for r in runs]} if len(runs) > 1 else middle
+
+
+def _offline_rate(results: dict) -> float:
+    return (results["offline"]["images_per_second"] + results["offline_after"]["images_per_second"]) / 2
 
 
 def _measure(url: str, connections: int, seconds: float, script: Path, output: str, binary: bool,
@@ -106,9 +125,10 @@ def _measure(url: str, connections: int, seconds: float, script: Path, output: s
 
 
 def table(results: dict) -> str:
-    offline = results["offline"]["images_per_second"]
+    offline = _offline_rate(results) if "offline_after" in results else results["offline"]["images_per_second"]
     lines = [f"{results['backend']} {results['precision']} (asked: {results['asked_backend']}), offline batch "
-             f"{results['offline_batch']}: {offline:.0f} img/s; wrk, single-seed requests; CPU per request in us "
+             f"{results['offline_batch']}: {offline:.0f} img/s (mean of before and after); wrk, single-seed requests "
+             "(img/s: the median of the repeats, their range in brackets); CPU per request in us "
              "(event loop / worker threads: inference, JSON encoding / wrk / rest); busy: of all cores; ceiling: "
              "the rate at these costs with every core busy",
              "| serve flags | connections | output | img/s | % of offline | p50 ms | p99 ms | non-2xx | CPU us per "
@@ -116,7 +136,8 @@ def table(results: dict) -> str:
     for name, runs in results["runs"].items():
         for connections, rows in runs.items():
             for label, r in rows.items():
-                lines.append(f"| {name} | {connections} | {label} | {r['images_per_second']:.0f} | "
+                spread = f" ({min(r['repeat_rates']):.0f}-{max(r['repeat_rates']):.0f})" if "repeat_rates" in r else ""
+                lines.append(f"| {name} | {connections} | {label} | {r['images_per_second']:.0f}{spread} | "
                              f"{100 * r['images_per_second'] / offline:.0f}% | {r['p50_us'] / 1e3:.1f} | "
                              f"{r['p99_us'] / 1e3:.1f} | {r['non_2xx']} | {_cpu(r)} | "
                              f"{100 * r['cpu']['busy_fraction']:.0f}% | {r['ceiling_images_per_second']:.0f} "

@@ -43,3 +43,28 @@ def test_two_workers_serve_one_port_and_their_metrics_add_up(onnx_model):
         assert server.wait(timeout=60) == 0
     assert not any(os.path.exists(f"/proc/{pid}") and "spawn_main" in open(f"/proc/{pid}/cmdline").read()
                    for pid in workers)
+
+
+def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_model, monkeypatch):
+    """Full collections walking every object torch and the runtimes made cost the event loop a quarter of its time
+    under load: a worker freezes what it loaded and collects the young generation less often before serving."""
+    import gc
+
+    import uvicorn
+
+    from ganforge.serve.server import ServerConfig
+    from ganforge.serve.server_cli import listen
+    from ganforge.serve.workers import ServeSpec, run_worker
+
+    seen = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(
+        frozen=gc.get_freeze_count(), threshold=gc.get_threshold()))
+    threshold = gc.get_threshold()
+    sock = listen("127.0.0.1", 0)
+    try:
+        run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0), sock)
+    finally:
+        sock.close()
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    assert seen["frozen"] > 10_000 and seen["threshold"][0] == 10_000
