@@ -113,9 +113,11 @@ def server(runner, rates: list[float], duration: float, latency_bound_ms: float,
     """Poisson single-seed requests at each rate into the server app in process (on a GPU two batches in flight, the
     server's default there); the highest rate whose p99 <= the bound passes."""
     from ganforge.serve.server import ServerConfig
+    from ganforge.serve.workers import settled_garbage_collector
 
     config = ServerConfig(max_batch=max_batch, max_queue_delay_us=delay_us, max_queue=max_queue)
-    points = [asyncio.run(_poisson_load(runner, rate, duration, config, seed=i)) for i, rate in enumerate(rates)]
+    with settled_garbage_collector():  # as `ganforge serve` runs
+        points = [asyncio.run(_poisson_load(runner, rate, duration, config, seed=i)) for i, rate in enumerate(rates)]
     return summarize_load(points, latency_bound_ms) | {"in_flight": config.batches_in_flight(runner.info.device)}
 
 

@@ -60,11 +60,7 @@ def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(
         frozen=gc.get_freeze_count(), threshold=gc.get_threshold()))
     threshold = gc.get_threshold()
-    sock = listen("127.0.0.1", 0)
-    try:
+    with listen("127.0.0.1", 0) as sock:
         run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0), sock)
-    finally:
-        sock.close()
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
     assert seen["frozen"] > 10_000 and seen["threshold"][0] == 10_000
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold  # as before, once it stopped serving
