@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ganforge.errors import UserError
+from ganforge.errors import UserError, one_line
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
 from ganforge.serve.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
@@ -80,8 +80,6 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
     """Each backend x precision is measured in a child process (``ganforge.isolation``), one after another: a
     runtime that takes its process down (AOTInductor's segfault on CUDA) costs its own row, not the run, and no
     backend inherits another's threads, caches or allocations."""
-    import torch
-
     names = config.backend_names()
     reference, gflops = _reference(config)
     ceilings = _ceilings(config)
@@ -117,7 +115,7 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
         if reference is not None:
             np.save(Path(tmp) / "reference.npy", reference)
         job = {"config": asdict(config), "reference": None if reference is None else str(Path(tmp) / "reference.npy"),
-               "gflops": gflops, "ceilings": ceilings, "torch_threads": torch.get_num_threads()}
+               "gflops": gflops, "ceilings": ceilings}
         run_isolated("ganforge.benchmarks.bench", job, combos, on_message, "bench")
     bar.close()
     return report
@@ -176,7 +174,7 @@ def _bench_backend(config, backend, precision, reference, gflops, ceilings, meas
             path = model_for_backend(config.model, backend, precision, quiet=True, device=config.device)
             runner = open_runner(backend, path, config.device, precision)
     except Exception as error:  # a backend that cannot load is reported, and the others still run
-        yield _row(backend, precision, "load", None, status="error", error=_message(error))
+        yield _row(backend, precision, "load", None, status="error", error=one_line(error))
         return
     with runner:
         accuracy = _accuracy(runner, reference)
@@ -191,7 +189,7 @@ def _bench_backend(config, backend, precision, reference, gflops, ceilings, meas
                         yield _measure(config, runner, backend, precision, scenario, batch, io, offline_rates,
                                        gflops, ceilings, accuracy | graphs)
                     except Exception as error:
-                        yield _row(backend, precision, scenario, batch, status="error", error=_message(error),
+                        yield _row(backend, precision, scenario, batch, status="error", error=one_line(error),
                                    **graphs)
 
 
@@ -244,11 +242,6 @@ def _accuracy(runner, reference) -> dict:
     error = float(np.abs(images.astype(np.float64) - reference).max())
     value = psnr(reference, images)
     return {"max_abs_error": error, "psnr_db": value if math.isfinite(value) else None}
-
-
-def _message(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def _prepare(job: dict, send) -> tuple:

@@ -125,7 +125,7 @@ def _measure(url: str, connections: int, seconds: float, script: Path, output: s
 
 
 def table(results: dict) -> str:
-    offline = _offline_rate(results) if "offline_after" in results else results["offline"]["images_per_second"]
+    offline = _offline_rate(results)
     lines = [f"{results['backend']} {results['precision']} (asked: {results['asked_backend']}), offline batch "
              f"{results['offline_batch']}: {offline:.0f} img/s (mean of before and after); wrk, single-seed requests "
              "(img/s: the median of the repeats, their range in brackets); CPU per request in us "

@@ -26,7 +26,11 @@ Send = Callable[..., None]
 
 
 def run_isolated(module: str, job: dict, items: list, on_message: Callable[[dict], None], what: str) -> None:
-    """Run ``items`` (JSON values, in order) through ``module``'s ``child_main``; ``what`` names the job in errors."""
+    """Run ``items`` (JSON values, in order) through ``module``'s ``child_main``; ``what`` names the job in errors.
+    Where this process has torch loaded, the child uses its thread count (serve --threads, a test's setting), not
+    the machine's default."""
+    if "torch" in sys.modules:
+        job = job | {"torch_threads": sys.modules["torch"].get_num_threads()}
     remaining = list(items)
     while remaining:
         read_end, write_end = os.pipe()
@@ -81,7 +85,7 @@ def child_main(prepare: Callable[[dict, Send], object], work: Callable[[dict, ob
     """The child's side: the job from stdin, ``state = prepare(job, send)`` once (a UserError there ends the job
     with its message), then ``work(job, state, item, send)`` between each item's start and done messages."""
     job = json.load(sys.stdin)
-    if "torch_threads" in job:  # the parent's own setting (serve --threads, a test's), not the machine's default
+    if "torch_threads" in job:  # run_isolated: the parent's setting
         import torch
 
         torch.set_num_threads(job["torch_threads"])

@@ -234,7 +234,6 @@ def reference_images(model: Path, device: str) -> tuple[np.ndarray, str]:
 
 
 def _measure(config: AutoConfig, model: Path, source: Path) -> Choice:
-    import torch
     from tqdm import tqdm
 
     from .auto_probe import measure_isolated
@@ -244,8 +243,7 @@ def _measure(config: AutoConfig, model: Path, source: Path) -> Choice:
         raise UserError(f"--backend auto: no backend here can run {model} in "
                         f"{', '.join(config.precisions or native_precisions(config.device))}")
     job = {"model": str(model), "device": config.device, "cache": str(config.cache) if config.cache else None,
-           "batch_size": config.batch_size, "min_psnr": config.min_psnr, "seconds": config.seconds,
-           "torch_threads": torch.get_num_threads()}
+           "batch_size": config.batch_size, "min_psnr": config.min_psnr, "seconds": config.seconds}
     bar = tqdm(total=len(pairs), desc="auto: measuring backends", unit="backend", disable=config.quiet,
                dynamic_ncols=True)
     rows, against = measure_isolated(job, pairs, bar)

@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+from ganforge.errors import one_line
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
 
@@ -42,7 +43,7 @@ def measure_pair(job: dict, name: str, precision: str, reference) -> dict:
                 row |= {"images_per_second": timing.items_per_second, "batch_size": batch,
                         "window_rates": timing.window_rates}
     except Exception as error:  # a candidate that cannot load here is a row, not the end of the choice
-        row |= {"error": f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error) else ''}"}
+        row |= {"error": one_line(error)}
     return row
 
 

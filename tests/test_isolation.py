@@ -26,6 +26,9 @@ CHILD = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGSEGV)
         if item == "hang":
             time.sleep(60)
+        if item == "threads":
+            import torch
+            send(threads=torch.get_num_threads())
         send(result=[item, state, os.getpid()])
 
     sys.exit(child_main(prepare, work))
@@ -74,3 +77,16 @@ def test_the_child_does_not_outlive_an_interrupted_parent(child_module):
         run_isolated(child_module, {}, ["hang"], on_message, "test")
     with pytest.raises(ProcessLookupError):
         os.kill(pids[0], 0)  # killed and reaped, not left running
+
+
+def test_the_child_uses_the_parents_torch_thread_count(child_module):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `serve --threads 1` or `--workers 2` on 2 cores would
+    try:
+        messages = []
+        run_isolated(child_module, {}, ["threads"], messages.append, "test")
+    finally:
+        torch.set_num_threads(threads)
+    assert [m["threads"] for m in messages if "threads" in m] == [1]
