@@ -8,15 +8,18 @@ loop that brought no request"; asyncio's own loop rounds up to 1 ms.) With ``pad
 next preferred size (powers of two up to ``max_batch``, as Triton's preferred_batch_size) so that compiled,
 graph-captured or engine backends see a few shapes only; the padding rows are computed and dropped. At most
 ``max_queue`` latents wait at once; beyond that ``submit`` raises QueueFull (the server answers 503). Inference
-runs on a worker thread, so the event loop keeps accepting requests while a batch computes, and those requests
-form the next batch. Given several infer callables (copies of the model, as Triton's instance_group count), as many
-batches compute at once, each on its own thread: on a GPU one batch's host work (copies, the wait for the device,
-the answers) then overlaps the next batch's compute. A new batch forms only once a copy is free.
+runs on a worker thread, so the event loop keeps accepting requests while a batch computes, and those requests form
+the next batch. When a batch is done and a full one is already waiting, the worker thread takes it and computes it
+at once: under load the runtime never waits for the event loop, which may be busy for milliseconds with the answers
+and the requests of the last batch. Given several infer callables (copies of the model, as Triton's instance_group
+count), as many batches compute at once, each on its own thread: on a GPU one batch's host work (copies, the wait
+for the device, the answers) then overlaps the next batch's compute. A new batch forms only once a copy is free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -48,6 +51,7 @@ class DynamicBatcher:
         self.metrics = metrics or BatcherMetrics()
         self.queue: deque[tuple[np.ndarray, asyncio.Future, float]] = deque()
         self.queued = 0
+        self.lock = threading.Lock()  # the queue: the event loop adds to it, the worker threads take full batches
         self.wakeup: asyncio.Event | None = None
         self.free: asyncio.Queue[int] | None = None  # the infer callables not computing a batch
         self.task: asyncio.Task | None = None
@@ -75,12 +79,13 @@ class DynamicBatcher:
             executor.shutdown(wait=True)
 
     async def submit(self, z: np.ndarray) -> np.ndarray:
-        if self.queued + len(z) > self.max_queue:
-            raise QueueFull(f"queue full ({self.queued} latents waiting, limit {self.max_queue})")
         future = asyncio.get_running_loop().create_future()
-        self.queue.append((z, future, time.perf_counter()))
-        self.queued += len(z)
-        self.metrics.depth(self.queued)
+        with self.lock:
+            if self.queued + len(z) > self.max_queue:
+                raise QueueFull(f"queue full ({self.queued} latents waiting, limit {self.max_queue})")
+            self.queue.append((z, future, time.perf_counter()))
+            self.queued += len(z)
+            self.metrics.depth(self.queued)
         self.wakeup.set()
         return await future
 
@@ -91,47 +96,63 @@ class DynamicBatcher:
                 await self.wakeup.wait()
             index = await self.free.get()  # requests keep queueing while every copy computes
             await self._gather()
-            task = asyncio.get_running_loop().create_task(self._compute(index, self._take()))
+            with self.lock:
+                batch = self._take()
+            if not batch:  # a worker thread took them meanwhile
+                self.free.put_nowait(index)
+                continue
+            task = asyncio.get_running_loop().create_task(self._compute(index, batch))
             self.computing.add(task)
             task.add_done_callback(self.computing.discard)
 
     async def _compute(self, index: int, batch: list) -> None:
-        """One batch on infer callable ``index``: each request gets its rows, or the error; the callable is free
-        again as soon as it has computed. The next batch is handed to it before these answers are written: they
-        wake one task each, and the next batch's dispatch queued behind them (tens of microseconds of Python per
-        answer) left the runtime idle for milliseconds per batch."""
-        freed = False
+        """``batch``, then every full batch waiting when the last is done, on infer callable ``index``; then the
+        callable is free again for the batches this loop gathers."""
+        loop = asyncio.get_running_loop()
         try:
-            z = np.concatenate([item[0] for item in batch])
-            now = time.perf_counter()
-            for _, _, arrived in batch:
-                self.metrics.waited(now - arrived)
-            try:
-                images = await asyncio.get_running_loop().run_in_executor(
-                    self.executors[index], self._infer_padded, self.infers[index], z)
-            except Exception as error:  # hand the failure to every waiting request
-                for _, future, _ in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                return
-            self.metrics.batch(len(z), time.perf_counter() - now)
-            self.free.put_nowait(index)
-            freed = True
-            await asyncio.sleep(0)  # _run takes the callable and starts the next batch's task meanwhile; the
-            # answers below wake their requests after that task, which hands its batch to the runtime first
-            offset = 0
-            for item, future, _ in batch:
-                if not future.done():
-                    future.set_result(images[offset : offset + len(item)])
-                offset += len(item)
+            await loop.run_in_executor(self.executors[index], self._work, loop, self.infers[index], batch)
+        except Exception as error:  # the thread could not take the batch (e.g. its executor was shut down)
+            self._answer(batch, None, error)
         finally:
-            if not freed:
-                self.free.put_nowait(index)
+            self.free.put_nowait(index)
+
+    def _work(self, loop: asyncio.AbstractEventLoop, infer: Callable[[np.ndarray], np.ndarray], batch: list) -> None:
+        """On the callable's worker thread: compute, hand the answers to the event loop, and go on with the next
+        batch while it is full already (a partial one is left to the event loop's delay and gap rules)."""
+        while batch:
+            started = time.perf_counter()
+            for _, _, arrived in batch:
+                self.metrics.waited(started - arrived)
+            try:
+                z = np.concatenate([item[0] for item in batch])
+                images, error = self._infer_padded(infer, z), None
+                self.metrics.batch(len(z), time.perf_counter() - started)
+            except Exception as failure:  # handed to every request of the batch
+                images, error = None, failure
+            loop.call_soon_threadsafe(self._answer, batch, images, error)
+            with self.lock:
+                batch = self._take() if self.queued >= self.max_batch else []
+
+    @staticmethod
+    def _answer(batch: list, images: np.ndarray | None, error: Exception | None) -> None:
+        """On the event loop: each request its rows (a request whose client went away has its future cancelled)."""
+        offset = 0
+        for item, future, _ in batch:
+            if future.done():
+                pass
+            elif error is None:
+                future.set_result(images[offset : offset + len(item)])
+            else:
+                future.set_exception(error)
+            offset += len(item)
 
     async def _gather(self) -> None:
         """Return when the queue holds a full batch, its oldest request has waited the delay, or (gap) no request
         has come for the gap."""
-        deadline = self.queue[0][2] + self.delay
+        with self.lock:  # a worker thread may have taken the whole queue since _run looked
+            if not self.queue:
+                return
+            deadline = self.queue[0][2] + self.delay
         while self.queued < self.max_batch and (remaining := deadline - time.perf_counter()) > 0:
             self.wakeup.clear()
             try:
@@ -152,6 +173,7 @@ class DynamicBatcher:
         return infer(padded)[: len(z)]
 
     def _take(self) -> list:
+        """The next batch off the queue (the caller holds the lock)."""
         batch, size = [], 0
         while self.queue and (not batch or size + len(self.queue[0][0]) <= self.max_batch):
             item = self.queue.popleft()

@@ -125,34 +125,41 @@ def test_stop_waits_for_the_batch_computing_and_answers_it():
     np.testing.assert_array_equal(request.result(), np.full((1, 3), 2, np.float32))
 
 
-def test_the_next_full_batch_reaches_the_runtime_before_the_last_ones_answers_are_delivered():
-    """Answers wake one request each; were they delivered first, the runtime would sit idle while the event loop
-    wrote them (milliseconds a batch under HTTP load)."""
-    events = []
+def test_a_full_batch_waiting_is_computed_while_the_event_loop_is_busy():
+    """Under load the event loop spends milliseconds per batch on answers and new requests; the runtime must not
+    wait for it: the worker thread takes the next full batch itself."""
+    began, spans = [], []
 
     def infer(z):
+        started = time.perf_counter()
+        began.append(started)
         time.sleep(0.02)
+        spans.append((int(z[0, 0]), started, time.perf_counter()))
         return z
 
     async def main():
         batcher = DynamicBatcher(infer, max_batch=2, max_queue_delay_us=50_000, max_queue=64)
         batcher.start()
-        submit = batcher.executors[0].submit
-
-        def logged_submit(fn, infer, z):  # run_in_executor hands each batch over here, on the event loop
-            events.append(("dispatch", int(z[0, 0])))
-            return submit(fn, infer, z)
-
-        batcher.executors[0].submit = logged_submit
-
-        async def request(i):
-            await batcher.submit(np.full((1, 1), i, np.float32))
-            events.append(("answer", i))
-
-        await asyncio.gather(*(request(i) for i in range(6)))  # three full batches, queued at once
+        requests = asyncio.gather(*(batcher.submit(np.full((1, 1), i, np.float32)) for i in range(6)))
+        while not began:  # the first batch is computing
+            await asyncio.sleep(0.001)
+        time.sleep(0.2)  # the event loop busy (and deaf) far longer than the three batches take
+        await requests
         await batcher.stop()
 
     asyncio.run(main())
-    order = [e for e in events if e != ("dispatch", 0)]
-    assert order == [("dispatch", 2), ("answer", 0), ("answer", 1), ("dispatch", 4), ("answer", 2), ("answer", 3),
-                     ("answer", 4), ("answer", 5)], events
+    assert [first for first, _, _ in spans] == [0, 2, 4]
+    gaps = [later[1] - earlier[2] for earlier, later in zip(spans, spans[1:])]
+    assert max(gaps) < 0.01, gaps  # back to back, not after the loop's 0.2 s
+
+
+def test_a_batch_the_worker_cannot_take_fails_its_requests_instead_of_leaving_them_waiting():
+    async def main():
+        batcher = DynamicBatcher(lambda z: z, max_batch=2, max_queue_delay_us=1000, max_queue=64)
+        batcher.start()
+        batcher.executors[0].shutdown()
+        return await asyncio.wait_for(asyncio.gather(batcher.submit(np.ones((1, 1), np.float32)),
+                                                     return_exceptions=True), 5)
+
+    (answer,) = asyncio.run(main())
+    assert isinstance(answer, RuntimeError)
