@@ -1,6 +1,7 @@
 """HTTP throughput of `ganforge serve` under wrk, against the same backend's offline rate, measured in one run.
 
     python benchmarks/http_wrk.py [--model runs/bench-dcgan64] [--backend auto] [--seconds 10] [--connections 32,128]
+                                  [--threads N]
 
 Resolves the backend (auto: what `--backend auto` picks here at batch 64), measures its offline batch-64 rate in
 this process (before the servers and again after them; ratios use the mean), then starts `ganforge serve` with
@@ -27,6 +28,7 @@ from ganforge.benchmarks.cpu_account import cpu_account, snapshot
 from ganforge.benchmarks.environment import environment
 from ganforge.benchmarks.http_server import serving_process
 from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
+from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.auto import AUTO, AutoConfig, choose
 
@@ -51,12 +53,20 @@ def main(argv: list[str] | None = None) -> int:
                         "connection and from each --connections count")
     parser.add_argument("--repeats", type=int, default=3, help="wrk runs of each headline row (the defaults at the "
                         "largest --connections): the median run is the row, the others its spread")
+    parser.add_argument("--threads", type=int, help="inference threads, offline and in every server (`ganforge serve "
+                        "--threads`; default: the runtime's, every core); fewer than the cores leave the event loop "
+                        "and wrk cores of their own")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if wrk_missing():
         print(f"skipped: {wrk_missing()}")
         return 0
     model = str(bench_run(Path(args.model))) if args.model == parser.get_default("model") else args.model
+    threads = ("--threads", str(args.threads)) if args.threads else ()
+    if args.threads:
+        use_inference_threads(args.threads)
     backend, precision = args.backend, args.precision
     if backend == AUTO:
         choice = choose(AutoConfig(model=model, batch_size=args.max_batch, device=args.device))
@@ -66,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     headline = connections[-1]
     results = {"environment": environment(None), "model": model, "backend": backend, "precision": precision,
                "device": args.device, "asked_backend": args.backend, "max_batch": args.max_batch,
+               "inference_threads": args.threads or "default",
                "connections": headline, "offline_batch": args.max_batch, "offline": offline, "runs": {}}
     binary = {"binary FP32": OUTPUTS["binary FP32"]}
     # (name, serve flags, [(connections, output kinds)]): the defaults with every output kind at every count (and
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, flags, plan in servers:
             runs = results["runs"].setdefault(name, {})
             with serving_process(offline["model_path"], backend, precision, args.device, max_batch=args.max_batch,
-                                 extra_args=flags) as (base, server):
+                                 extra_args=threads + flags) as (base, server):
                 url = f"{base}/v2/models/generator/infer"
                 for c, kinds in plan:
                     repeats = args.repeats if (name, c) == ("defaults", headline) else 1
@@ -126,7 +137,8 @@ def _measure(url: str, connections: int, seconds: float, script: Path, output: s
 
 def table(results: dict) -> str:
     offline = _offline_rate(results)
-    lines = [f"{results['backend']} {results['precision']} (asked: {results['asked_backend']}), offline batch "
+    lines = [f"{results['backend']} {results['precision']} (asked: {results['asked_backend']}; inference threads: "
+             f"{results.get('inference_threads', 'default')}), offline batch "
              f"{results['offline_batch']}: {offline:.0f} img/s (mean of before and after); wrk, single-seed requests "
              "(img/s: the median of the repeats, their range in brackets); CPU per request in us "
              "(event loop / worker threads: inference, JSON encoding / wrk / rest); busy: of all cores; ceiling: "

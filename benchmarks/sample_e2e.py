@@ -1,7 +1,7 @@
 """`ganforge sample` end to end against the same backend's offline rate, measured in one run.
 
     python benchmarks/sample_e2e.py [--model runs/bench-dcgan64] [--images 20000] [--backends auto,torch,onnxruntime]
-                                    [--repeats 3] [--device cpu]
+                                    [--repeats 3] [--device cpu] [--threads N]
 
 --backends takes backend names or backend:precision (e.g. torch:fp16 on a GPU; a plain name is fp32).
 
@@ -28,6 +28,7 @@ from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
 from ganforge.benchmarks.timing import measure
+from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
 from ganforge.serve import sampler
 from ganforge.serve.auto import AUTO, AutoConfig, choose
@@ -46,7 +47,7 @@ def _timed_shards(*args, **kwargs):
     return result
 
 
-_run_shards, sampler._run_shards = sampler._run_shards, _timed_shards
+_run_shards = sampler._run_shards  # _repeat puts _timed_shards in its place while it samples
 TARGET = 0.9  # end to end >= 90% of offline
 
 
@@ -58,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="auto,torch,onnxruntime")
     parser.add_argument("--repeats", type=int, default=3, help="offline + sample pairs per backend (median)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (on a GPU the sampler converts to uint8 there)")
+    parser.add_argument("--threads", type=int, help="inference threads for offline and sample alike (default: the "
+                        "runtime's, every core); fewer than the cores leave the helper thread a core of its own")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    if args.repeats < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--repeats and --threads must be at least 1")
+    if args.threads:
+        use_inference_threads(args.threads)
     model = str(bench_run(Path(args.model))) if args.model == parser.get_default("model") else args.model
     results = {"environment": environment(None), "model": model, "images": args.images, "device": args.device,
-               "batch_size": args.batch_size, "helper_ms_per_batch": helper_costs(model, args.batch_size), "rows": []}
+               "batch_size": args.batch_size, "inference_threads": args.threads or "default",
+               "helper_ms_per_batch": helper_costs(model, args.batch_size), "rows": []}
     print("helper thread per batch of", args.batch_size, "(ms, alone):",
           ", ".join(f"{k} {v:.2f}" for k, v in results["helper_ms_per_batch"].items()))
     for asked in args.backends.split(","):
@@ -127,8 +133,11 @@ def _repeat(model: str, backend: str, precision: str, images: int, batch_size: i
     with tempfile.TemporaryDirectory() as out:
         config = SampleConfig(model=before["model_path"], out=out, seeds=tuple(range(images)), backend=backend,
                               precision=precision, batch_size=batch_size, quiet=True, device=device)
-        start = time.perf_counter()
-        sample(config)
+        start, sampler._run_shards = time.perf_counter(), _timed_shards
+        try:
+            sample(config)
+        finally:
+            sampler._run_shards = _run_shards
         seconds = time.perf_counter() - start
         streaming, cpu = timings.pop()
     after = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0, device, io)

@@ -120,12 +120,24 @@ def convert_int8(source: Path, target: Path, z_dim: int) -> None:
 
 
 def inference_threads() -> int | None:
-    """Threads per inference session: $GANFORGE_THREADS (set by `ganforge serve --workers` to split the cores
-    between its processes), else None (the runtime's default: every core)."""
+    """Threads per inference session: $GANFORGE_THREADS (set by `ganforge serve --threads`, or by `--workers` to
+    split the cores between its processes), else None (the runtime's default: every core)."""
     import os
 
     value = os.environ.get("GANFORGE_THREADS", "")
     return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def use_inference_threads(threads: int) -> None:
+    """Every runner this process opens from now on computes on ``threads`` threads: onnxruntime and OpenVINO read
+    $GANFORGE_THREADS when they open a model, torch's thread pool is set now (and so is the variable, for child
+    processes)."""
+    import os
+
+    import torch
+
+    os.environ["GANFORGE_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 def onnx_session(path: str | Path, providers: list | None = None, threads: int | None = None):

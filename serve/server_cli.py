@@ -42,8 +42,7 @@ def main(argv: list[str]) -> int:
         backend, precision, model = choice.backend, choice.precision, choice.model_path
     spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
                      args.device, args.host, server, args.header_timeout, args.keep_alive, args.http,
-                     threads=max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None,
-                     workers=args.workers)
+                     threads=args.threads or _split_cores(cores, args), workers=args.workers)
     if args.workers == 1:
         return serve_single(spec, sock)
     return supervise(spec, sock, args.workers)
@@ -84,7 +83,10 @@ def _parser() -> Parser:
                         "request's line and headers, after connecting or after its previous response (default 10)")
     parser.add_argument("--workers", type=int, default=1, help="server processes behind the port, one model copy "
                         "each, the CPU cores split between them (default 1)")
-    parser.add_argument("--force", action="store_true", help="allow --workers above the core count")
+    parser.add_argument("--threads", type=int, help="inference threads per worker (default: every core, split "
+                        "between --workers on a CPU); fewer leave cores to the HTTP path and to other programs")
+    parser.add_argument("--force", action="store_true", help="allow --workers (or --workers x --threads) above the "
+                        "core count")
     parser.add_argument("--http", choices=("auto", "httptools", "h11"), default="auto", help="HTTP parser: auto "
                         "(default: httptools where installed, as with the serve extra; else h11)")
     parser.add_argument("--keep-alive", type=float, default=5.0, help="seconds an idle keep-alive connection "
@@ -107,6 +109,11 @@ def _check(args, cores: int) -> None:
     if args.workers > cores and not args.force:
         raise UserError(f"--workers {args.workers} exceeds this machine's {cores} cores (each worker is a model "
                         "copy with its own threads): add --force to run them anyway")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if args.threads and args.threads * args.workers > cores and not args.force:
+        raise UserError(f"--threads {args.threads} x --workers {args.workers} exceeds this machine's {cores} cores: "
+                        "add --force to run them anyway")
     if args.workers > 1 and args.device.startswith("cuda"):
         _check_gpus(args.device, args.workers)
     if args.http == "httptools":
@@ -114,6 +121,11 @@ def _check(args, cores: int) -> None:
 
         if not httptools_available():
             raise UserError("--http httptools: httptools is not installed (pip install 'ganforge[serve]')")
+
+
+def _split_cores(cores: int, args) -> int | None:
+    """Several CPU workers share the cores; one worker (or GPU workers) leaves the runtime its default."""
+    return max(1, cores // args.workers) if args.workers > 1 and args.device == "cpu" else None
 
 
 def _check_gpus(device: str, workers: int) -> None:

@@ -53,10 +53,9 @@ def worker_device(spec: ServeSpec, index: int) -> str:
 def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
     """Load the model and serve on ``sock`` until SIGINT/SIGTERM (the in-process path of a single worker too)."""
     if spec.threads:
-        os.environ["GANFORGE_THREADS"] = str(spec.threads)  # onnxruntime and OpenVINO read it
-        import torch
+        from ganforge.export.onnx import use_inference_threads
 
-        torch.set_num_threads(spec.threads)
+        use_inference_threads(spec.threads)
     import uvicorn
 
     from .connections import MAX_HEAD_BYTES, guarded_protocol

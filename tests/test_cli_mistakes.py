@@ -33,6 +33,8 @@ MISTAKES = [  # (argv, part of the message); {run} is a trained run folder, {fil
     (["serve", "{run}", "--port", "99999"], "--port must be in 0..65535"),
     (["serve", "{missing}", "--port", "0"], "no such file"),
     (["serve", "{run}", "--port", "0", "--workers", "999"], "exceeds this machine's"),
+    (["serve", "{run}", "--port", "0", "--threads", "0"], "--threads must be at least 1"),
+    (["serve", "{run}", "--port", "0", "--threads", "999"], "--threads 999 x --workers 1 exceeds this machine's"),
     (["serve", "{run}", "--port", "0", "--min-psnr", "5"], "--min-psnr must be between"),
     (["serve", "{run}", "--port", "0", "--batch-gap-us", "-1"], "--batch-gap-us non-negative"),
     (["sample", "{run}", "--count", "2", "--out", "s", "--min-psnr", "500"], "--min-psnr must be between"),

@@ -64,3 +64,26 @@ def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_
         run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0), sock)
     assert seen["frozen"] > 10_000 and seen["threshold"][0] == 10_000
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold  # as before, once it stopped serving
+
+
+def test_a_worker_given_threads_opens_its_runtime_on_that_many(onnx_model, monkeypatch):
+    """`ganforge serve --threads 1`: the runtime computes on one thread, the other cores left to the HTTP path."""
+    import torch
+    import uvicorn
+
+    from ganforge.serve.server import ServerConfig
+    from ganforge.serve.server_cli import listen
+    from ganforge.serve.workers import ServeSpec, run_worker
+
+    seen = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(
+        torch=torch.get_num_threads(), env=os.environ.get("GANFORGE_THREADS")))
+    monkeypatch.setenv("GANFORGE_THREADS", "")  # empty: the default; put back as it was after the test
+    threads = torch.get_num_threads()
+    try:
+        with listen("127.0.0.1", 0) as sock:
+            run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0,
+                                 threads=1), sock)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"torch": 1, "env": "1"}
