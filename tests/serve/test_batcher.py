@@ -163,3 +163,37 @@ def test_a_batch_the_worker_cannot_take_fails_its_requests_instead_of_leaving_th
 
     (answer,) = asyncio.run(main())
     assert isinstance(answer, RuntimeError)
+
+
+def test_the_next_partial_batch_reaches_the_runtime_before_the_last_ones_answers_are_delivered():
+    """Answers wake one request each; were they delivered first, the runtime would sit idle while the event loop
+    wrote them (milliseconds a batch under HTTP load)."""
+    events = []
+
+    def infer(z):
+        time.sleep(0.02)
+        return z
+
+    async def main():
+        batcher = DynamicBatcher(infer, max_batch=4, max_queue_delay_us=1, max_queue=64)
+        batcher.start()
+        submit = batcher.executors[0].submit
+
+        def logged_submit(fn, loop, infer, batch):  # run_in_executor hands each batch over here, on the event loop
+            events.append(("dispatch", int(batch[0][0][0, 0])))
+            return submit(fn, loop, infer, batch)
+
+        batcher.executors[0].submit = logged_submit
+
+        async def request(i, after):
+            await asyncio.sleep(after)
+            await batcher.submit(np.full((1, 1), i, np.float32))
+            events.append(("answer", i))
+
+        # a full batch, then two requests that join while it computes: a partial batch, gathered by the event loop
+        await asyncio.gather(*(request(i, 0.0) for i in range(4)), *(request(i, 0.005) for i in (4, 5)))
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert events == [("dispatch", 0), ("dispatch", 4), ("answer", 0), ("answer", 1), ("answer", 2), ("answer", 3),
+                      ("answer", 4), ("answer", 5)], events
