@@ -88,7 +88,10 @@ def host_uint8(images) -> np.ndarray:
 
 
 def copies(runner: Runner, count: int) -> list[Runner]:
-    """``count`` more runners like ``runner``, opened from the same file (model copies for batches in flight)."""
+    """``count`` more runners like ``runner`` for batches in flight: opened from the same file, or where the runtime
+    runs concurrent work through one model (a runner's own ``copies``: OpenVINO's streams) made that way."""
+    if hasattr(runner, "copies"):
+        return runner.copies(count)
     info = runner.info
     return [open_runner(info.backend, info.model_path, info.device, info.precision) for _ in range(count)]
 

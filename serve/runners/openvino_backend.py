@@ -32,10 +32,11 @@ class OpenVinoRunner(RunnerBase):
         if precision == "int8":
             model = _quantize(model, int(metadata["z_dim"]))
         # an explicit hint everywhere: OpenVINO would otherwise pick bf16 on CPUs that have it
-        settings = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
+        self.settings = {"INFERENCE_PRECISION_HINT": HINTS[precision]}
         if threads := inference_threads():
-            settings["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = core.compile_model(model, "CPU", settings)
+            self.settings["INFERENCE_NUM_THREADS"] = threads
+        self.core, self.model = core, model
+        self.compiled = core.compile_model(model, "CPU", self.settings)
         if precision == "bf16" and not _runs_in(self.compiled, "bf16"):
             raise UserError("OpenVINO has no bf16 kernels for this model's layers on this CPU (it would run them in "
                             "fp32): use --precision fp32 or int8")
@@ -45,6 +46,21 @@ class OpenVinoRunner(RunnerBase):
     def infer(self, z: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: self.check_batch(z)})
         return np.array(result[self.compiled.output(0)], copy=True)
+
+    def copies(self, count: int) -> list[OpenVinoRunner]:
+        """``count`` more runners computing beside this one: the model compiled again with ``count + 1`` streams (the
+        threads split between them), each runner with an infer request of its own. Separately compiled models would
+        not overlap: their requests take turns on the plugin's shared executor (two single-thread copies measured
+        2,393-2,502 img/s together, one alone 2,486-2,512; two streams of one model 4,799-4,861)."""
+        self.compiled = self.core.compile_model(self.model, "CPU", self.settings | {"NUM_STREAMS": count + 1})
+        self.request = self.compiled.create_infer_request()
+        return [self._sibling() for _ in range(count)]
+
+    def _sibling(self) -> OpenVinoRunner:
+        sibling = object.__new__(OpenVinoRunner)
+        sibling.core, sibling.model, sibling.settings, sibling.info = self.core, self.model, self.settings, self.info
+        sibling.compiled, sibling.request = self.compiled, self.compiled.create_infer_request()
+        return sibling
 
 
 def _runs_in(compiled, precision: str) -> bool:

@@ -141,3 +141,23 @@ def test_onnxruntime_gpu_providers_get_profiles_a_cache_and_no_tf32():
     assert trt["trt_fp16_enable"] is False and options["CUDAExecutionProvider"]["use_tf32"] == 0
     fp16 = gpu_provider_options("g.onnx", 8, 16, "fp16")["TensorrtExecutionProvider"]
     assert fp16["trt_profile_opt_shapes"] == "z:16x8" and fp16["trt_fp16_enable"] is True
+
+
+def test_openvino_copies_are_streams_of_one_model_that_compute_at_once_and_agree(onnx_model):
+    """Separately compiled OpenVINO models take turns on the plugin's executor; streams of one model overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pytest.importorskip("openvino")
+    batches = [latents_for_seeds(range(i * 16, i * 16 + 16), 8) for i in range(8)]
+    with open_runner("openvino", onnx_model) as runner:
+        expected = [runner.infer(z) for z in batches]
+        (copy,) = copies(runner, 1)
+        assert copy.compiled is runner.compiled and int(runner.compiled.get_property("NUM_STREAMS")) == 2
+        assert copy.request is not runner.request
+        with ThreadPoolExecutor(2) as pool:  # as the batcher runs them: one thread per copy
+            halves = [pool.submit(lambda r, part: [r.infer(z) for z in part], r, batches[i::2])
+                      for i, r in enumerate((runner, copy))]
+            got = [halves[k % 2].result()[k // 2] for k in range(len(batches))]
+        copy.close()
+    for k, (images, reference) in enumerate(zip(got, expected)):
+        np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
