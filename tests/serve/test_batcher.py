@@ -3,6 +3,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from ganforge.serve.batcher import DynamicBatcher, preferred_size
 
@@ -197,3 +198,51 @@ def test_the_next_partial_batch_reaches_the_runtime_before_the_last_ones_answers
     asyncio.run(main())
     assert events == [("dispatch", 0), ("dispatch", 4), ("answer", 0), ("answer", 1), ("answer", 2), ("answer", 3),
                       ("answer", 4), ("answer", 5)], events
+
+
+def _random_load(seed: int, copies: int) -> tuple[list[int], list]:
+    """400 requests of 1-3 latents at random moments over 0.2 s into ``copies`` copies that take up to 4 ms and fail
+    5% of batches; the batch sizes the copies saw and each request's (latents, answer or error)."""
+    import random
+
+    rng, sizes, lock = random.Random(seed), [], threading.Lock()
+
+    def infer(z):
+        with lock:
+            sizes.append(len(z))
+            pause, fail = rng.random() * 0.004, rng.random() < 0.05
+        time.sleep(pause)
+        if fail:
+            raise RuntimeError("runtime failed")
+        return z * 2
+
+    async def main():
+        batcher = DynamicBatcher([infer] * copies, max_batch=8, max_queue_delay_us=2000, max_queue=10_000, gap_us=300)
+        batcher.start()
+
+        async def one(i):
+            await asyncio.sleep(rng.random() * 0.2)
+            z = np.full((rng.randint(1, 3), 2), i, np.float32)
+            try:
+                return z, await batcher.submit(z)
+            except RuntimeError as error:
+                return z, error
+
+        answers = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(400))), 30)
+        await batcher.stop()
+        return answers
+
+    return sizes, asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed,copies", [(0, 1), (1, 2), (2, 2)])
+def test_under_random_concurrent_load_each_request_gets_its_own_rows_and_no_batch_is_too_big(seed, copies):
+    """The event loop gathers batches while the worker threads take full ones: every request ends with its own rows
+    or its batch's error."""
+    sizes, answers = _random_load(seed, copies)
+    assert max(sizes) <= 8 and sum(sizes) == sum(len(z) for z, _ in answers)
+    failed = [a for _, a in answers if isinstance(a, Exception)]
+    assert all(str(a) == "runtime failed" for a in failed) and len(failed) < len(answers) // 2
+    for z, images in answers:
+        if not isinstance(images, Exception):
+            np.testing.assert_array_equal(images, z * 2)
