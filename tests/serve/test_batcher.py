@@ -151,7 +151,7 @@ def test_a_full_batch_waiting_is_computed_while_the_event_loop_is_busy():
     asyncio.run(main())
     assert [first for first, _, _ in spans] == [0, 2, 4]
     gaps = [later[1] - earlier[2] for earlier, later in zip(spans, spans[1:])]
-    assert max(gaps) < 0.01, gaps  # back to back, not after the loop's 0.2 s
+    assert max(gaps) < 0.1, gaps  # back to back (allowing for a busy machine), not after the loop's 0.2 s
 
 
 def test_a_batch_the_worker_cannot_take_fails_its_requests_instead_of_leaving_them_waiting():
