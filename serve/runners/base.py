@@ -37,7 +37,9 @@ class RunnerInfo:
 class Runner(Protocol):
     """GPU runners may also offer ``device_call(z) -> Callable[[], Tensor]`` (latents staged on the device,
     images left there), which bench times as the device-only offline rows, and ``infer_uint8(z)`` (uint8 [n, H, W,
-    C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU."""
+    C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU. A runner whose
+    runtime overlaps concurrent work only within one loaded model offers ``copies(count)`` (OpenVINO: streams), which
+    ``copies`` below calls instead of opening the file again."""
 
     info: RunnerInfo
 

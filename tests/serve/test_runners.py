@@ -61,20 +61,26 @@ def test_gpu_backends_match_cpu_fp32_and_replay_graphs_per_batch_size(trained_ru
                 assert np.array_equal(runner.infer_uint8(z), to_uint8_nhwc(runner.infer(z)))  # on the device
 
 
+def _alternating(infers: list, batches: list) -> list:
+    """``batches`` split between two infer callables computing at once, one thread each (as the batcher runs model
+    copies), the images put back in the batches' order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        halves = [pool.submit(lambda infer, part: [infer(z) for z in part], infer, batches[i::2])
+                  for i, infer in enumerate(infers)]
+        return [halves[k % 2].result()[k // 2] for k in range(len(batches))]
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_two_model_copies_on_their_own_streams_compute_at_once_and_agree(trained_run):
-    from concurrent.futures import ThreadPoolExecutor
-
     batches = [latents_for_seeds(range(i * 64, i * 64 + 64), 8) for i in range(16)]
     for name in ("torch", "torch-cudagraph"):
         with open_runner(name, str(trained_run), device="cuda") as runner:
             expected = [runner.infer(z) for z in batches]
             (copy,) = copies(runner, 1)
-            with ThreadPoolExecutor(2) as pool:  # as the batcher runs them: one thread per copy
-                halves = [pool.submit(lambda infer, part: [infer(z) for z in part], on_own_stream(r), batches[i::2])
-                          for i, r in enumerate((runner, copy))]
-                got = [halves[k % 2].result()[k // 2] for k in range(len(batches))]
+            got = _alternating([on_own_stream(runner), on_own_stream(copy)], batches)
             copy.close()
         for k, (images, reference) in enumerate(zip(got, expected)):
             np.testing.assert_array_equal(images, reference, err_msg=f"{name} batch {k}")
@@ -145,8 +151,6 @@ def test_onnxruntime_gpu_providers_get_profiles_a_cache_and_no_tf32():
 
 def test_openvino_copies_are_streams_of_one_model_that_compute_at_once_and_agree(onnx_model):
     """Separately compiled OpenVINO models take turns on the plugin's executor; streams of one model overlap."""
-    from concurrent.futures import ThreadPoolExecutor
-
     pytest.importorskip("openvino")
     batches = [latents_for_seeds(range(i * 16, i * 16 + 16), 8) for i in range(8)]
     with open_runner("openvino", onnx_model) as runner:
@@ -154,10 +158,7 @@ def test_openvino_copies_are_streams_of_one_model_that_compute_at_once_and_agree
         (copy,) = copies(runner, 1)
         assert copy.compiled is runner.compiled and int(runner.compiled.get_property("NUM_STREAMS")) == 2
         assert copy.request is not runner.request
-        with ThreadPoolExecutor(2) as pool:  # as the batcher runs them: one thread per copy
-            halves = [pool.submit(lambda r, part: [r.infer(z) for z in part], r, batches[i::2])
-                      for i, r in enumerate((runner, copy))]
-            got = [halves[k % 2].result()[k // 2] for k in range(len(batches))]
+        got = _alternating([runner.infer, copy.infer], batches)
         copy.close()
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")

@@ -45,11 +45,9 @@ def test_two_workers_serve_one_port_and_their_metrics_add_up(onnx_model):
                    for pid in workers)
 
 
-def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_model, monkeypatch):
-    """Full collections walking every object torch and the runtimes made cost the event loop a quarter of its time
-    under load: a worker freezes what it loaded and collects the young generation less often before serving."""
-    import gc
-
+def _serving_state(onnx_model, monkeypatch, probe, threads: int | None = None) -> dict:
+    """Run a worker up to the point where it would serve (uvicorn's ``run`` replaced) and return ``probe()`` as it
+    was then."""
     import uvicorn
 
     from ganforge.serve.server import ServerConfig
@@ -57,11 +55,21 @@ def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_
     from ganforge.serve.workers import ServeSpec, run_worker
 
     seen = {}
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(
-        frozen=gc.get_freeze_count(), threshold=gc.get_threshold()))
-    threshold = gc.get_threshold()
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(probe()))
     with listen("127.0.0.1", 0) as sock:
-        run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0), sock)
+        run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0,
+                             threads=threads), sock)
+    return seen
+
+
+def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_model, monkeypatch):
+    """Full collections walking every object torch and the runtimes made cost the event loop a quarter of its time
+    under load: a worker freezes what it loaded and collects the young generation less often before serving."""
+    import gc
+
+    threshold = gc.get_threshold()
+    seen = _serving_state(onnx_model, monkeypatch, lambda: {"frozen": gc.get_freeze_count(),
+                                                            "threshold": gc.get_threshold()})
     assert seen["frozen"] > 10_000 and seen["threshold"][0] == 10_000
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold  # as before, once it stopped serving
 
@@ -69,21 +77,12 @@ def test_a_worker_serves_with_the_loaded_objects_out_of_the_collectors_way(onnx_
 def test_a_worker_given_threads_opens_its_runtime_on_that_many(onnx_model, monkeypatch):
     """`ganforge serve --threads 1`: the runtime computes on one thread, the other cores left to the HTTP path."""
     import torch
-    import uvicorn
 
-    from ganforge.serve.server import ServerConfig
-    from ganforge.serve.server_cli import listen
-    from ganforge.serve.workers import ServeSpec, run_worker
-
-    seen = {}
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(
-        torch=torch.get_num_threads(), env=os.environ.get("GANFORGE_THREADS")))
     monkeypatch.setenv("GANFORGE_THREADS", "")  # empty: the default; put back as it was after the test
     threads = torch.get_num_threads()
     try:
-        with listen("127.0.0.1", 0) as sock:
-            run_worker(ServeSpec(onnx_model, "onnxruntime", "fp32", "cpu", "127.0.0.1", ServerConfig(), 10.0, 5.0,
-                                 threads=1), sock)
+        seen = _serving_state(onnx_model, monkeypatch, lambda: {"torch": torch.get_num_threads(),
+                                                                "env": os.environ.get("GANFORGE_THREADS")}, threads=1)
     finally:
         torch.set_num_threads(threads)
     assert seen == {"torch": 1, "env": "1"}
