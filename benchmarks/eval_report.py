@@ -35,7 +35,18 @@ def table(result: dict) -> str:
     for key, label, digits in ROWS:
         if key in generated:
             lines.append(f"| {label} | {_cell(generated[key], digits)} | {_cell(real.get(key), digits)} |")
+    if result.get("pseudo_classes"):
+        lines.append(pseudo_class_line(result["pseudo_classes"]))
     return "\n".join(lines)
+
+
+def pseudo_class_line(pseudo: dict) -> str:
+    """Self-conditioned models: the pseudo-classes G draws from (and the clusters' purity, where labels were known)."""
+    line = (f"pseudo-classes (self-conditional): {pseudo['count']}, shares {100 * pseudo['smallest_share']:.1f}% to "
+            f"{100 * pseudo['largest_share']:.1f}%")
+    if pseudo.get("purity") is not None:
+        line += f", cluster purity against the ignored labels {100 * pseudo['purity']:.1f}%"
+    return line
 
 
 def metric_line(report: dict) -> str:

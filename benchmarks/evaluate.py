@@ -67,7 +67,8 @@ def model_description(config: EvalConfig) -> tuple[str, str, dict]:
     if is_training_output(path):
         checkpoint = find_checkpoint(path, config.checkpoint)
         state = load_checkpoint(checkpoint)
-        meta = {"data": state["train_config"]["data"], "step": state["step"], "checkpoint": str(checkpoint)}
+        meta = {"data": state["train_config"]["data"], "step": state["step"], "checkpoint": str(checkpoint),
+                "pseudo_classes": pseudo_classes(state["generator_config"], state.get("clusters"))}
         backend = config.backend or "torch"
         return backend, model_for_backend(checkpoint, backend, quiet=config.quiet), meta
     if config.checkpoint:
@@ -76,8 +77,21 @@ def model_description(config: EvalConfig) -> tuple[str, str, dict]:
     if backend is None:
         raise UserError(f"{path}: not a run folder, checkpoint (.pt) or model file (.onnx, .pt2, .engine)")
     meta = read_metadata(path)
-    return backend, model_for_backend(path, backend, quiet=config.quiet), {"data": meta.get("data"),
-                                                                            "step": meta.get("step")}
+    generator = json.loads(meta.get("generator_config", "{}"))
+    return backend, model_for_backend(path, backend, quiet=config.quiet), {
+        "data": meta.get("data"), "step": meta.get("step"), "pseudo_classes": pseudo_classes(generator, None)}
+
+
+def pseudo_classes(generator_config: dict, clusters: dict | None) -> dict | None:
+    """A self-conditioned generator's pseudo-classes: how many, their shares (the ones G draws with) and, where the
+    run ignored labels it had, how pure the clusters were against them."""
+    if generator_config.get("class_source") != "clusters":
+        return None
+    shares = generator_config["class_prior"]
+    report = {"count": len(shares), "shares": shares, "smallest_share": min(shares), "largest_share": max(shares)}
+    if clusters is not None:
+        report |= {"features": clusters.get("features"), "purity": clusters.get("purity")}
+    return report
 
 
 def generate(runner, n: int, batch_size: int, quiet: bool) -> torch.Tensor:
@@ -121,6 +135,7 @@ def evaluate_model(config: EvalConfig) -> dict:
     result = {"model": str(config.model), "backend": backend, "model_file": model_path, "data": data_spec,
               "step": meta.get("step"), "checkpoint": meta.get("checkpoint"), "seeds": f"0-{n - 1}",
               "features": evaluator.description, "primary": evaluator.primary.name,
+              "pseudo_classes": meta.get("pseudo_classes"),
               "generated": evaluator.evaluate(generated), "real": evaluator.real_floor(),
               "precision": info.precision, "device": info.device}
     if config.features == "inception":  # the standard FID/KID: torchmetrics on the Inception features

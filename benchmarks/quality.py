@@ -2,6 +2,7 @@
 run as `ganforge eval` does, and compare the mean with the targets and the published tables.
 
     python benchmarks/quality.py                      # grid, ring, stacked-digits, digits; 5 seeds each
+    python benchmarks/quality.py --data digits-unlabelled,stacked-digits-unlabelled   # the labels unused
     python benchmarks/quality.py --quick              # one seed each
     python benchmarks/quality.py --data ring --seeds 0,1 --set lr_g=3e-4 --set lr_d=3e-4 \\
         --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
@@ -31,12 +32,17 @@ from ganforge.train.recipes import recipe_config
 from ganforge.train.run_folder import read_records
 
 DATA = ("grid", "ring", "stacked-digits", "digits")
+# rows that train labelled data as if it had none (the self-conditional recipe), as PacGAN and VEEGAN did
+UNLABELLED = {"digits-unlabelled": "digits", "stacked-digits-unlabelled": "stacked-digits"}
 # target: (metric, comparison, bound) on the mean over seeds, and the training-time budget in seconds
 TARGETS = {
     "grid": ([("modes_captured", ">=", 25), ("high_quality", ">=", 0.97), ("reverse_kl", "<=", 0.01)], 180),
     "ring": ([("modes_captured", ">=", 8), ("high_quality", ">=", 0.98), ("reverse_kl", "<=", 0.02)], 180),
     "stacked-digits": ([("modes", ">=", 990), ("mode_kl", "<=", 0.06)], 900),
     "digits": ([("recognised", ">=", 0.9), ("classes", ">=", 10), ("class_kl", "<=", 0.05)], 300),
+    "digits-unlabelled": ([("recognised", ">=", 0.93), ("classes", ">=", 10), ("class_kl", "<=", 0.02),
+                           ("fd", "<=", 0.5)], 300),
+    "stacked-digits-unlabelled": ([("modes", ">=", 1000), ("mode_kl", "<=", 0.03)], 900),
 }
 # PacGAN (Lin et al. 2018) Tables 1 and 3, as quoted in ../shared/REFERENCE.md
 PUBLISHED = {
@@ -47,16 +53,25 @@ PUBLISHED = {
     "stacked-digits": {"DCGAN": {"modes": 99.0, "mode_kl": 3.40}, "VEEGAN": {"modes": 150, "mode_kl": 2.95},
                        "PacDCGAN2": {"modes": 1000, "mode_kl": 0.06}},
 }
+PUBLISHED["stacked-digits-unlabelled"] = PUBLISHED["stacked-digits"]  # all unconditional: labels unused
+
+
+def recipe_of(row: str, **overrides):
+    """The TrainConfig of a row: its data's recipe, or for an *-unlabelled row the same data with labels ignored."""
+    if row in UNLABELLED:
+        return recipe_config(UNLABELLED[row], labels="ignore", **overrides)
+    return recipe_config(row, **overrides)
 
 
 def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
-    config = recipe_config(data, seed=seed, out=str(root / f"{data}-{seed}"), quiet=True, **overrides)
+    config = recipe_of(data, seed=seed, out=str(root / f"{data}-{seed}"), quiet=True, **overrides)
     start = time.perf_counter()
     run = train(config)
     seconds = time.perf_counter() - start
     result = evaluate_model(EvalConfig(model=str(run), quiet=True))
     return {"seed": seed, "train_seconds": round(seconds, 1), "steps": config.steps,
-            "generated": result["generated"], "real": result["real"], "during_training": evaluations(run)}
+            "generated": result["generated"], "real": result["real"], "pseudo_classes": result["pseudo_classes"],
+            "during_training": evaluations(run)}
 
 
 def evaluations(run: Path) -> list[dict]:
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for data in args.data.split(","):
             entry = results["data"][data] = {"environment": environment(None), "overrides": overrides,
-                                             "config": recipe_config(data, **overrides).to_dict(), "runs": []}
+                                             "config": recipe_of(data, **overrides).to_dict(), "runs": []}
             for seed in seeds:
                 entry["runs"].append(run_one(data, seed, overrides, root))
                 entry["summary"] = summarise(data, entry["runs"])

@@ -7,13 +7,14 @@ import argparse
 from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
-from .config import LOSSES, LR_SCHEDULES, MODELS
+from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS
 from .precision import PRECISIONS
 
 EXAMPLES = """\
   ganforge train --data digits --model dcgan --resolution 32 --steps 300
   ganforge train --data ring --model mlp --pack 4 --steps 2000 --batch-size 256 --lr-g 1e-3 --lr-d 1e-3
   ganforge train --data folder:~/faces --resolution 64 --loss hinge --spectral-norm --steps 500
+  ganforge train --data digits --labels ignore --steps 300
   ganforge train --resume runs/00000-digits-dcgan --steps 600
   torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
 """
@@ -41,6 +42,11 @@ def build_parser() -> Parser:
     add("--conditional", action=argparse.BooleanOptionalAction, default=S, help="labelled images: G draws a "
         "class from its latent, D is a projection discriminator; samples stay seed-in, image-out (default: the "
         "recipe's; on for digits and stacked-digits)")
+    add("--self-conditional", type=int, metavar="K", default=S, help="images without labels: K pseudo-classes by "
+        "k-means on the images, then trained as --conditional; 0 = off (default: the recipe's, 20 for data without "
+        "labels)")
+    add("--labels", choices=LABEL_USES, default=S, help="use (default) or ignore the data's labels: ignore trains as if "
+        "there were none (the self-conditional recipe); quality is still measured with them")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")

@@ -19,6 +19,7 @@ from .data import POINT_SOURCES, check_spec
 from .precision import PRECISIONS
 
 LOSSES = ("ns", "hinge", "wgan-gp")
+LABEL_USES = ("use", "ignore")  # ignore: train as if the data had no labels (evaluation still measures with them)
 LR_SCHEDULES = ("constant", "linear")  # linear: both learning rates fall linearly to 0 at --steps
 MODELS = ("mlp", "dcgan")
 DCGAN_RESOLUTIONS = (16, 32, 64)
@@ -41,6 +42,8 @@ class TrainConfig:
     spectral_norm: bool = False
     augment: str = ""  # DiffAugment policies for D's inputs, comma-separated: color, translation, cutout
     conditional: bool = False  # labelled images: G draws its class from z0, D is a projection discriminator
+    self_conditional: int = 0  # images without labels: K pseudo-classes by clustering, then as --conditional; 0 = off
+    labels: str = "use"  # "ignore": hide the data's labels from training (the unlabelled setting on labelled data)
     precision: str = "auto"
     device: str = "auto"
     ema: float = 0.999  # EMA decay of the generator's weights; 0 turns EMA off
@@ -67,6 +70,7 @@ class TrainConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("labels", self.labels, LABEL_USES)
         for policy in self.augment_policy:
             _choice("augment", policy, AUGMENT_POLICIES)
         if self.augment_policy and self.is_points:
@@ -97,6 +101,23 @@ class TrainConfig:
         if self.conditional and (self.model != "dcgan" or self.pack != 1):
             raise UserError("--conditional needs --model dcgan and --pack 1 (add --no-conditional to train without "
                             "classes)")
+        self._check_self_conditional()
+
+    def _check_self_conditional(self) -> None:
+        if self.conditional and self.labels == "ignore":
+            raise UserError("--conditional trains on the labels that --labels ignore hides: use --self-conditional K "
+                            "(pseudo-classes by clustering) instead")
+        if not self.self_conditional:
+            return
+        if self.self_conditional < 2:
+            raise UserError(f"--self-conditional takes 2 or more pseudo-classes (0 = off), got {self.self_conditional}")
+        if self.conditional:
+            raise UserError("--self-conditional and --conditional exclude each other: pseudo-classes are for data "
+                            "without labels (add --no-conditional)")
+        if self.is_points:
+            raise UserError(f"--self-conditional clusters images; --data {self.data} is 2D points")
+        if self.model != "dcgan" or self.pack != 1:
+            raise UserError("--self-conditional needs --model dcgan and --pack 1")
 
     @property
     def augment_policy(self) -> tuple[str, ...]:

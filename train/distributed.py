@@ -62,6 +62,12 @@ def all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
+def broadcast_(tensors: list[torch.Tensor], source: int = 0) -> None:
+    """Overwrite ``tensors`` on every rank with rank ``source``'s values, in place."""
+    for tensor in tensors:
+        dist.broadcast(tensor, source)
+
+
 def rank_slice(batch_size: int, context: DistContext) -> slice:
     """This rank's share of a global batch (the global batch is drawn identically on every rank)."""
     per_rank = batch_size // context.world_size

@@ -12,8 +12,9 @@ from tqdm import tqdm
 from ganforge.files import atomic_write
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .clusters import Clusters
 from .config import TrainConfig
-from .data import load_data, spec_name
+from .data import DataSource, load_data, spec_name
 from .distributed import init_distributed, shutdown_distributed
 from .images import image_grid, save_png, to_uint8
 from .latents import latents_for_seeds
@@ -57,22 +58,37 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
         config = dataclasses.replace(config, precision=precision.name, out=str(run_dir),
                                      device=precision.device.type if context.enabled else str(precision.device))
         data = load_data(config.data, config.resolution, config.seed)
-        trainer = Trainer(config, data, precision, context)
+        train_data = data.without_labels() if config.labels == "ignore" else data
+        clusters = Clusters.from_state(checkpoint["clusters"], str(run_dir)) if checkpoint and "clusters" in checkpoint \
+            else None
+        trainer = Trainer(config, train_data, precision, context, clusters=clusters)
         run = RunFolder(run_dir, writer=context.is_main)
         if checkpoint is None:
             run.create(config)
+            if trainer.clusters is not None:
+                run.log({"step": 0, "clusters": trainer.clusters.summary()})
+                if context.is_main and not config.quiet:
+                    print(cluster_line(trainer.clusters.summary()))
         else:
             trainer.load_state_dict(checkpoint, str(run_dir))
             run.write_config(config)
             run.prepare_resume(trainer.step)
-        Loop(trainer, run, quiet=config.quiet or not context.is_main).run()
+        Loop(trainer, run, quiet=config.quiet or not context.is_main, eval_data=data).run()
         return run_dir
     finally:
         shutdown_distributed(context)
 
 
+def cluster_line(summary: dict) -> str:
+    purity = "" if summary["purity"] is None else f", {100 * summary['purity']:.1f}% pure against the ignored labels"
+    return (f"pseudo-classes: {summary['k']} k-means clusters of the images' pooled pixels, shares "
+            f"{100 * summary['smallest_share']:.1f}% to {100 * summary['largest_share']:.1f}%{purity}")
+
+
 class Loop:
-    def __init__(self, trainer: Trainer, folder: RunFolder, quiet: bool):
+    """``eval_data``: what quality is measured against (the labelled source where training ignores the labels)."""
+
+    def __init__(self, trainer: Trainer, folder: RunFolder, quiet: bool, eval_data: DataSource | None = None):
         self.trainer, self.folder, self.quiet = trainer, folder, quiet
         self.config = trainer.config
         z_dim, device = self.config.z_dim, trainer.precision.device
@@ -81,7 +97,7 @@ class Loop:
         self.eval_latents = torch.from_numpy(latents_for_seeds(EVAL_SEEDS[trainer.data.kind], z_dim)).to(device)
         # Only the writing process evaluates; its evaluator (a cached domain classifier for images) is made once.
         evaluates = folder.writer and self.config.eval_every > 0
-        self.evaluator = Evaluator(trainer.data, folder.path / "eval") if evaluates else None
+        self.evaluator = Evaluator(eval_data or trainer.data, folder.path / "eval") if evaluates else None
         self.best = self._best_so_far()
 
     def run(self) -> None:

@@ -11,7 +11,7 @@ checks the chosen ones against the targets. Flags given on the command line alwa
 from __future__ import annotations
 
 from .config import TrainConfig
-from .data import spec_name
+from .data import has_labels, spec_name
 
 # 2D mixtures: a 4 x 128 ReLU MLP from a 2D latent, non-saturating loss, batch 256, 15,000 steps (about 70 s on
 # 2 cores), Adam 1e-3 decaying linearly to 0, with R1. Measured (benchmarks/results/recipes/, quality.json): a
@@ -38,8 +38,15 @@ IMAGES = dict(model="dcgan", resolution=32, z_dim=64, width=32, loss="ns", lr_g=
 # FD 2.2 at best): its samples between classes are no digit. Conditional: 96.4% at 3,000 steps (FD 0.32, recall
 # 0.74), 95.9% at 6,000 (FD 0.23, recall 0.82); without augmentation 98.1% at 3,000 but FD 0.48, recall 0.57 and
 # near-copies of training images 30x as often.
-DIGITS = {**IMAGES, "conditional": True, "augment": "translation,cutout", "steps": 6000, "lr_schedule": "linear",
-          "eval_every": 1500, "sample_every": 1500, "checkpoint_every": 1500}
+SMALL_SET = {**IMAGES, "augment": "translation,cutout", "steps": 6000, "lr_schedule": "linear", "eval_every": 1500,
+             "sample_every": 1500, "checkpoint_every": 1500}
+DIGITS = {**SMALL_SET, "conditional": True}
+
+# Images without labels (folders without class subfolders, npz/idx without labels, or any data with --labels
+# ignore): the same conditional DCGAN on pseudo-classes, k-means clusters of the images' pooled pixels
+# (train/clusters.py), more clusters than the data has classes. Measured (benchmarks/results/recipes/
+# unlabelled-*.json, quality.json's *-unlabelled rows): see docs/train.md.
+UNLABELLED = {**SMALL_SET, "self_conditional": 20}
 
 RECIPES: dict[str, dict] = {
     "grid": {**POINTS, "r1": 0.1, "lr_schedule": "linear"},
@@ -56,16 +63,35 @@ RECIPES: dict[str, dict] = {
     "stacked-digits": {**DIGITS, "width": 64},
     "shapes": IMAGES,
 }
+# The same data trained as if it had no labels (--labels ignore): PacGAN's like-for-like setting.
+UNLABELLED_RECIPES: dict[str, dict] = {
+    "digits": UNLABELLED,
+    "stacked-digits": {**UNLABELLED, "width": 64},
+}
+# Files with labels (class subfolders, an npz "labels" array, IDX label files): the digits' conditional recipe.
+LABELLED_FILES = DIGITS
 
 
-def recipe_for(data: str) -> dict:
-    """The recipe of a --data spec: its own, or the small-image one for files and folders."""
-    return dict(RECIPES.get(spec_name(data), IMAGES))
+def recipe_for(data: str, labels: str = "use") -> dict:
+    """The recipe of a --data spec: its own for the built-in sets; for files, the conditional one where they have
+    labels and the self-conditional one where they have none. ``labels="ignore"`` picks the unlabelled recipe."""
+    name = spec_name(data)
+    if name in ("ring", "grid"):
+        return dict(RECIPES[name])
+    labelled = labels == "use" and has_labels(data)
+    if name in RECIPES:
+        return dict(RECIPES[name] if labelled else UNLABELLED_RECIPES.get(name, UNLABELLED))
+    return dict(LABELLED_FILES if labelled else UNLABELLED)
 
 
 def recipe_config(data: str = "digits", **given) -> TrainConfig:
     """A TrainConfig for ``data``: its recipe's values, with ``given`` on top."""
-    recipe = recipe_for(data)
+    recipe = recipe_for(data, given.get("labels", "use"))
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
-        recipe = {k: v for k, v in recipe.items() if k not in ("model", "z_dim", "width", "depth", "conditional")}
+        recipe = {k: v for k, v in recipe.items()
+                  if k not in ("model", "z_dim", "width", "depth", "conditional", "self_conditional")}
+    if given.get("conditional"):  # asked for the labels: no pseudo-classes
+        recipe.pop("self_conditional", None)
+    if given.get("self_conditional"):
+        recipe.pop("conditional", None)
     return TrainConfig(data=data, **{**recipe, **given})

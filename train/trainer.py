@@ -16,9 +16,10 @@ from ganforge.errors import UserError
 
 from .augment import DiffAugment
 from .checkpoint import FORMAT, VERSION, load_module_state
+from .clusters import Clusters, fit_clusters
 from .config import TrainConfig
 from .data import DataSource
-from .distributed import DistContext, all_reduce_mean_, rank_slice
+from .distributed import DistContext, all_reduce_mean_, broadcast_, rank_slice
 from .losses import LOSSES, gradient_penalty, r1_penalty
 from .models import build_discriminator, build_generator, generator_config, pack_samples
 from .models.classes import class_prior
@@ -26,18 +27,22 @@ from .precision import Precision
 
 
 class Trainer:
+    """``clusters``: the pseudo-classes of a self-conditional run, when resuming (else fitted here, before step 1)."""
+
     def __init__(self, config: TrainConfig, data: DataSource, precision: Precision,
-                 context: DistContext = DistContext(), fused: bool | None = None):
+                 context: DistContext = DistContext(), fused: bool | None = None, clusters: Clusters | None = None):
         self.config, self.data, self.precision, self.context = config, data, precision, context
         if config.batch_size % (context.world_size * config.pack):
             raise UserError(f"--batch-size {config.batch_size} must be a multiple of processes x pack "
                             f"({context.world_size} x {config.pack})")
         device = precision.device
+        self.clusters = clusters or (pseudo_classes(config, data, context) if config.self_conditional else None)
         torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
-        prior = labelled_prior(config, data) if config.conditional else None
+        prior = labelled_prior(config, data) if config.conditional else self.clusters and self.clusters.prior
         self.generator_config = generator_config(config.model, config.z_dim, data.sample_shape, config.width,
                                                  config.depth, images=data.kind == "images", class_prior=prior,
-                                                 class_groups=data.label_groups)
+                                                 class_groups=data.label_groups if config.conditional else 1,
+                                                 pseudo_classes=self.clusters is not None)
         self.generator = build_generator(self.generator_config).to(device)
         uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
         # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
@@ -45,7 +50,7 @@ class Trainer:
         self.discriminator = build_discriminator(config.model, data.sample_shape, config.width, config.depth,
                                                  config.pack, batch_norm, config.spectral_norm,
                                                  num_classes=len(prior) if prior else 0,
-                                                 class_groups=data.label_groups).to(device)
+                                                 class_groups=self.generator_config.get("class_groups", 1)).to(device)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         # On a GPU, fused Adam: it takes the skip decision as a device tensor (found_inf), so no step waits for the
         # device. On a CPU the device is the host (reading a tensor costs nothing) and the default Adam stays:
@@ -70,7 +75,7 @@ class Trainer:
         part = rank_slice(config.batch_size, self.context)
         real, real_labels = self._real_batch(part)
         z = torch.randn(config.batch_size, config.z_dim, generator=self.latent_rng, device=device)[part]
-        fake_labels = self.generator.classes.labels(z) if config.conditional else None
+        fake_labels = self.generator.classes.labels(z) if self.generator_config.get("class_prior") else None
         augment = self.augment
         self._set_learning_rates()
 
@@ -96,6 +101,9 @@ class Trainer:
 
     def _real_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         device, stream, size = self.precision.device, self.data.stream, self.config.batch_size
+        if self.clusters is not None:  # a real image's pseudo-class is its nearest centroid
+            images = stream.next_batch(size)[part]
+            return images.to(device, non_blocking=True), self.clusters.assign(images).to(device, non_blocking=True)
         if not self.config.conditional:
             return stream.next_batch(size)[part].to(device, non_blocking=True), None
         images, labels = stream.next_labelled_batch(size)
@@ -184,12 +192,15 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "latents": self.latent_rng.get_state(),
                     "augment": self.augment_rng.get_state()},
             "data": self.data.stream.state_dict(), "skipped_steps": dict(self.skipped),
+            **({"clusters": self.clusters.state_dict()} if self.clusters is not None else {}),
         }
 
     def load_state_dict(self, state: dict, path: str = "checkpoint") -> None:
         if state["generator_config"] != self.generator_config:
             raise UserError(f"{path}: generator config {state['generator_config']} does not match this run's "
                             f"{self.generator_config}")
+        if self.clusters is not None:  # the centroids the run was trained with, whatever a refit would give
+            self.clusters = Clusters.from_state(state["clusters"], path)
         load_module_state(self.generator, state["generator"], "generator", path)
         load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", path)
         load_module_state(self.discriminator, state["discriminator"], "discriminator", path)
@@ -205,6 +216,23 @@ class Trainer:
         self.data.stream.load_state_dict(state["data"])
         self.step = int(state["step"])
         self.skipped_steps.copy_(torch.tensor([state["skipped_steps"]["d"], state["skipped_steps"]["g"]]))
+
+
+CLUSTER_POOL = 20_000  # images drawn to cluster data that is generated without end (stacked digits)
+
+
+def pseudo_classes(config: TrainConfig, data: DataSource, context: DistContext) -> Clusters:
+    """Cluster the training images into ``config.self_conditional`` pseudo-classes (the same ones on every rank)."""
+    if data.labels is not None:
+        raise UserError(f"--data {config.data} has labels: train on them with --conditional, or add --labels ignore "
+                        "to find pseudo-classes without them")
+    images, true_labels = data.stream.pool(CLUSTER_POOL, seed=config.seed)
+    clusters = fit_clusters(images, config.self_conditional, config.seed, true_labels)
+    if context.enabled:  # k-means is deterministic, but one process decides: every rank conditions alike
+        prior = torch.tensor(clusters.prior, dtype=torch.float64)
+        broadcast_([clusters.centroids, prior])
+        clusters.prior = prior.tolist()
+    return clusters
 
 
 def labelled_prior(config: TrainConfig, data: DataSource) -> list[float]:

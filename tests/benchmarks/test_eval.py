@@ -108,3 +108,24 @@ def test_sorted_grid_groups_samples_by_predicted_class():
     probs = np.eye(3)[[2, 0, 1, 0, 2, 1]]
     images = torch.arange(6).float().view(6, 1, 1, 1)
     assert sorted_by_class(images, probs, per_class=2).flatten().tolist() == [1, 3, 2, 5, 0, 4]
+
+
+def test_eval_reports_a_self_conditioned_runs_pseudo_classes(tmp_path):
+    """The pseudo-classes (count, shares) beside the metrics, and how pure they are against the ignored labels; an
+    export reports the count and shares it carries in its generator config."""
+    from ganforge.benchmarks.eval_report import table
+    from ganforge.export.api import ExportConfig, export
+    from tests.conftest import tiny_config
+
+    run = train(tiny_config(tmp_path, steps=2, labels="ignore", self_conditional=4))
+    result = evaluate_model(EvalConfig(model=str(run), n=200, quiet=True))
+    pseudo = result["pseudo_classes"]
+    assert pseudo["count"] == 4 and abs(sum(pseudo["shares"]) - 1) < 1e-9 and 0.3 < pseudo["purity"] <= 1
+    assert "pseudo-classes (self-conditional): 4" in table(result) and "purity" in table(result)
+    onnx_path = export(ExportConfig(source=str(run), out=str(tmp_path / "g.onnx"), max_batch=8)).path
+    from ganforge.benchmarks.evaluate import model_description
+
+    _, _, meta = model_description(EvalConfig(model=str(onnx_path), quiet=True))
+    assert meta["pseudo_classes"]["shares"] == pseudo["shares"] and "purity" not in meta["pseudo_classes"]
+    plain = evaluate_model(EvalConfig(model=str(train(tiny_config(tmp_path / "plain", steps=2))), n=100, quiet=True))
+    assert plain["pseudo_classes"] is None and "pseudo-classes" not in table(plain)

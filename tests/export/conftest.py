@@ -7,7 +7,7 @@ from ganforge.train.loop import train
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Tiny trained runs: dcgan at 16/32/64 px, class-conditional dcgans at 16 px (digits: one class per sample;
-    stacked digits: three) and a 2D mlp."""
+    stacked digits: three; digits without their labels: six pseudo-classes) and a 2D mlp."""
     root = tmp_path_factory.mktemp("runs")
     common = dict(steps=2, batch_size=8, quiet=True, device="cpu", precision="fp32", checkpoint_every=2,
                   sample_every=2, eval_every=0)
@@ -18,5 +18,8 @@ def runs(tmp_path_factory):
                                               conditional=True, out=str(root / "conditional16"), **common))
     made["stacked16"] = train(TrainConfig(data="stacked-digits", model="dcgan", resolution=16, width=8, z_dim=16,
                                           conditional=True, out=str(root / "stacked16"), **common))
+    made["selfcond16"] = train(TrainConfig(data="digits", model="dcgan", resolution=16, width=8, z_dim=16,
+                                           labels="ignore", self_conditional=6, out=str(root / "selfcond16"),
+                                           **common))
     made["ring"] = train(TrainConfig(data="ring", model="mlp", width=32, out=str(root / "ring"), **common))
     return made

@@ -23,7 +23,7 @@ def _torch_images(run, z):
 
 @pytest.mark.parametrize("name, shape", [("dcgan16", (1, 16, 16)), ("dcgan32", (1, 32, 32)),
                                          ("dcgan64", (3, 64, 64)), ("conditional16", (1, 16, 16)),
-                                         ("stacked16", (3, 16, 16)), ("ring", (2,))])
+                                         ("stacked16", (3, 16, 16)), ("selfcond16", (1, 16, 16)), ("ring", (2,))])
 def test_onnx_matches_pytorch_at_several_batch_sizes(runs, tmp_path, name, shape):
     out = tmp_path / f"{name}.onnx"
     result = export(ExportConfig(source=str(runs[name]), out=str(out), max_batch=70))
@@ -132,7 +132,7 @@ def test_a_changed_export_is_refused_by_its_checksum(runs, tmp_path, ganforge_cl
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "s" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("name", ["conditional16", "stacked16"])
+@pytest.mark.parametrize("name", ["conditional16", "stacked16", "selfcond16"])
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_reduced_precision_exports_cut_a_conditional_generators_classes_in_fp32(runs, tmp_path, precision, name):
     """The class is z0 compared with the class edges: z0 in fp16, or quantized to an int8 step, would land ~0.1%

@@ -87,6 +87,7 @@ int_or_junk = st.integers(-5, 10**6) | st.floats(allow_nan=True) | st.text(max_s
     "model": st.sampled_from(["mlp", "dcgan", "gpt"]), "loss": st.sampled_from(["ns", "hinge", "wgan-gp", "x"]),
     "precision": st.sampled_from(["auto", "fp32", "bf16", "fp16", "fp8"]),
     "lr_schedule": st.sampled_from(["constant", "linear", "cosine"]),
+    "self_conditional": int_or_junk, "labels": st.sampled_from(["use", "ignore", "x"]), "conditional": st.booleans(),
     "resolution": int_or_junk, "steps": int_or_junk, "batch_size": int_or_junk, "pack": int_or_junk,
     "z_dim": int_or_junk, "width": int_or_junk, "depth": int_or_junk, "eval_every": int_or_junk,
     "ema": st.floats(-1, 2) | int_or_junk, "lr_g": st.floats(-1, 1) | int_or_junk, "r1": int_or_junk,

@@ -24,10 +24,12 @@ def assert_identical(a, b, where="checkpoint"):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("schedule, augment", [("constant", ""), ("linear", "color,translation,cutout")])
-def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule, augment):
+@pytest.mark.parametrize("schedule, augment, classes", [
+    ("constant", "", {}), ("linear", "color,translation,cutout", {}),
+    ("linear", "translation", {"labels": "ignore", "self_conditional": 6})])  # pseudo-classes, checkpointed too
+def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule, augment, classes):
     common = dict(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
-                  augment=augment)
+                  augment=augment, **classes)
     straight = train(tiny(**common, out=str(tmp_path / "straight")))
     halves = train(tiny(**common, out=str(tmp_path / "halves")))
     for late in ("step-000200.pt", "latest.pt"):  # as if killed right after step 100's checkpoint

@@ -9,7 +9,7 @@ from ganforge.errors import UserError
 
 from .base import DataSource
 from .digits import load_digits_source, load_stacked_digits_source
-from .files import load_folder, load_idx, load_npz
+from .files import file_source_has_labels, load_folder, load_idx, load_npz
 from .shapes import load_shapes_source
 from .synthetic import load_mixture
 
@@ -22,6 +22,7 @@ BUILTIN = {
 }
 FILE_SOURCES = {"folder": load_folder, "npz": load_npz, "idx": load_idx}
 POINT_SOURCES = ("ring", "grid")
+LABELLED_BUILTIN = ("digits", "stacked-digits", "shapes")
 
 
 def check_spec(spec: str) -> None:
@@ -38,6 +39,15 @@ def spec_name(spec: str) -> str:
     return spec.partition(":")[0] if ":" in spec else spec
 
 
+def has_labels(spec: str) -> bool:
+    """Whether ``--data spec`` carries class labels (files are looked at, not decoded): recipes depend on it."""
+    check_spec(spec)
+    if spec in BUILTIN:
+        return spec in LABELLED_BUILTIN
+    prefix, _, rest = spec.partition(":")
+    return file_source_has_labels(prefix, Path(rest).expanduser())
+
+
 def load_data(spec: str, resolution: int, seed: int) -> DataSource:
     check_spec(spec)
     if spec in BUILTIN:
@@ -46,4 +56,4 @@ def load_data(spec: str, resolution: int, seed: int) -> DataSource:
     return FILE_SOURCES[prefix](Path(rest).expanduser(), resolution, seed)
 
 
-__all__ = ["DataSource", "POINT_SOURCES", "check_spec", "load_data", "spec_name"]
+__all__ = ["DataSource", "POINT_SOURCES", "check_spec", "has_labels", "load_data", "spec_name"]

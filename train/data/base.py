@@ -7,6 +7,7 @@ same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from ganforge.errors import UserError
 
 class BatchStream(Protocol):
     def next_batch(self, batch_size: int) -> torch.Tensor: ...
+    def pool(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
 
@@ -36,6 +38,11 @@ class DataSource:
     modes: torch.Tensor | None = None  # 2D mixtures: mode centres [K, 2]
     mode_sigma: float | None = None
     extra: dict = field(default_factory=dict)  # e.g. "detail": the resolution its content really has
+
+    def without_labels(self) -> DataSource:
+        """The same data as training sees it under ``--labels ignore``: no labels to condition on (the stream keeps
+        them, to measure how pure pseudo-classes are; evaluation keeps the labelled source)."""
+        return dataclasses.replace(self, labels=None, label_groups=1, extra={**self.extra, "labels_ignored": True})
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -62,6 +69,10 @@ class TensorStream:
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
         return to_unit_range(self.images[self._next_indices(batch_size)])
+
+    def pool(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 images to fit pseudo-classes on, and their labels (None without): here the whole stored set."""
+        return self.images, self.labels
 
     def next_labelled_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch and its int64 labels (the same batch ``next_batch`` would have given)."""

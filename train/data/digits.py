@@ -37,9 +37,17 @@ class StackedDigitsStream(GeneratorStream):
         return self.next_labelled_batch(batch_size)[0]
 
     def next_labelled_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        picks = torch.randint(len(self.images), (batch_size, 3), generator=self.rng)
-        stacked = self.images[picks.flatten(), 0].view(batch_size, 3, *self.images.shape[-2:])
-        return to_unit_range(stacked), self.labels[picks]  # [B, 3, H, W], [B, 3]
+        images, labels = self._stacks(batch_size, self.rng)
+        return to_unit_range(images), labels
+
+    def pool(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` stacks drawn with their own generator (the stream's position is left alone), and their digits."""
+        return self._stacks(count, torch.Generator().manual_seed(seed))
+
+    def _stacks(self, count: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = torch.randint(len(self.images), (count, 3), generator=rng)
+        stacked = self.images[picks.flatten(), 0].view(count, 3, *self.images.shape[-2:])
+        return stacked, self.labels[picks]  # uint8 [B, 3, H, W], [B, 3]
 
 
 def load_stacked_digits_source(resolution: int, seed: int) -> DataSource:

@@ -24,14 +24,33 @@ def _center_square(image):
     return image.crop((left, top, left + side, top + side))
 
 
-def load_folder(path: Path, resolution: int, seed: int) -> DataSource:
-    from PIL import Image, UnidentifiedImageError
-
+def image_files(path: Path) -> list[Path]:
+    """The folder's PNG/JPEG files, recursively, in a fixed order."""
     if not path.is_dir():
         raise UserError(f"folder:{path}: not a directory")
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UserError(f"folder:{path}: no PNG or JPEG images found (searched recursively)")
+    return files
+
+
+def file_source_has_labels(prefix: str, path: Path) -> bool:
+    """Whether a file source carries labels, found without decoding its images (recipes depend on it)."""
+    if prefix == "folder":
+        return _labels_from_subfolders(path, image_files(path)) is not None
+    if prefix == "npz":
+        try:
+            with np.load(path) as archive:
+                return any(key in archive.files for key in ("labels", "y"))
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            raise UserError(f"npz:{path}: cannot read: {error}") from error
+    return _idx_label_path(path) is not None
+
+
+def load_folder(path: Path, resolution: int, seed: int) -> DataSource:
+    from PIL import Image, UnidentifiedImageError
+
+    files = image_files(path)
     opened = []
     for file in files:
         try:
@@ -118,6 +137,13 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _idx_label_path(path: Path) -> Path | None:
+    """MNIST's naming: the labels of ``x-images-idx3-ubyte`` are ``x-labels-idx1-ubyte`` beside it (None if there
+    is no such file)."""
+    label_path = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+    return label_path if label_path != path and label_path.is_file() else None
+
+
 def load_idx(path: Path, resolution: int, seed: int) -> DataSource:
     if not path.is_file():
         raise UserError(f"idx:{path}: no such file")
@@ -126,8 +152,8 @@ def load_idx(path: Path, resolution: int, seed: int) -> DataSource:
         raise UserError(f"idx:{path}: expected images [N, H, W], got an array of shape {array.shape}")
     images = resize_images(torch.from_numpy(array.copy())[:, None], resolution)
     labels = None
-    label_path = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
-    if label_path != path and label_path.is_file():
+    label_path = _idx_label_path(path)
+    if label_path is not None:
         labels = torch.from_numpy(read_idx(label_path).astype(np.int64))
     return DataSource(name="idx", kind="images", sample_shape=tuple(images.shape[1:]),
                       stream=TensorStream(images, seed, labels), num_samples=len(images), labels=labels)

@@ -12,7 +12,8 @@ from .mlp import MLPDiscriminator, MLPGenerator
 
 
 def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], width: int, depth: int,
-                     images: bool, class_prior: list[float] | None = None, class_groups: int = 1) -> dict:
+                     images: bool, class_prior: list[float] | None = None, class_groups: int = 1,
+                     pseudo_classes: bool = False) -> dict:
     if model == "dcgan":
         channels, resolution, _ = sample_shape
         config = {"kind": "dcgan", "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
@@ -20,6 +21,8 @@ def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], widt
             config["class_prior"] = class_prior
         if class_prior and class_groups > 1:  # left out at 1: the configs of earlier conditional runs stay valid
             config["class_groups"] = class_groups
+        if class_prior and pseudo_classes:  # the classes are clusters found in unlabelled data (a record only)
+            config["class_source"] = "clusters"
         return config
     return {"kind": "mlp", "z_dim": z_dim, "out_shape": list(sample_shape), "width": width, "depth": depth,
             "tanh": images}

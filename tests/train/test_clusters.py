@@ -1,0 +1,97 @@
+"""Self-conditioning: pseudo-classes for images without labels, trained as an ordinary conditional pair."""
+
+import json
+
+import pytest
+import torch
+
+from ganforge.errors import UserError
+from ganforge.train.checkpoint import load_checkpoint
+from ganforge.train.clusters import Clusters, cluster_purity, fit_clusters
+from ganforge.train.data import has_labels, load_data
+from ganforge.train.loop import train
+from ganforge.train.recipes import recipe_config
+
+
+@pytest.fixture(scope="module")
+def digits16():
+    return load_data("digits", 16, 0)
+
+
+def test_digit_clusters_are_pure_and_their_shares_are_what_training_assigns(digits16):
+    images, labels = digits16.stream.pool(0, seed=0)
+    clusters = fit_clusters(images, k=20, seed=0, true_labels=labels)
+    assert clusters.k == 20 and abs(sum(clusters.prior) - 1) < 1e-9 and min(clusters.prior) > 0
+    assert clusters.purity > 0.85  # k-means on the digits' pixels; the labels only measure it
+    assigned = clusters.assign(images.float() / 127.5 - 1)
+    shares = torch.bincount(assigned, minlength=20).double() / len(images)
+    assert torch.allclose(shares, torch.tensor(clusters.prior, dtype=torch.float64))
+    again = Clusters.from_state(clusters.state_dict())
+    assert torch.equal(again.assign(images.float() / 127.5 - 1), assigned)
+
+
+def test_purity_counts_majority_labels_also_for_rows_of_labels():
+    assigned = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert cluster_purity(assigned, torch.tensor([3, 3, 5, 2, 2, 2])) == pytest.approx(5 / 6)
+    triples = torch.tensor([[1, 2, 3], [1, 2, 3], [1, 2, 4], [0, 0, 0], [0, 0, 0], [0, 0, 1]])
+    assert cluster_purity(assigned, triples) == pytest.approx(4 / 6)
+
+
+def test_self_conditional_run_is_a_conditional_generator_of_its_clusters(tiny):
+    run = train(tiny(labels="ignore", self_conditional=5, steps=2))
+    state = load_checkpoint(run)
+    config = state["generator_config"]
+    assert config["class_source"] == "clusters" and len(config["class_prior"]) == 5
+    assert config["class_prior"] == state["clusters"]["prior"]
+    last = [v for k, v in state["discriminator"].items() if k.endswith("weight")][-1]
+    assert last.shape[0] == 1 + 5  # D's last layer: the shared logit and one per pseudo-class
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["step"] == 0 and first["clusters"]["k"] == 5 and first["clusters"]["purity"] > 0.35  # 5 clusters of 10 digits: at most ~0.5
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["self_conditional"] == 5 and saved["labels"] == "ignore" and saved["conditional"] is False
+
+
+def test_stacked_digits_without_labels_cluster_a_pool_of_stacks(tiny):
+    run = train(tiny(data="stacked-digits", labels="ignore", self_conditional=8, steps=1))
+    state = load_checkpoint(run)
+    assert state["generator_config"]["class_source"] == "clusters"
+    assert state["generator_config"].get("class_groups", 1) == 1  # one pseudo-class per stack
+    assert state["clusters"]["centroids"].shape == (8, 3 * 16 * 16)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"self_conditional": 1, "labels": "ignore"}, "2 or more pseudo-classes"),
+    ({"self_conditional": 5}, "has labels: train on them with --conditional, or add --labels ignore"),
+    ({"self_conditional": 400, "labels": "ignore"}, "1797 images fill at most 359 pseudo-classes"),
+    ({"self_conditional": 5, "labels": "ignore", "conditional": True}, "--conditional trains on the labels"),
+    ({"self_conditional": 5, "conditional": True}, "exclude each other"),
+    ({"self_conditional": 5, "data": "ring", "model": "mlp"}, "2D points"),
+    ({"labels": "some"}, "unknown --labels"),
+])
+def test_bad_self_conditioning_is_one_clear_error(tiny, changes, message):
+    with pytest.raises(UserError, match=message):
+        train(tiny(**changes))
+
+
+def _folder(root, labelled: bool):
+    from PIL import Image
+
+    for i in range(12):
+        folder = root / (f"class{i % 2}" if labelled else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (20 * i, 0, 0)).save(folder / f"{i}.png")
+    return f"folder:{root}"
+
+
+def test_recipes_condition_on_labels_where_there_are_labels_and_on_clusters_where_not(tmp_path):
+    flat, nested = _folder(tmp_path / "flat", False), _folder(tmp_path / "nested", True)
+    assert not has_labels(flat) and has_labels(nested) and has_labels("digits") and not has_labels("ring")
+    unlabelled, labelled = recipe_config(flat), recipe_config(nested)
+    assert unlabelled.self_conditional > 1 and not unlabelled.conditional
+    assert labelled.conditional and not labelled.self_conditional
+    ignored = recipe_config("digits", labels="ignore")
+    assert ignored.self_conditional == 20 and not ignored.conditional
+    assert recipe_config("digits").conditional and not recipe_config("digits").self_conditional
+    assert recipe_config("stacked-digits", labels="ignore").width == recipe_config("stacked-digits").width
+    assert recipe_config(flat, model="mlp").self_conditional == 0  # the MLP has no classes
+    assert recipe_config(nested, labels="ignore").self_conditional == 20
