@@ -3,6 +3,7 @@ run as `ganforge eval` does, and compare the mean with the targets and the publi
 
     python benchmarks/quality.py                      # grid, ring, stacked-digits, digits; 5 seeds each
     python benchmarks/quality.py --data digits-unlabelled,stacked-digits-unlabelled   # the labels unused
+    python benchmarks/quality.py --data shapes-folder,shapes-folder-labelled --seeds 0,1  # a user's folder
     python benchmarks/quality.py --quick              # one seed each
     python benchmarks/quality.py --data ring --seeds 0,1 --set lr_g=3e-4 --set lr_d=3e-4 \\
         --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
@@ -34,6 +35,10 @@ from ganforge.train.run_folder import read_records
 DATA = ("grid", "ring", "stacked-digits", "digits")
 # rows that train labelled data as if it had none (the self-conditional recipe), as PacGAN and VEEGAN did
 UNLABELLED = {"digits-unlabelled": "digits", "stacked-digits-unlabelled": "stacked-digits"}
+# rows that train on a folder of PNGs as a user would (the folder's own recipe), written from the shapes data: flat
+# (no labels: self-conditional) or in one subfolder per class (labelled: conditional); both are measured against
+# --data shapes, so their numbers compare
+FOLDERS = {"shapes-folder": False, "shapes-folder-labelled": True}
 # target: (metric, comparison, bound) on the mean over seeds, and the training-time budget in seconds
 TARGETS = {
     "grid": ([("modes_captured", ">=", 25), ("high_quality", ">=", 0.97), ("reverse_kl", "<=", 0.01)], 180),
@@ -56,19 +61,39 @@ PUBLISHED = {
 PUBLISHED["stacked-digits-unlabelled"] = PUBLISHED["stacked-digits"]  # all unconditional: labels unused
 
 
-def recipe_of(row: str, **overrides):
-    """The TrainConfig of a row: its data's recipe, or for an *-unlabelled row the same data with labels ignored."""
+def recipe_of(row: str, root: Path, **overrides):
+    """The TrainConfig of a row: its data's recipe; for an *-unlabelled row the same data with labels ignored; for a
+    folder row the recipe of a folder of the shapes written as PNGs."""
     if row in UNLABELLED:
         return recipe_config(UNLABELLED[row], labels="ignore", **overrides)
+    if row in FOLDERS:
+        return recipe_config(f"folder:{shapes_folder(root / row, labelled=FOLDERS[row])}", **overrides)
     return recipe_config(row, **overrides)
 
 
+def shapes_folder(path: Path, labelled: bool, resolution: int = 32) -> Path:
+    """The shapes data as PNG files, flat or in one subfolder per class (named so that their order is the labels')."""
+    from PIL import Image
+
+    from ganforge.train.data import load_data
+
+    if path.is_dir():
+        return path
+    data = load_data("shapes", resolution, seed=0)
+    for index, (image, label) in enumerate(zip(data.stream.images, data.labels.tolist())):
+        folder = path / f"{label:02d}" if labelled else path
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{index:05d}.png")
+    return path
+
+
 def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
-    config = recipe_of(data, seed=seed, out=str(root / f"{data}-{seed}"), quiet=True, **overrides)
+    config = recipe_of(data, root, seed=seed, out=str(root / f"{data}-{seed}"), quiet=True, **overrides)
     start = time.perf_counter()
     run = train(config)
     seconds = time.perf_counter() - start
-    result = evaluate_model(EvalConfig(model=str(run), quiet=True))
+    against = {"data": "shapes", "out": str(root / f"{data}-{seed}-eval")} if data in FOLDERS else {}
+    result = evaluate_model(EvalConfig(model=str(run), quiet=True, **against))
     return {"seed": seed, "train_seconds": round(seconds, 1), "steps": config.steps,
             "generated": result["generated"], "real": result["real"], "pseudo_classes": result["pseudo_classes"],
             "during_training": evaluations(run)}
@@ -136,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for data in args.data.split(","):
             entry = results["data"][data] = {"environment": environment(None), "overrides": overrides,
-                                             "config": recipe_of(data, **overrides).to_dict(), "runs": []}
+                                             "config": recipe_of(data, root, **overrides).to_dict(), "runs": []}
             for seed in seeds:
                 entry["runs"].append(run_one(data, seed, overrides, root))
                 entry["summary"] = summarise(data, entry["runs"])

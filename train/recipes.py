@@ -46,7 +46,7 @@ DIGITS = {**SMALL_SET, "conditional": True}
 # ignore): the same conditional DCGAN on pseudo-classes, k-means clusters of the images' pooled pixels
 # (train/clusters.py), more clusters than the data has classes. Measured (benchmarks/results/recipes/
 # unlabelled-*.json, quality.json's *-unlabelled rows): see docs/train.md.
-UNLABELLED = {**SMALL_SET, "self_conditional": 20}
+UNLABELLED = {**SMALL_SET, "self_conditional": 40}
 
 RECIPES: dict[str, dict] = {
     "grid": {**POINTS, "r1": 0.1, "lr_schedule": "linear"},

@@ -90,8 +90,8 @@ def test_recipes_condition_on_labels_where_there_are_labels_and_on_clusters_wher
     assert unlabelled.self_conditional > 1 and not unlabelled.conditional
     assert labelled.conditional and not labelled.self_conditional
     ignored = recipe_config("digits", labels="ignore")
-    assert ignored.self_conditional == 20 and not ignored.conditional
+    assert ignored.self_conditional == 40 and not ignored.conditional
     assert recipe_config("digits").conditional and not recipe_config("digits").self_conditional
     assert recipe_config("stacked-digits", labels="ignore").width == recipe_config("stacked-digits").width
     assert recipe_config(flat, model="mlp").self_conditional == 0  # the MLP has no classes
-    assert recipe_config(nested, labels="ignore").self_conditional == 20
+    assert recipe_config(nested, labels="ignore").self_conditional == 40
