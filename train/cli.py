@@ -43,10 +43,10 @@ def build_parser() -> Parser:
         "class from its latent, D is a projection discriminator; samples stay seed-in, image-out (default: the "
         "recipe's; on for digits and stacked-digits)")
     add("--self-conditional", type=int, metavar="K", default=S, help="images without labels: K pseudo-classes by "
-        "k-means on the images, then trained as --conditional; 0 = off (default: the recipe's, 20 for data without "
-        "labels)")
-    add("--labels", choices=LABEL_USES, default=S, help="use (default) or ignore the data's labels: ignore trains as if "
-        "there were none (the self-conditional recipe); quality is still measured with them")
+        "k-means on the images, then trained as --conditional; 0 = off (default: the recipe's, 40 for data "
+        "without labels)")
+    add("--labels", choices=LABEL_USES, default=S, help="use (default) or ignore the data's labels: ignore trains "
+        "as if there were none (the self-conditional recipe); quality is still measured with them")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")

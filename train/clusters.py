@@ -32,6 +32,11 @@ POOLED_SIZE = 16
 MIN_PER_CLUSTER = 5  # k may be at most N / 5: a cluster of a handful of images is no class to condition on
 
 
+def most_clusters(images: int) -> int:
+    """The most pseudo-classes ``images`` images can fill: a cluster of a handful of images is no class."""
+    return images // MIN_PER_CLUSTER
+
+
 def pixel_features(images: torch.Tensor) -> torch.Tensor:
     """float [N, C, H, W] in [-1, 1] -> float32 [N, C * min(H, 16)^2]: pixels area-pooled to at most 16 x 16."""
     images = images.float()
@@ -80,11 +85,9 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     images whose cluster's most common true label is their own."""
     from sklearn.cluster import KMeans  # imported here: only self-conditioned runs pay for it
 
-    if k < 2:
-        raise UserError(f"--self-conditional needs at least 2 pseudo-classes, got {k}")
-    if k * MIN_PER_CLUSTER > len(images):
-        raise UserError(f"--self-conditional {k}: {len(images)} images fill at most {len(images) // MIN_PER_CLUSTER} "
-                        f"pseudo-classes ({MIN_PER_CLUSTER} images each on average); choose a smaller K")
+    if not 2 <= k <= most_clusters(len(images)):
+        raise UserError(f"--self-conditional {k}: {len(images)} images fill 2 to {most_clusters(len(images))} "
+                        f"pseudo-classes ({MIN_PER_CLUSTER} images each on average)")
     features = pixel_features(images.float().div(127.5).sub(1.0)).numpy().astype(np.float64)
     kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
     labels = torch.from_numpy(kmeans.labels_.astype(np.int64))

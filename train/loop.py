@@ -23,7 +23,7 @@ from .plots import plot_losses, plot_points, plot_quality
 from .precision import resolve_precision
 from .records import finite_or_none
 from .run_folder import RunFolder, next_run_dir, read_config
-from .trainer import Trainer
+from .trainer import Trainer, affordable_classes
 
 GRID_SEEDS = range(64)  # sample grids show seeds 0..63, the same images `ganforge sample --seeds 0-63` makes
 EVAL_SEEDS = {"points": range(2500), "images": range(2000)}  # the 2D protocol evaluates 2,500 samples
@@ -59,8 +59,10 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
                                      device=precision.device.type if context.enabled else str(precision.device))
         data = load_data(config.data, config.resolution, config.seed)
         train_data = data.without_labels() if config.labels == "ignore" else data
-        clusters = Clusters.from_state(checkpoint["clusters"], str(run_dir)) if checkpoint and "clusters" in checkpoint \
-            else None
+        if checkpoint is None and config.self_conditional:
+            config = affordable_classes(config, train_data)
+        saved = checkpoint.get("clusters") if checkpoint else None  # resume: the pseudo-classes trained with
+        clusters = Clusters.from_state(saved, str(run_dir)) if saved else None
         trainer = Trainer(config, train_data, precision, context, clusters=clusters)
         run = RunFolder(run_dir, writer=context.is_main)
         if checkpoint is None:

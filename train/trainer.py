@@ -7,6 +7,7 @@ Per step (the classic DCGAN schedule): draw z, make ``fake = G(z)`` once; update
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from ganforge.errors import UserError
 
 from .augment import DiffAugment
 from .checkpoint import FORMAT, VERSION, load_module_state
-from .clusters import Clusters, fit_clusters
+from .clusters import MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters
 from .config import TrainConfig
 from .data import DataSource
 from .distributed import DistContext, all_reduce_mean_, broadcast_, rank_slice
@@ -38,7 +39,7 @@ class Trainer:
         device = precision.device
         self.clusters = clusters or (pseudo_classes(config, data, context) if config.self_conditional else None)
         torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
-        prior = labelled_prior(config, data) if config.conditional else self.clusters and self.clusters.prior
+        prior = labelled_prior(config, data) if config.conditional else self.clusters.prior if self.clusters else None
         self.generator_config = generator_config(config.model, config.z_dim, data.sample_shape, config.width,
                                                  config.depth, images=data.kind == "images", class_prior=prior,
                                                  class_groups=data.label_groups if config.conditional else 1,
@@ -219,6 +220,19 @@ class Trainer:
 
 
 CLUSTER_POOL = 20_000  # images drawn to cluster data that is generated without end (stacked digits)
+
+
+def affordable_classes(config: TrainConfig, data: DataSource) -> TrainConfig:
+    """The run's config with at most as many pseudo-classes as the data can fill: the documented fallback for a set
+    too small for the recipe's K (fewer; none below 10 images), printed and recorded in config.json."""
+    images = data.num_samples or CLUSTER_POOL
+    most = most_clusters(images)
+    if most >= config.self_conditional:
+        return config
+    fitted = most if most >= 2 else 0
+    print(f"--self-conditional {config.self_conditional}: {images} images fill at most {most} pseudo-classes "
+          f"({MIN_PER_CLUSTER} images each); " + (f"using {most}" if fitted else "training without classes"))
+    return dataclasses.replace(config, self_conditional=fitted)
 
 
 def pseudo_classes(config: TrainConfig, data: DataSource, context: DistContext) -> Clusters:
