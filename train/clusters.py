@@ -27,6 +27,8 @@ import torch.nn.functional as F
 
 from ganforge.errors import UserError
 
+from .data.base import to_unit_range
+
 FEATURES = "pixels16"  # the embedding the clusters live in (recorded, so a later kind cannot be mistaken for it)
 POOLED_SIZE = 16
 MIN_PER_CLUSTER = 5  # k may be at most N / 5: a cluster of a handful of images is no class to condition on
@@ -73,8 +75,7 @@ class Clusters:
 
     def summary(self) -> dict:
         """What config.json's neighbours (metrics.jsonl, ganforge eval) report about the clustering."""
-        shares = sorted(self.prior, reverse=True)
-        return {"k": self.k, "features": FEATURES, "largest_share": shares[0], "smallest_share": shares[-1],
+        return {"k": self.k, "features": FEATURES, "largest_share": max(self.prior), "smallest_share": min(self.prior),
                 "shares": [round(p, 5) for p in self.prior], "purity": self.purity}
 
 
@@ -88,19 +89,15 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     if not 2 <= k <= most_clusters(len(images)):
         raise UserError(f"--self-conditional {k}: {len(images)} images fill 2 to {most_clusters(len(images))} "
                         f"pseudo-classes ({MIN_PER_CLUSTER} images each on average)")
-    features = pixel_features(images.float().div(127.5).sub(1.0)).numpy().astype(np.float64)
+    features = pixel_features(to_unit_range(images)).numpy().astype(np.float64)
     kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
-    labels = torch.from_numpy(kmeans.labels_.astype(np.int64))
-    counts = torch.bincount(labels, minlength=k)
-    if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the contract
-        raise UserError(f"--self-conditional {k}: the clustering left {int((counts == 0).sum())} pseudo-classes "
-                        "empty; choose a smaller K")
     centroids = torch.from_numpy(kmeans.cluster_centers_).float()
     # the shares of the assignment the training loop will make (nearest centroid in float32), not k-means' own
     assigned = torch.cdist(torch.from_numpy(features).float(), centroids).argmin(dim=1)
     counts = torch.bincount(assigned, minlength=k).double()
-    if (counts == 0).any():
-        raise UserError(f"--self-conditional {k}: a pseudo-class holds no image; choose a smaller K")
+    if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the prior's contract
+        raise UserError(f"--self-conditional {k}: the clustering left {int((counts == 0).sum())} pseudo-classes "
+                        "empty; choose a smaller K")
     prior = (counts / counts.sum()).tolist()
     purity = cluster_purity(assigned, true_labels) if true_labels is not None else None
     return Clusters(centroids, prior, purity)

@@ -42,7 +42,7 @@ class DataSource:
     def without_labels(self) -> DataSource:
         """The same data as training sees it under ``--labels ignore``: no labels to condition on (the stream keeps
         them, to measure how pure pseudo-classes are; evaluation keeps the labelled source)."""
-        return dataclasses.replace(self, labels=None, label_groups=1, extra={**self.extra, "labels_ignored": True})
+        return dataclasses.replace(self, labels=None, label_groups=1)
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
