@@ -45,6 +45,9 @@ def build_parser() -> Parser:
     add("--self-conditional", type=int, metavar="K", default=S, help="images without labels: K pseudo-classes by "
         "k-means on the images, then trained as --conditional; 0 = off (default: the recipe's, 40 for data "
         "without labels)")
+    add("--cluster-channels", action=argparse.BooleanOptionalAction, default=S, help="with --self-conditional: "
+        "cluster each channel as an image of its own, a pseudo-class per channel, for channels that are separate "
+        "images (default: the recipe's; on for stacked-digits with --labels ignore)")
     add("--labels", choices=LABEL_USES, default=S, help="use (default) or ignore the data's labels: ignore trains "
         "as if there were none (the self-conditional recipe); quality is still measured with them")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "

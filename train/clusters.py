@@ -15,6 +15,14 @@ than classes helps: a class split in two costs nothing, two classes merged in on
     clusters = fit_clusters(images, k=20, seed=0)     # images uint8 [N, C, H, W]
     labels = clusters.assign(batch)                     # float [B, C, H, W] in [-1, 1] -> int64 [B]
     clusters.prior                                      # the share of each pseudo-class
+
+With ``groups=C`` (``--cluster-channels``) each of an image's C channels is clustered as an image of its own, all
+channels in one k-means: a pseudo-class per channel, read by G from z0 .. z(C-1) like the stacked digits' three
+labels. That is for data whose channels are separate images (stacked digits); it assumes the channels share one
+distribution, and a photo's red, green and blue are no such thing.
+
+    clusters = fit_clusters(stacks, k=40, seed=0, groups=3)   # stacks uint8 [N, 3, H, W]
+    clusters.assign(batch)                                    # -> int64 [B, 3]
 """
 
 from __future__ import annotations
@@ -39,6 +47,11 @@ def most_clusters(images: int) -> int:
     return images // MIN_PER_CLUSTER
 
 
+def split_channels(images: torch.Tensor, groups: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N * C, 1, H, W] where each channel is clustered on its own (groups == C); else unchanged."""
+    return images.reshape(-1, 1, *images.shape[-2:]) if groups > 1 else images
+
+
 def pixel_features(images: torch.Tensor) -> torch.Tensor:
     """float [N, C, H, W] in [-1, 1] -> float32 [N, C * min(H, 16)^2]: pixels area-pooled to at most 16 x 16."""
     images = images.float()
@@ -54,38 +67,49 @@ class Clusters:
     centroids: torch.Tensor  # float32 [K, D]
     prior: list[float]  # [K], positive, sums to 1
     purity: float | None = None  # against the data's true labels, where it has them and they were ignored
+    groups: int = 1  # pseudo-classes per image: 1, or one per channel (--cluster-channels)
 
     @property
     def k(self) -> int:
         return len(self.centroids)
 
     def assign(self, images: torch.Tensor) -> torch.Tensor:
-        """The pseudo-class of each image: float [B, C, H, W] in [-1, 1] -> int64 [B] (the nearest centroid)."""
-        features = pixel_features(images.cpu())
-        return torch.cdist(features, self.centroids).argmin(dim=1)
+        """The pseudo-class of each image: float [B, C, H, W] in [-1, 1] -> int64 [B] (the nearest centroid), or
+        [B, C] with a class per channel."""
+        features = pixel_features(split_channels(images.cpu(), self.groups))
+        labels = torch.cdist(features, self.centroids).argmin(dim=1)
+        return labels.view(len(images), self.groups) if self.groups > 1 else labels
 
     def state_dict(self) -> dict:
-        return {"features": FEATURES, "centroids": self.centroids, "prior": list(self.prior), "purity": self.purity}
+        return {"features": FEATURES, "centroids": self.centroids, "prior": list(self.prior), "purity": self.purity,
+                "groups": self.groups}
 
     @classmethod
     def from_state(cls, state: dict, path: str = "checkpoint") -> Clusters:
         if state.get("features") != FEATURES:
             raise UserError(f"{path}: pseudo-classes of an unknown kind {state.get('features')!r}")
-        return cls(state["centroids"].float(), [float(p) for p in state["prior"]], state.get("purity"))
+        return cls(state["centroids"].float(), [float(p) for p in state["prior"]], state.get("purity"),
+                   int(state.get("groups", 1)))
 
     def summary(self) -> dict:
         """What config.json's neighbours (metrics.jsonl, ganforge eval) report about the clustering."""
-        return {"k": self.k, "features": FEATURES, "largest_share": max(self.prior), "smallest_share": min(self.prior),
-                "shares": [round(p, 5) for p in self.prior], "purity": self.purity}
+        return {"k": self.k, "groups": self.groups, "features": FEATURES, "largest_share": max(self.prior),
+                "smallest_share": min(self.prior), "shares": [round(p, 5) for p in self.prior],
+                "purity": self.purity}
 
 
-def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Tensor | None = None) -> Clusters:
-    """k-means (k-means++ start, the best of 4 starts, a fixed seed) on ``images`` (uint8 [N, C, H, W]).
+def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Tensor | None = None,
+                 groups: int = 1) -> Clusters:
+    """k-means (k-means++ start, the best of 4 starts, a fixed seed) on ``images`` (uint8 [N, C, H, W]); with
+    ``groups == C`` on their channels, each as an image.
 
     ``true_labels`` ([N], or [N, G] for several classes per image) only measure the clusters' purity: the share of
-    images whose cluster's most common true label is their own."""
+    images (channels, with groups) whose cluster's most common true label is their own."""
     from sklearn.cluster import KMeans  # imported here: only self-conditioned runs pay for it
 
+    if groups > 1:  # each channel an image of its own, with its own label
+        images = split_channels(images, groups)
+        true_labels = true_labels.reshape(-1) if true_labels is not None else None
     if not 2 <= k <= most_clusters(len(images)):
         raise UserError(f"--self-conditional {k}: {len(images)} images fill 2 to {most_clusters(len(images))} "
                         f"pseudo-classes ({MIN_PER_CLUSTER} images each on average)")
@@ -100,7 +124,7 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
                         "empty; choose a smaller K")
     prior = (counts / counts.sum()).tolist()
     purity = cluster_purity(assigned, true_labels) if true_labels is not None else None
-    return Clusters(centroids, prior, purity)
+    return Clusters(centroids, prior, purity, groups)
 
 
 def cluster_purity(assigned: torch.Tensor, true_labels: torch.Tensor) -> float:

@@ -43,6 +43,7 @@ class TrainConfig:
     augment: str = ""  # DiffAugment policies for D's inputs, comma-separated: color, translation, cutout
     conditional: bool = False  # labelled images: G draws its class from z0, D is a projection discriminator
     self_conditional: int = 0  # images without labels: K pseudo-classes by clustering, then as --conditional; 0 = off
+    cluster_channels: bool = False  # --self-conditional on each channel alone (channels that are separate images)
     labels: str = "use"  # "ignore": hide the data's labels from training (the unlabelled setting on labelled data)
     precision: str = "auto"
     device: str = "auto"
@@ -108,6 +109,9 @@ class TrainConfig:
             raise UserError("--conditional trains on the labels that --labels ignore hides: use --self-conditional K "
                             "(pseudo-classes by clustering) instead")
         if not self.self_conditional:
+            if self.cluster_channels:
+                raise UserError("--cluster-channels clusters each channel into pseudo-classes: it needs "
+                                "--self-conditional K")
             return
         if self.self_conditional < 2:
             raise UserError(f"--self-conditional takes 2 or more pseudo-classes (0 = off), got {self.self_conditional}")

@@ -83,7 +83,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
 
 def cluster_line(summary: dict) -> str:
     purity = "" if summary["purity"] is None else f", {100 * summary['purity']:.1f}% pure against the ignored labels"
-    return (f"pseudo-classes: {summary['k']} k-means clusters of the images' pooled pixels, shares "
+    what = "images'" if summary.get("groups", 1) == 1 else f"{summary['groups']} channels' (one class per channel)"
+    return (f"pseudo-classes: {summary['k']} k-means clusters of the {what} pooled pixels, shares "
             f"{100 * summary['smallest_share']:.1f}% to {100 * summary['largest_share']:.1f}%{purity}")
 
 

@@ -68,7 +68,8 @@ RECIPES: dict[str, dict] = {
 # The same data trained as if it had no labels (--labels ignore): PacGAN's like-for-like setting.
 UNLABELLED_RECIPES: dict[str, dict] = {
     "digits": UNLABELLED,
-    "stacked-digits": {**UNLABELLED, "width": 64},
+    # each channel clustered as a digit image of its own (--cluster-channels): measured in docs/quality.md
+    "stacked-digits": {**UNLABELLED, "width": 64, "cluster_channels": True},
 }
 # Files with labels (class subfolders, an npz "labels" array, IDX label files): the digits' conditional recipe.
 LABELLED_FILES = DIGITS
@@ -91,9 +92,11 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
     recipe = recipe_for(data, given.get("labels", "use"))
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
         recipe = {k: v for k, v in recipe.items()
-                  if k not in ("model", "z_dim", "width", "depth", "conditional", "self_conditional")}
-    if given.get("conditional"):  # asked for the labels: no pseudo-classes
+                  if k not in ("model", "z_dim", "width", "depth", "conditional", "self_conditional",
+                               "cluster_channels")}
+    if given.get("conditional") or given.get("self_conditional") == 0:  # no pseudo-classes
         recipe.pop("self_conditional", None)
+        recipe.pop("cluster_channels", None)
     if given.get("self_conditional"):
         recipe.pop("conditional", None)
     return TrainConfig(data=data, **{**recipe, **given})

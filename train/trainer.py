@@ -42,7 +42,8 @@ class Trainer:
         prior = labelled_prior(config, data) if config.conditional else self.clusters.prior if self.clusters else None
         self.generator_config = generator_config(config.model, config.z_dim, data.sample_shape, config.width,
                                                  config.depth, images=data.kind == "images", class_prior=prior,
-                                                 class_groups=data.label_groups if config.conditional else 1,
+                                                 class_groups=data.label_groups if config.conditional else
+                                                 self.clusters.groups if self.clusters else 1,
                                                  pseudo_classes=self.clusters is not None)
         self.generator = build_generator(self.generator_config).to(device)
         uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
@@ -240,8 +241,11 @@ def pseudo_classes(config: TrainConfig, data: DataSource, context: DistContext) 
     if data.labels is not None:
         raise UserError(f"--data {config.data} has labels: train on them with --conditional, or add --labels ignore "
                         "to find pseudo-classes without them")
+    groups = data.sample_shape[0] if config.cluster_channels else 1
+    if groups < 2 and config.cluster_channels:
+        raise UserError(f"--cluster-channels clusters each channel on its own; --data {config.data} has one channel")
     images, true_labels = data.stream.pool(CLUSTER_POOL, seed=config.seed)
-    clusters = fit_clusters(images, config.self_conditional, config.seed, true_labels)
+    clusters = fit_clusters(images, config.self_conditional, config.seed, true_labels, groups)
     if context.enabled:  # k-means is deterministic, but one process decides: every rank conditions alike
         prior = torch.tensor(clusters.prior, dtype=torch.float64)
         broadcast_([clusters.centroids, prior])

@@ -60,7 +60,36 @@ def test_stacked_digits_without_labels_cluster_a_pool_of_stacks(tiny):
     assert state["clusters"]["centroids"].shape == (8, 3 * 16 * 16)
 
 
+def test_channel_clusters_give_each_stacked_digit_its_own_pseudo_class():
+    stacks, digits = load_data("stacked-digits", 16, 0).stream.pool(3000, seed=0)  # uint8 [N, 3, 16, 16], [N, 3]
+    clusters = fit_clusters(stacks, k=20, seed=0, true_labels=digits, groups=3)
+    assert clusters.groups == 3 and clusters.centroids.shape == (20, 16 * 16)  # one k-means over every channel
+    assert clusters.purity > 0.85  # per channel: as pure as the digits alone (a cluster of whole stacks: ~0.05)
+    assigned = clusters.assign(stacks.float() / 127.5 - 1)
+    assert assigned.shape == (3000, 3)
+    one_channel = Clusters(clusters.centroids, clusters.prior)  # a channel's class is its own, not its stack's
+    assert torch.equal(one_channel.assign(stacks[:, 1:2].float() / 127.5 - 1), assigned[:, 1])
+    shares = torch.bincount(assigned.flatten(), minlength=20).double() / assigned.numel()
+    assert torch.allclose(shares, torch.tensor(clusters.prior, dtype=torch.float64))
+    again = Clusters.from_state(clusters.state_dict())
+    assert again.groups == 3 and torch.equal(again.assign(stacks.float() / 127.5 - 1), assigned)
+
+
+def test_stacked_digits_with_channel_clusters_train_a_generator_with_a_class_per_channel(tiny):
+    run = train(tiny(data="stacked-digits", labels="ignore", self_conditional=8, cluster_channels=True, steps=1))
+    state = load_checkpoint(run)
+    config = state["generator_config"]
+    assert config["class_source"] == "clusters" and config["class_groups"] == 3 and len(config["class_prior"]) == 8
+    assert state["clusters"]["centroids"].shape == (8, 16 * 16) and state["clusters"]["groups"] == 3
+    last = [v for k, v in state["discriminator"].items() if k.endswith("weight")][-1]
+    assert last.shape[0] == 1 + 3 * 8  # the shared logit and one per channel's pseudo-class
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["clusters"]["groups"] == 3
+
+
 @pytest.mark.parametrize("changes, message", [
+    ({"cluster_channels": True, "labels": "ignore"}, "needs --self-conditional K"),
+    ({"cluster_channels": True, "labels": "ignore", "self_conditional": 5}, "has one channel"),
     ({"self_conditional": 1, "labels": "ignore"}, "2 or more pseudo-classes"),
     ({"self_conditional": 5}, "has labels: train on them with --conditional, or add --labels ignore"),
     ({"self_conditional": 5, "labels": "ignore", "conditional": True}, "--conditional trains on the labels"),
@@ -105,5 +134,8 @@ def test_recipes_condition_on_labels_where_there_are_labels_and_on_clusters_wher
     assert ignored.self_conditional == 40 and not ignored.conditional
     assert recipe_config("digits").conditional and not recipe_config("digits").self_conditional
     assert recipe_config("stacked-digits", labels="ignore").width == recipe_config("stacked-digits").width
+    assert recipe_config("stacked-digits", labels="ignore").cluster_channels  # its channels are separate digits
+    assert not recipe_config(flat).cluster_channels and not recipe_config("digits", labels="ignore").cluster_channels
+    assert not recipe_config("stacked-digits", labels="ignore", self_conditional=0).cluster_channels
     assert recipe_config(flat, model="mlp").self_conditional == 0  # the MLP has no classes
     assert recipe_config(nested, labels="ignore").self_conditional == 40
