@@ -88,7 +88,8 @@ def pseudo_classes(generator_config: dict, clusters: dict | None) -> dict | None
     if generator_config.get("class_source") != "clusters":
         return None
     shares = generator_config["class_prior"]
-    report = {"count": len(shares), "per_channel": generator_config.get("class_groups", 1) > 1, "shares": shares, "smallest_share": min(shares), "largest_share": max(shares)}
+    report = {"count": len(shares), "per_channel": generator_config.get("class_groups", 1) > 1, "shares": shares,
+              "smallest_share": min(shares), "largest_share": max(shares)}
     if clusters is not None:
         report |= {"features": clusters.get("features"), "purity": clusters.get("purity")}
     return report
