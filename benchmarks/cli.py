@@ -30,9 +30,11 @@ def main(argv: list[str]) -> int:
                         help="offline, single-stream, server (in process), server-http (starts `ganforge serve`)")
     parser.add_argument("--min-duration", type=float, default=3.0, help="seconds per measurement (3)")
     parser.add_argument("--server-duration", type=float, default=3.0, help="seconds per offered rate (3)")
-    parser.add_argument("--latency-bound-ms", type=float, default=100.0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--latency-bound-ms", type=float, default=100.0, help="server scenario: the p99 "
+                        "latency a rate must stay within to pass; the report gives the highest passing rate "
+                        "(default 100)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     from .bench import BenchConfig, bench

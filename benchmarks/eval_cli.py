@@ -24,12 +24,12 @@ def main(argv: list[str]) -> int:
     add("--data", help="the data to compare with (default: what the model was trained on)")
     add("--out", help="folder for eval.json, eval.png and the cached classifier (default RUN/eval or MODEL-eval/)")
     add("--backend", help="default torch for run folders, else by the file's suffix")
-    add("--device", default="cpu")
+    add("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     add("--batch-size", type=int, default=500)
     add("--features", default="auto", help="auto (domain classifier, or a random embedding without labels) "
         "or inception (the standard FID/KID; needs --weights)")
     add("--weights", help="--features inception: the Inception-v3 TorchScript file (inception-2015-12-05.pt)")
-    add("--quiet", action="store_true")
+    add("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
     from .eval_report import table

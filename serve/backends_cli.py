@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("model", nargs="?", help="run folder, checkpoint or model file to measure the backends on")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--min-psnr", type=float, default=40.0, help="accuracy bound in dB against fp32 (40)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--refresh", action="store_true", help="measure again even if a choice is cached")
     args = parser.parse_args(argv)
     if args.model is None:

@@ -33,10 +33,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
                         help="default: fp32, or with --backend auto whichever precision wins")
     parser.add_argument("--min-psnr", type=float, default=40.0, help="--backend auto's accuracy bound in dB (40)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--resume", action="store_true", help="skip shards already complete in --out")
     parser.add_argument("--checkpoint", help="run folders: best, latest or step-NNNNNN (default latest)")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     from .latents import parse_seeds

@@ -57,7 +57,7 @@ def _parser() -> Parser:
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
                         help="default: fp32, or with --backend auto whichever precision wins")
     parser.add_argument("--min-psnr", type=float, default=40.0, help="--backend auto's accuracy bound in dB (40)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model-name", default="generator")

@@ -7,8 +7,9 @@ import argparse
 from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
-from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS
+from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS, TrainConfig
 from .precision import PRECISIONS
+from .recipes import UNLABELLED, recipe_for
 
 EXAMPLES = """\
   ganforge train --data digits --model dcgan --resolution 32 --steps 300
@@ -18,7 +19,20 @@ EXAMPLES = """\
   ganforge train --resume runs/00000-digits-dcgan --steps 600
   torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
 """
-RESUMABLE = {"steps", "quiet"}  # the only flags that may change when a run is resumed
+RESUMABLE = {"steps", "quiet"}
+RECIPE_EXAMPLES = {"digits": recipe_for("digits"), "stacked-digits": recipe_for("stacked-digits"),
+                   "ring": recipe_for("ring"), "folders without labels": UNLABELLED}
+
+
+def recipe_default(field: str) -> str:
+    """What the recipes set ``field`` to, for --help: every --data takes its recipe's value for a flag left out."""
+    fallback = TrainConfig.__dataclass_fields__[field].default
+    shown = lambda value: " ".join(map(str, value)) if isinstance(value, tuple) else str(value)  # noqa: E731
+    values = {name: shown(recipe.get(field, fallback)) for name, recipe in RECIPE_EXAMPLES.items()}
+    if len(set(values.values())) == 1:
+        return f"default {next(iter(values.values()))} in every recipe"
+    return "default: the --data recipe's, " + ", ".join(f"{name} {value}" for name, value in values.items())
+  # the only flags that may change when a run is resumed
 
 
 def build_parser() -> Parser:
@@ -28,13 +42,14 @@ def build_parser() -> Parser:
     add = parser.add_argument
     add("--data", default=S, help="ring, grid, digits, stacked-digits, shapes, folder:PATH, npz:PATH, "
         "idx:PATH (default digits)")
-    add("--model", choices=MODELS, default=S, help="default dcgan (mlp for 2D data)")
-    add("--resolution", type=int, default=S, help="image size: 16, 32 or 64 for dcgan (default 32)")
-    add("--z-dim", type=int, default=S, help="latent size (default 100 dcgan, 16 mlp)")
-    add("--width", type=int, default=S, help="dcgan base channels / mlp hidden units (default 64 / 256)")
-    add("--depth", type=int, default=S, help="mlp hidden layers (default 3)")
-    add("--loss", choices=LOSSES, default=S, help="ns (non-saturating, default), hinge, wgan-gp")
-    add("--r1", type=float, default=S, help="R1 penalty weight gamma (default 0: off)")
+    add("--model", choices=MODELS, default=S, help=recipe_default("model"))
+    add("--resolution", type=int, default=S,
+        help=f"image size: 16, 32 or 64 for dcgan ({recipe_default('resolution')})")
+    add("--z-dim", type=int, default=S, help=f"latent size ({recipe_default('z_dim')})")
+    add("--width", type=int, default=S, help=f"dcgan base channels / mlp hidden units ({recipe_default('width')})")
+    add("--depth", type=int, default=S, help=f"mlp hidden layers ({recipe_default('depth')})")
+    add("--loss", choices=LOSSES, default=S, help=f"ns (non-saturating), hinge, wgan-gp ({recipe_default('loss')})")
+    add("--r1", type=float, default=S, help=f"R1 penalty weight gamma, 0 = off ({recipe_default('r1')})")
     add("--pack", type=int, default=S, help="PacGAN packing: D judges M samples at once (default 1)")
     add("--spectral-norm", action="store_true", default=S, help="spectral normalisation in D")
     add("--augment", default=S, help="DiffAugment for small image sets: comma-separated color, translation, "
@@ -53,19 +68,20 @@ def build_parser() -> Parser:
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
-    add("--ema", type=float, default=S, help="EMA decay of G (default 0.999; 0 = off)")
-    add("--steps", type=int, default=S, help="total steps (default 1000); with --resume, the new total")
-    add("--batch-size", type=int, default=S, help="global batch size (default 64)")
-    add("--lr-g", type=float, default=S, help="generator learning rate (default 2e-4)")
-    add("--lr-d", type=float, default=S, help="discriminator learning rate (default 2e-4)")
-    add("--betas", type=float, nargs=2, default=S, help="Adam betas (default 0.5 0.999)")
-    add("--lr-schedule", choices=LR_SCHEDULES, default=S, help="constant (default) or linear decay to 0 at "
-        "--steps")
+    add("--ema", type=float, default=S, help=f"EMA decay of G, 0 = off ({recipe_default('ema')})")
+    add("--steps", type=int, default=S, help=f"total steps, with --resume the new total ({recipe_default('steps')})")
+    add("--batch-size", type=int, default=S, help=f"global batch size ({recipe_default('batch_size')})")
+    add("--lr-g", type=float, default=S, help=f"generator learning rate ({recipe_default('lr_g')})")
+    add("--lr-d", type=float, default=S, help=f"discriminator learning rate ({recipe_default('lr_d')})")
+    add("--betas", type=float, nargs=2, default=S, help=f"Adam betas ({recipe_default('betas')})")
+    add("--lr-schedule", choices=LR_SCHEDULES, default=S, help="constant or linear decay to 0 at --steps "
+        f"({recipe_default('lr_schedule')})")
     add("--seed", type=int, default=S, help="default 0")
     add("--out", default=S, help="run folder (default runs/<NNNNN>-<data>-<model>)")
-    add("--checkpoint-every", type=int, default=S, help="default 500")
+    add("--checkpoint-every", type=int, default=S,
+        help=f"checkpoint every N steps ({recipe_default('checkpoint_every')})")
     add("--keep-checkpoints", type=int, default=S, help="how many step checkpoints to keep (default 3)")
-    add("--sample-every", type=int, default=S, help="default 500")
+    add("--sample-every", type=int, default=S, help=f"sample grid every N steps ({recipe_default('sample_every')})")
     add("--eval-every", type=int, default=S, help="quality metrics (as `ganforge eval`) of the EMA generator every "
         "N steps and at the end, best one kept as checkpoints/best.pt; 0 = off (default: the recipe's)")
     add("--log-every", type=int, default=S, help="metrics.jsonl record every N steps (default 10)")

@@ -26,6 +26,17 @@ def test_help_shows_runnable_examples(capsys):
     assert "ganforge train --data digits" in capsys.readouterr().out
 
 
+def test_help_states_the_defaults_a_run_takes_from_its_recipe():
+    from ganforge.train.cli import build_parser
+    from ganforge.train.recipes import recipe_config
+
+    helps = {action.dest: action.help for action in build_parser()._actions}
+    for field in ("steps", "width", "lr_g", "batch_size", "z_dim"):
+        for data in ("digits", "ring"):  # what `--help` says a run of each data gets is what it gets
+            assert f"{data} {getattr(recipe_config(data), field)}," in helps[field] + ",", (field, data)
+    assert "1000" not in helps["steps"]  # the dataclass' fallback, which no --data run uses
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "imagenet"], "unknown --data"),
     (["--resolution", "48"], "unsupported --resolution 48"),
