@@ -68,7 +68,9 @@ RECIPES: dict[str, dict] = {
 # The same data trained as if it had no labels (--labels ignore): PacGAN's like-for-like setting.
 UNLABELLED_RECIPES: dict[str, dict] = {
     "digits": UNLABELLED,
-    # each channel clustered as a digit image of its own (--cluster-channels): measured in docs/quality.md
+    # each channel clustered as a digit image of its own (--cluster-channels): whole-stack clusters match the hidden
+    # triples 4% (K=40) to 15% (K=200) of the time, per-channel ones the hidden digits 92.5% (cluster_purity.json);
+    # 2 seeds: 1,000 triples, KL 0.025-0.026, FD 1.35-1.39 (quality.json, docs/quality.md)
     "stacked-digits": {**UNLABELLED, "width": 64, "cluster_channels": True},
 }
 # Files with labels (class subfolders, an npz "labels" array, IDX label files): the digits' conditional recipe.
