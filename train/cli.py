@@ -19,7 +19,7 @@ EXAMPLES = """\
   ganforge train --resume runs/00000-digits-dcgan --steps 600
   torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
 """
-RESUMABLE = {"steps", "quiet"}
+RESUMABLE = {"steps", "quiet"}  # the only flags that may change when a run is resumed
 RECIPE_EXAMPLES = {"digits": recipe_for("digits"), "stacked-digits": recipe_for("stacked-digits"),
                    "ring": recipe_for("ring"), "folders without labels": UNLABELLED}
 
@@ -32,7 +32,6 @@ def recipe_default(field: str) -> str:
     if len(set(values.values())) == 1:
         return f"default {next(iter(values.values()))} in every recipe"
     return "default: the --data recipe's, " + ", ".join(f"{name} {value}" for name, value in values.items())
-  # the only flags that may change when a run is resumed
 
 
 def build_parser() -> Parser:
