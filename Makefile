@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	# the Triton Inference Server for the tests (only its binary is used; its Python package pins NumPy below 2)
+	$(PY) -m pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
 # train (1,500 steps of the digits recipe, about a minute) -> eval -> export (verified) -> sample -> a short benchmark

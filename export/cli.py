@@ -12,9 +12,11 @@ EXAMPLES = """\
   ganforge export runs/00000-digits-dcgan/checkpoints/step-000300.pt --out g.pt2 --max-batch 256
   ganforge export runs/00000-digits-dcgan --checkpoint best --out g-best.onnx   # the best evaluation
   ganforge export runs/00000-digits-dcgan --format triton --out repo/           # Triton model repository
+  ganforge export runs/00000-digits-dcgan --format triton --triton-backend python --runner openvino:int8 --out repo/
   ganforge export g.engine --format triton --instance-kind gpu --instances 2 --out repo-trt/
 """
-TRITON_ONLY = ("instances", "instance_kind", "max_queue_delay_us", "no_seed_model")
+TRITON_ONLY = ("instances", "instance_kind", "max_queue_delay_us", "no_seed_model", "triton_backend", "runner",
+               "output_type", "python_path")
 
 
 def main(argv: list[str]) -> int:
@@ -35,6 +37,15 @@ def main(argv: list[str]) -> int:
     triton.add_argument("--instance-kind", choices=("cpu", "gpu"), help="KIND_CPU (default) or KIND_GPU")
     triton.add_argument("--max-queue-delay-us", type=int, help="dynamic batching delay (default 2000)")
     triton.add_argument("--no-seed-model", action="store_true", help="only the generator (z in), no seed ensemble")
+    triton.add_argument("--triton-backend", choices=("onnxruntime", "openvino", "python"),
+                        help="the generator's Triton backend: onnxruntime (default) or openvino (NGC container), or "
+                             "python: ganforge's own runner (the pip-installed server has only this one)")
+    triton.add_argument("--runner", help="python backend: ganforge BACKEND[:PRECISION] (onnxruntime, openvino; "
+                                         "e.g. openvino:int8) or auto (default: measured on the server at load)")
+    triton.add_argument("--output-type", choices=("uint8", "float"),
+                        help="python backend: uint8 (default: images_uint8 NHWC, the bytes `sample` writes) or float")
+    triton.add_argument("--python-path", help="python backend: site folders (separated by ':') where the server's "
+                                              "Python finds numpy and ganforge (default: this Python's site-packages)")
     args = parser.parse_args(argv)
     if args.format == "triton":
         return _triton(args)
@@ -61,10 +72,12 @@ def _triton(args) -> int:
     from .triton import PLATFORMS, TritonConfig, write_repository
 
     default = lambda value, fallback: fallback if value is None else value  # noqa: E731
+    given = {"python_path": args.python_path} if args.python_path is not None else {}
     config = TritonConfig(model=args.source, out=args.out, max_batch=default(args.max_batch, 64),
                           max_queue_delay_us=default(args.max_queue_delay_us, 2000),
                           instances=default(args.instances, 1), kind=args.instance_kind or "cpu",
-                          seeds=not args.no_seed_model)
+                          seeds=not args.no_seed_model, generator=args.triton_backend or "onnxruntime",
+                          runner=args.runner or "auto", output=args.output_type or "uint8", **given)
     source = Path(args.source)
     if source.suffix not in PLATFORMS:
         from ganforge.train.checkpoint import find_checkpoint

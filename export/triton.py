@@ -1,23 +1,31 @@
 """A Triton Inference Server model repository for an exported generator (also what KServe's Triton runtime
 loads from a storage URI).
 
-    REPO/generator/config.pbtxt        the generator: z FP32 [z_dim] -> images FP32 [C, H, W], dynamic batching
-    REPO/generator/1/model.onnx        (or model.plan: a TensorRT engine from `ganforge build-engine`)
+    REPO/generator/config.pbtxt        the generator: z FP32 [z_dim] -> images, dynamic batching, on one of
+    REPO/generator/1/model.onnx          onnxruntime (the NGC container's onnxruntime_onnx), openvino (its OpenVINO
+                                         backend), python (ganforge's own Runner on the Python backend, any backend
+                                         and precision ganforge runs; the only one the pip-installed server has),
+                                         or model.plan: a TensorRT engine from `ganforge build-engine`
     REPO/seed_to_latent/config.pbtxt   Python backend: seed INT64 [1] -> z, by ganforge's seed contract
     REPO/seed_to_latent/1/model.py
     REPO/ganforge/config.pbtxt         ensemble: seed -> seed_to_latent -> generator -> images
 
 So a seed gives the same image on Triton as on `ganforge serve` and `ganforge sample` (same backend and
-precision). Every config.pbtxt is parsed into Triton's own ModelConfig protobuf before it is written.
+precision; the python generator's ``images_uint8`` are the very bytes `ganforge sample` writes). Every config.pbtxt
+is parsed into Triton's own ModelConfig protobuf before it is written. The Python-backend models find their
+packages through a ``python_path`` parameter (the exporting interpreter's site-packages by default), or in an
+execution environment (``EXECUTION_ENV_PATH``) where the server runs elsewhere.
 
-    write_repository(TritonConfig(model="g.onnx", out="repo"))
+    write_repository(TritonConfig(model="g.onnx", out="repo", generator="python", runner="openvino:int8"))
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from dataclasses import dataclass
+import site
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganforge.errors import UserError
@@ -31,37 +39,17 @@ PLATFORMS = {".onnx": ("onnxruntime_onnx", "model.onnx"), ".engine": ("tensorrt_
 ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16"}  # onnx.TensorProto elem types
 ENSEMBLE = "ganforge"
 SEED_MODEL = "seed_to_latent"
-
-SEED_TO_LATENT = '''"""ganforge's seed contract on Triton's Python backend: seed s -> z =
-numpy PCG64(s).standard_normal(z_dim) as float32 (ganforge/train/latents.py), the latent that `ganforge sample`
-and `ganforge serve` use for seed s."""
-
-import json
-
-import numpy as np
-import triton_python_backend_utils as pb_utils
+GENERATORS = ("onnxruntime", "openvino", "python")  # the generator's Triton backend for an ONNX file
+RUNNERS = ("auto", "onnxruntime", "openvino")  # ganforge backends that load the repository's ONNX file
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+OUTPUTS = {"uint8": ("images_uint8", "TYPE_UINT8"), "float": ("images", None)}  # None: the file's output type
+MODEL_SOURCES = Path(__file__).parent / "triton_models"
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        config = json.loads(args["model_config"])
-        self.z_dim = int(config["parameters"]["z_dim"]["string_value"])
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            seeds = pb_utils.get_input_tensor_by_name(request, "seed").as_numpy().reshape(-1)
-            if (seeds < 0).any():
-                error = pb_utils.TritonError("seeds must be non-negative")
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
-                continue
-            z = np.empty((len(seeds), self.z_dim), dtype=np.float32)
-            for i, seed in enumerate(seeds.tolist()):
-                z[i] = np.random.default_rng(seed).standard_normal(self.z_dim, dtype=np.float32)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("z", z)]))
-        return responses
-'''
-
+def default_python_path() -> str:
+    """The site-packages of this interpreter: where the Python-backend models find NumPy and ganforge when the
+    server runs on this machine with this Python version."""
+    return os.pathsep.join(p for p in site.getsitepackages() if Path(p).is_dir())
 
 @dataclass(frozen=True)
 class TritonConfig:
@@ -72,12 +60,27 @@ class TritonConfig:
     instances: int = 1
     kind: str = "cpu"  # instance_group kind: cpu or gpu
     seeds: bool = True  # add seed_to_latent and the ensemble
+    generator: str = "onnxruntime"  # the generator's Triton backend for an ONNX file (GENERATORS)
+    runner: str = "auto"  # python generator: ganforge BACKEND[:PRECISION], or auto (measured on the server at load)
+    output: str = "uint8"  # python generator: uint8 (images_uint8, NHWC) or float (images, NCHW)
+    python_path: str = field(default_factory=default_python_path)  # site folders for the Python-backend models
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UserError(f"--instance-kind must be cpu or gpu, got {self.kind!r}")
         if self.max_batch < 1 or self.instances < 1 or self.max_queue_delay_us < 0:
             raise UserError("--max-batch and --instances must be positive, --max-queue-delay-us non-negative")
+        if self.generator not in GENERATORS:
+            raise UserError(f"--triton-backend must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
+        if self.output not in OUTPUTS:
+            raise UserError(f"--output-type must be uint8 or float, got {self.output!r}")
+        backend, _, precision = self.runner.partition(":")
+        if backend not in RUNNERS or (precision and (backend == "auto" or precision not in PRECISIONS)):
+            raise UserError(f"--runner must be auto or BACKEND[:PRECISION] with BACKEND one of "
+                            f"{', '.join(RUNNERS[1:])} and PRECISION one of {', '.join(PRECISIONS)}, "
+                            f"got {self.runner!r}")
+        if self.generator != "python" and (self.runner != "auto" or self.output != "uint8"):
+            raise UserError("--runner and --output-type apply to --triton-backend python only")
 
 
 def preferred_batch_sizes(max_batch: int) -> list[int]:
@@ -98,16 +101,19 @@ def write_repository(config: TritonConfig) -> Path:
     platform, file_name = PLATFORMS[model.suffix]
     if platform == "tensorrt_plan" and config.kind != "gpu":
         raise UserError("a TensorRT plan runs on NVIDIA GPUs only: use --instance-kind gpu (or export ONNX for CPU)")
+    if platform == "tensorrt_plan" and config.generator != "onnxruntime":
+        raise UserError("--triton-backend applies to ONNX files: a TensorRT engine is served by tensorrt_plan")
     max_batch = int(metadata.get("max_batch", config.max_batch))
     if config.max_batch > max_batch:
         raise UserError(f"--max-batch {config.max_batch} exceeds the {max_batch} that {model.name} was exported for")
     z_dim = int(metadata["z_dim"])
     in_type, out_type = _io_types(model)
+    output = generator_output(config, shape, out_type)
     repo = Path(config.out)
-    texts = {"generator": generator_config(config, platform, z_dim, shape, in_type, out_type)}
+    texts = {"generator": generator_config(config, platform, z_dim, in_type, output)}
     if config.seeds:
         texts[SEED_MODEL] = seed_config(config, z_dim)
-        texts[ENSEMBLE] = ensemble_config(config, shape, out_type)
+        texts[ENSEMBLE] = ensemble_config(config, output)
     checked = _check_configs(texts)
     for name, text in texts.items():
         (repo / name / "1").mkdir(parents=True, exist_ok=True)
@@ -116,8 +122,12 @@ def write_repository(config: TritonConfig) -> Path:
     if not (target.exists() and target.samefile(model)):
         shutil.copyfile(model, target)
         write_checksum(target)
-    if config.seeds:
-        atomic_write_bytes(repo / SEED_MODEL / "1" / "model.py", SEED_TO_LATENT)
+    python_models = ({"generator": "generator.py"} if config.generator == "python" else {}) | \
+        ({SEED_MODEL: "seed_to_latent.py"} if config.seeds else {})
+    for name, source in python_models.items():
+        atomic_write_bytes(repo / name / "1" / "model.py", (MODEL_SOURCES / source).read_text())
+    if config.generator != "python":
+        (repo / "generator" / "1" / "model.py").unlink(missing_ok=True)  # left by an earlier python export
     if not checked:
         print("note: tritonclient[grpc] is not installed, so the configs were not parsed against Triton's schema")
     return repo
@@ -161,28 +171,53 @@ def _instances(config: TritonConfig, kind: str | None = None) -> str:
     return f"instance_group [ {{ count: {config.instances} kind: {kind or KINDS[config.kind]} }} ]\n"
 
 
-def generator_config(config: TritonConfig, platform: str, z_dim: int, shape: list[int], in_type: str,
-                     out_type: str) -> str:
-    return (f'name: "generator"\nplatform: "{platform}"\nmax_batch_size: {config.max_batch}\n'
+def generator_output(config: TritonConfig, shape: list[int], out_type: str) -> tuple[str, str, list[int]]:
+    """(name, Triton type, dims) of the generator's output: the file's float images, or the python generator's
+    uint8 NHWC bytes."""
+    if config.generator == "python" and config.output == "uint8":
+        name, kind = OUTPUTS["uint8"]
+        return name, kind, [shape[1], shape[2], shape[0]]
+    return "images", out_type, shape
+
+
+def _parameters(values: dict[str, str]) -> str:
+    return "".join(f'parameters {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+                   for key, value in values.items())
+
+
+def generator_config(config: TritonConfig, platform: str, z_dim: int, in_type: str,
+                     output: tuple[str, str, list[int]]) -> str:
+    name, out_type, dims = output
+    if platform == "onnxruntime_onnx" and config.generator == "python":
+        backend, _, precision = config.runner.partition(":")
+        runtime = 'backend: "python"\n' + _parameters(
+            {"model_file": "model.onnx", "backend": backend, "precision": precision or "fp32",
+             "output": config.output if config.output == "uint8" else "float", "python_path": config.python_path})
+    elif platform == "onnxruntime_onnx" and config.generator == "openvino":
+        runtime = 'backend: "openvino"\ndefault_model_filename: "model.onnx"\n'
+    else:
+        runtime = f'platform: "{platform}"\n'
+    return (f'name: "generator"\n{runtime}max_batch_size: {config.max_batch}\n'
             f'input [ {{ name: "z" data_type: {in_type} dims: {_dims([z_dim])} }} ]\n'
-            f'output [ {{ name: "images" data_type: {out_type} dims: {_dims(shape)} }} ]\n'
-            + _batching(config) + _instances(config))
+            f'output [ {{ name: "{name}" data_type: {out_type} dims: {_dims(dims)} }} ]\n'
+            + _batching(config) + _instances(config, "KIND_CPU" if config.generator == "python" else None))
 
 
 def seed_config(config: TritonConfig, z_dim: int) -> str:
     return (f'name: "{SEED_MODEL}"\nbackend: "python"\nmax_batch_size: {config.max_batch}\n'
             f'input [ {{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] }} ]\n'
             f'output [ {{ name: "z" data_type: TYPE_FP32 dims: {_dims([z_dim])} }} ]\n'
-            f'parameters {{ key: "z_dim" value: {{ string_value: "{z_dim}" }} }}\n'
+            + _parameters({"z_dim": str(z_dim), "python_path": config.python_path})
             + _batching(config) + _instances(config, "KIND_CPU"))
 
 
-def ensemble_config(config: TritonConfig, shape: list[int], out_type: str) -> str:
+def ensemble_config(config: TritonConfig, output: tuple[str, str, list[int]]) -> str:
+    name, out_type, dims = output
     return (f'name: "{ENSEMBLE}"\nplatform: "ensemble"\nmax_batch_size: {config.max_batch}\n'
             f'input [ {{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] }} ]\n'
-            f'output [ {{ name: "images" data_type: {out_type} dims: {_dims(shape)} }} ]\n'
+            f'output [ {{ name: "{name}" data_type: {out_type} dims: {_dims(dims)} }} ]\n'
             f"ensemble_scheduling {{\n  step [\n    {_step(SEED_MODEL, 'seed', 'z')},\n"
-            f"    {_step('generator', 'z', 'images')}\n  ]\n}}\n")
+            f"    {_step('generator', 'z', name)}\n  ]\n}}\n")
 
 
 def _step(model: str, given: str, made: str) -> str:

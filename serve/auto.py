@@ -51,6 +51,7 @@ class AutoConfig:
     cache: Path | None = None  # for a checkpoint outside a run folder (as sample's --out)
     quiet: bool = False  # no progress bar, no table, no line
     report: bool = True  # print the measured table and the choice (to stderr)
+    isolated: bool = True  # measure in child processes (a crashing candidate costs its row); False: in this one
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_psnr, (int, float)) and 10 <= self.min_psnr <= 150):
@@ -246,7 +247,7 @@ def _measure(config: AutoConfig, model: Path, source: Path) -> Choice:
            "batch_size": config.batch_size, "min_psnr": config.min_psnr, "seconds": config.seconds}
     bar = tqdm(total=len(pairs), desc="auto: measuring backends", unit="backend", disable=config.quiet,
                dynamic_ncols=True)
-    rows, against = measure_isolated(job, pairs, bar)
+    rows, against = measure_isolated(job, pairs, bar, config.isolated)
     bar.close()
     timed = [r for r in rows if "images_per_second" in r]
     if not timed:

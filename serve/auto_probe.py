@@ -47,8 +47,10 @@ def measure_pair(job: dict, name: str, precision: str, reference) -> dict:
     return row
 
 
-def measure_isolated(job: dict, pairs: list[tuple[str, str]], bar) -> tuple[list[dict], str]:
-    """The rows of ``pairs`` (in order) and what the reference images came from, measured in child processes."""
+def measure_isolated(job: dict, pairs: list[tuple[str, str]], bar, isolated: bool = True) -> tuple[list[dict], str]:
+    """The rows of ``pairs`` (in order) and what the reference images came from, measured in child processes, or
+    with ``isolated`` False in this one (where no child can start: inside Triton's Python backend, whose interpreter
+    is embedded in a stub binary)."""
     rows, against = [], [""]
 
     def on_message(message: dict) -> None:
@@ -65,7 +67,15 @@ def measure_isolated(job: dict, pairs: list[tuple[str, str]], bar) -> tuple[list
         if "done" in message or "crashed" in message:
             bar.update()
 
-    run_isolated("ganforge.serve.auto_probe", job, [list(pair) for pair in pairs], on_message, "--backend auto")
+    if isolated:
+        run_isolated("ganforge.serve.auto_probe", job, [list(pair) for pair in pairs], on_message, "--backend auto")
+        return rows, against[0]
+    send = lambda **message: on_message(message)  # noqa: E731
+    reference = _prepare(job, send)
+    for pair in pairs:
+        send(start=list(pair))
+        _work(job, reference, list(pair), send)
+        send(done=list(pair))
     return rows, against[0]
 
 

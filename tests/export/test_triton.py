@@ -1,10 +1,5 @@
-import importlib.util
-import json
 import subprocess
-import sys
-import types
 
-import numpy as np
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -13,7 +8,6 @@ from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
 from ganforge.export.metadata import write_checksum, write_sidecar
 from ganforge.export.triton import TritonConfig, write_repository
-from ganforge.serve.latents import latents_for_seeds
 
 
 def _config(path) -> model_config_pb2.ModelConfig:
@@ -47,44 +41,38 @@ def test_run_folder_to_a_triton_repository_that_parses(trained_run, tmp_path, ga
     assert dict(steps[0].output_map) == {"z": "z"} and dict(steps[1].input_map) == {"z": "z"}
 
 
-def _stub_backend_utils():
-    """What Triton's Python backend hands model.py, reduced to the calls it makes."""
-    utils = types.ModuleType("triton_python_backend_utils")
+def test_python_and_openvino_generators_parse_with_their_settings(onnx_model, tmp_path):
+    repo = write_repository(TritonConfig(model=onnx_model, out=str(tmp_path / "py"), generator="python",
+                                         runner="openvino:int8", python_path="/opt/env/site-packages"))
+    generator = _config(repo / "generator" / "config.pbtxt")
+    assert generator.backend == "python" and (repo / "generator" / "1" / "model.py").is_file()
+    parameters = {key: value.string_value for key, value in generator.parameters.items()}
+    assert parameters == {"model_file": "model.onnx", "backend": "openvino", "precision": "int8", "output": "uint8",
+                          "python_path": "/opt/env/site-packages"}
+    assert [(t.name, t.data_type, list(t.dims)) for t in generator.output] == \
+        [("images_uint8", model_config_pb2.TYPE_UINT8, [16, 16, 1])]  # NHWC bytes, as `ganforge sample` writes
+    ensemble = _config(repo / "ganforge" / "config.pbtxt")
+    assert ensemble.output[0].name == "images_uint8" and dict(ensemble.ensemble_scheduling.step[1].output_map) == \
+        {"images_uint8": "images_uint8"}
 
-    class Tensor:
-        def __init__(self, name, array):
-            self.name, self.array = name, array
-
-        def as_numpy(self):
-            return self.array
-
-    class InferenceResponse:
-        def __init__(self, output_tensors, error=None):
-            self.output_tensors, self.error = output_tensors, error
-
-    utils.Tensor, utils.InferenceResponse, utils.TritonError = Tensor, InferenceResponse, str
-    utils.get_input_tensor_by_name = lambda request, name: request[name]
-    return utils
+    repo = write_repository(TritonConfig(model=onnx_model, out=str(tmp_path / "py"), generator="openvino"))
+    generator = _config(repo / "generator" / "config.pbtxt")  # rewritten in place: no python model left behind
+    assert generator.backend == "openvino" and generator.default_model_filename == "model.onnx"
+    assert generator.output[0].name == "images" and not (repo / "generator" / "1" / "model.py").exists()
 
 
-def test_the_seed_model_keeps_ganforges_seed_contract(onnx_model, tmp_path, monkeypatch):
-    repo = write_repository(TritonConfig(model=onnx_model, out=str(tmp_path / "repo")))
-    utils = _stub_backend_utils()
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", utils)
-    spec = importlib.util.spec_from_file_location("seed_model", repo / "seed_to_latent" / "1" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.TritonPythonModel()
-    config = text_format.Parse((repo / "seed_to_latent" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    from google.protobuf.json_format import MessageToDict
-
-    model.initialize({"model_config": json.dumps(MessageToDict(config, preserving_proto_field_name=True))})
-    seeds = np.array([[0], [7], [123456789012]], dtype=np.int64)  # [batch, 1], as Triton batches dims [1]
-    request = {"seed": utils.Tensor("seed", seeds)}
-    (response, bad) = model.execute([request, {"seed": utils.Tensor("seed", np.array([[-1]]))}])
-    z = response.output_tensors[0].as_numpy()
-    assert z.dtype == np.float32 and np.array_equal(z, latents_for_seeds([0, 7, 123456789012], 8))
-    assert bad.error and not bad.output_tensors
+@pytest.mark.parametrize("changes, message", [
+    ({"generator": "tensorflow"}, "--triton-backend must be one of"),
+    ({"generator": "python", "runner": "torch"}, "--runner must be auto or BACKEND"),
+    ({"generator": "python", "runner": "openvino:fp8"}, "--runner must be auto or BACKEND"),
+    ({"generator": "python", "runner": "auto:int8"}, "--runner must be auto or BACKEND"),
+    ({"runner": "openvino:int8"}, "apply to --triton-backend python only"),
+    ({"output": "float"}, "apply to --triton-backend python only"),
+    ({"generator": "python", "output": "png"}, "--output-type must be uint8 or float"),
+])
+def test_triton_settings_that_cannot_work_are_refused(changes, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        TritonConfig(model="g.onnx", out=str(tmp_path / "repo"), **changes)
 
 
 def test_models_triton_cannot_take_are_refused(runs, tmp_path, ganforge_cli):
