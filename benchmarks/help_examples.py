@@ -30,6 +30,7 @@ from ganforge.benchmarks.http_server import is_ready
 from ganforge.cli import COMMANDS
 from ganforge.files import atomic_write_bytes
 
+SERVERS = ("serve", "triton-server")  # run in the background until ready, sent their curl examples, then Ctrl-C
 RESULTS = Path(__file__).parent / "results" / "help_examples.json"
 CANNOT_RUN_HERE = {  # part of the example -> why it must fail here (with exit 2 and one error line)
     "build-engine": "needs TensorRT and an NVIDIA GPU",
@@ -79,7 +80,8 @@ def run_line(line: str, env: dict, cwd: Path, timeout: float) -> dict:
 def run_server(line: str, curls: list[str], env: dict, cwd: Path, timeout: float) -> dict:
     """Start a serve example, wait until ready, send the curl examples, Ctrl-C it: exit 0 and good answers."""
     argv = ganforge_argv(line)
-    port = int(argv[argv.index("--port") + 1]) if "--port" in argv else 8000
+    flag = next((f for f in ("--port", "--http-port") if f in argv), None)
+    port = int(argv[argv.index(flag) + 1]) if flag else 8000
     started = time.monotonic()
     server = subprocess.Popen(shlex.split(line), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -139,14 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "HOME": str(cwd / "home"),
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         lines = list(example_lines())
-        curls = [line for _, line in lines if line.startswith("curl ")]
+        curls = {}  # command -> its curl examples, sent to its server examples
+        for command, line in lines:
+            if line.startswith("curl "):
+                curls.setdefault(command, []).append(line)
         rows = []
         for command, line in lines:
             if line.startswith("curl "):
                 continue  # sent to each serve example
             print(f"$ {line}", flush=True)
-            if command == "serve":
-                result = run_server(line, curls, env, cwd, args.timeout)
+            if command in SERVERS:
+                result = run_server(line, curls.get(command, []), env, cwd, args.timeout)
             else:
                 result = run_line(line, env, cwd, args.timeout)
             ok, expected = judge(command, line, result)

@@ -39,16 +39,24 @@ def wrk_missing() -> str | None:
     return None if shutil.which("wrk") else "wrk is not installed (apt-get install wrk)"
 
 
-def seed_script(path: Path, binary: bool = True, output: str = "images", pace_ms: float | None = None) -> Path:
-    """A wrk script sending single-seed requests for ``output``, as JSON or with binary output. ``pace_ms``: each
-    connection waits that long before each request (wrk's delay hook), so C connections offer about
-    C * 1000 / pace_ms requests/s while the server keeps up: a sustained load below saturation."""
-    body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [123456789]}],
-            "outputs": [{"name": output, "parameters": {"binary_data": binary}}]}
+def request_script(path: Path, body: dict, pace_ms: float | None = None) -> Path:
+    """A wrk script POSTing ``body`` as JSON, each request with its own counter in place of the number 123456789 (a
+    body without it is sent as it is). ``pace_ms``: each connection waits that long before each request (wrk's delay
+    hook), so C connections offer about C * 1000 / pace_ms requests/s while the server keeps up: a sustained load
+    below saturation."""
     template = json.dumps(body, separators=(",", ":")).replace("%", "%%").replace("123456789", "%d")
     pacing = f"delay = function() return {pace_ms:.3f} end" if pace_ms else ""
     path.write_text(SCRIPT % (template, pacing))
     return path
+
+
+def seed_script(path: Path, binary: bool = True, output: str = "images", pace_ms: float | None = None,
+                shape: tuple[int, ...] = (1,)) -> Path:
+    """A KServe v2 single-seed request for ``output``, as JSON or with binary output; ``shape`` [1, 1] for a model
+    whose first dimension is the batch (Triton's)."""
+    body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": list(shape), "data": [123456789]}],
+            "outputs": [{"name": output, "parameters": {"binary_data": binary}}]}
+    return request_script(path, body, pace_ms)
 
 
 def run_wrk(url: str, connections: int, seconds: float, script: Path, threads: int = 1) -> dict:

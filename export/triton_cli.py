@@ -10,9 +10,9 @@ from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 
 EXAMPLES = """\
-  ganforge export runs/00000-digits-dcgan --format triton --triton-backend python --out repo/
-  ganforge triton-server repo/                       # HTTP 8000, gRPC 8001, metrics 8002
-  curl -s localhost:8000/v2/models/ganforge          # the seed ensemble: input seed INT64 [n, 1]
+  ganforge triton-server repo/          # from `ganforge export RUN --format triton --triton-backend python --out repo/`
+  curl -d '{"inputs":[{"name":"seed","datatype":"INT64","shape":[1,1],"data":[7]}]}' \\
+       http://127.0.0.1:8000/v2/models/ganforge/infer
 """
 
 
@@ -43,6 +43,9 @@ def main(argv: list[str]) -> int:
                   f"metrics 127.0.0.1:{args.metrics_port}; log {args.log}; Ctrl-C stops it", flush=True)
             while server.process.poll() is None:
                 time.sleep(0.5)
+    except KeyboardInterrupt:  # the way to stop it: the server is stopped on leaving the block
+        print("Triton stopped", flush=True)
+        return 0
     except RuntimeError as error:  # the repository did not load: the model's own line from the log
         raise UserError(f"tritonserver did not start: {server.first_error()} (log: {args.log})") from error
     raise UserError(f"tritonserver exited with {server.process.returncode}: {server.first_error()} (log: {args.log})")
