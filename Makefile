@@ -35,8 +35,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
-quality: setup
+quality: setup   # style, and the layers (import-linter's contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q tests/test_layers.py
 
 style: setup
 	$(VENV)/bin/ruff check --fix .

@@ -20,9 +20,8 @@ from ganforge.serve.models import is_training_output, model_for_backend
 from ganforge.serve.runners import backends, open_runner
 
 from . import scenarios
-from .environment import environment, generator_gflops_per_image
+from .environment import environment, generator_gflops_per_image, matmul_ceiling_gflops
 from .report import write_json
-from .timing import matmul_ceiling_gflops
 
 SCENARIOS = ("offline", "single-stream", "server", "server-http")
 DEFAULT_SCENARIOS = SCENARIOS[:3]  # server-http starts `ganforge serve` per backend: asked for by name

@@ -18,7 +18,7 @@ import httpx
 
 from ganforge.benchmarks.http_scenario import seed_request
 from ganforge.benchmarks.http_server import serving
-from ganforge.benchmarks.timing import percentiles
+from ganforge.timing import percentiles
 
 
 async def load(url: str, concurrency: int, duration: float) -> dict:

@@ -27,12 +27,12 @@ from pathlib import Path
 from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.timing import measure
 from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
 from ganforge.serve import sampler
 from ganforge.serve.auto import AUTO, AutoConfig, choose
 from ganforge.serve.sampler import SampleConfig, sample
+from ganforge.timing import measure
 
 RESULTS = Path(__file__).parent / "results" / "sample_e2e.json"
 timings: list[tuple[float, float]] = []

@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from ganforge.serve.latents import latents_for_seeds
-
-from .timing import measure, measure_device, percentiles
+from ganforge.timing import measure, measure_device, percentiles
 
 
 def offline(runner, batch_size: int, min_duration: float, io: str = "host") -> dict:

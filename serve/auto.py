@@ -141,7 +141,7 @@ def machine() -> dict:
     """What decides which backend is fastest: the CPU and its instruction sets, the GPU, threads, versions."""
     import torch
 
-    from ganforge.benchmarks.environment import cpu_model, versions
+    from ganforge.machine import cpu_model, versions
     from ganforge.train.precision import cpu_features
 
     return {"cpu": cpu_model(), "cpu_features": cpu_features(), "cores": os.cpu_count(),

@@ -24,7 +24,7 @@ from .runners import open_runner
 
 def measure_pair(job: dict, name: str, precision: str, reference) -> dict:
     """One candidate's row: its PSNR against ``reference`` and, when accurate, its images/s at the batch size."""
-    from ganforge.benchmarks.timing import measure
+    from ganforge.timing import measure
 
     from .auto import ACCURACY_SEEDS
 

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from ganforge.benchmarks.timing import measure, percentiles, windows_agree
+from ganforge.timing import measure, percentiles, windows_agree
 
 
 def test_percentiles_against_known_data():

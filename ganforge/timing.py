@@ -105,36 +105,3 @@ def _windows(window: Callable[[float], tuple[int, float, list[float]]], items_pe
         if (windows_agree(rates) and time.perf_counter() - started >= min_duration) or len(rates) >= max_windows:
             return Measurement(statistics.median(rates), rates, latencies, windows_agree(rates), calls,
                                time.perf_counter() - started)
-
-
-def matmul_ceiling_gflops(device: str = "cpu", precision: str = "fp32", seconds: float = 2.0) -> float:
-    """This machine's matrix-multiply rate in ``precision`` (fp32 without TF32 on a GPU): the roofline the
-    generators are held to.
-
-    A ceiling is a peak, so this is the best of several implementations and sizes (on a CPU: torch at 1024,
-    2048 and 4096, and NumPy's BLAS for fp32), each the best of its windows: a noisy neighbour only lowers
-    windows, and one library's kernel choice must not pass for the machine's limit."""
-    import torch
-
-    from ganforge.train.precision import DTYPES, strict_fp32
-
-    dtype = DTYPES[precision]
-    if torch.device(device).type == "cuda":
-        strict_fp32()
-        n = 8192
-        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-        result = measure_device(lambda: torch.mm(a, b), 1, min_duration=seconds, max_windows=8)
-        return 2 * n**3 * max(result.window_rates) / 1e9
-    rates = []
-    for n in (1024, 2048, 4096):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        rates.append(_peak(lambda a=a, b=b: torch.mm(a, b), n, seconds / 4))
-    if precision == "fp32":
-        a, b = np.random.default_rng(0).standard_normal((2, 2048, 2048), dtype=np.float32)
-        rates.append(_peak(lambda: a @ b, 2048, seconds / 4))
-    return max(rates)
-
-
-def _peak(call: Callable[[], object], n: int, seconds: float) -> float:
-    result = measure(call, 1, min_duration=seconds, warmup=0.2, max_windows=6)
-    return 2 * n**3 * max(result.window_rates) / 1e9
