@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every model to load")
     args = parser.parse_args(argv)
 
-    from .triton_server import TritonServer
+    from .triton_server import TritonServer, missing_backends
 
     repository = Path(args.repository)
     if not (repository / "generator" / "config.pbtxt").is_file():
@@ -37,6 +37,10 @@ def main(argv: list[str]) -> int:
         server = TritonServer(repository, args.timeout, args.log, (args.http_port, args.grpc_port, args.metrics_port))
     except RuntimeError as error:  # no server installed: how to install it
         raise UserError(str(error)) from error
+    missing = missing_backends(repository, {"python"})
+    if missing:
+        raise UserError(f"{'; '.join(missing)}, which the pip-installed server lacks (it has only the Python "
+                        "backend): export with --triton-backend python, or serve the repository with the NGC container")
     try:
         with server:
             print(f"Triton serving {repository}: HTTP {server.http_address}, gRPC {server.grpc_address}, "

@@ -65,6 +65,24 @@ def backend_directory(files: ServerFiles, folder: Path) -> Path:
     return folder
 
 
+# what a model's config asks for -> the backend folder it needs (ensembles need none)
+PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch"}
+
+
+def missing_backends(repository: Path, available: set[str]) -> list[str]:
+    """One line per model of ``repository`` whose Triton backend is not in ``available`` (this server has only
+    the Python backend; the NGC containers have the others)."""
+    from .triton import parse_config
+
+    missing = []
+    for config_file in sorted(Path(repository).glob("*/config.pbtxt")):
+        config = parse_config(config_file.read_text())
+        backend = config.backend or PLATFORM_BACKENDS.get(config.platform, "")
+        if config.platform != "ensemble" and backend not in available:
+            missing.append(f"model {config_file.parent.name} needs Triton's {backend} backend")
+    return missing
+
+
 def server_environment(files: ServerFiles) -> dict[str, str]:
     """The server's environment: this Python's libpython first on the library path (the stub embeds whichever
     libpython the loader finds first; another Python's has other packages), then the wheel's libraries."""

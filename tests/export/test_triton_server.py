@@ -100,3 +100,11 @@ def test_a_python_path_without_ganforge_fails_with_one_clear_line(onnx_model, tm
 def test_triton_server_refuses_a_folder_that_is_no_repository(tmp_path, ganforge_cli):
     result = subprocess.run([ganforge_cli, "triton-server", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and "is not a repository from `ganforge export --format triton`" in result.stderr
+
+
+def test_triton_server_refuses_a_repository_for_backends_it_lacks(onnx_model, tmp_path, ganforge_cli):
+    repo = write_repository(TritonConfig(model=onnx_model, out=str(tmp_path / "repo")))  # onnxruntime: NGC only
+    result = subprocess.run([ganforge_cli, "triton-server", str(repo)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "model generator needs Triton's onnxruntime backend" in result.stderr
+    assert "--triton-backend python" in result.stderr
