@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,14 +89,20 @@ def litserve(model: str, backend: str, precision: str):
         raise RuntimeError("LitServe is not installed: pip install litserve")
     port = free_port()
     child = subprocess.Popen([sys.executable, __file__, "--litserve", model, str(port), backend, precision],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(base + "/health", child, "LitServe")
         yield base
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
+    finally:  # LitServe's worker processes are its children: stop the whole group
+        os.killpg(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):  # workers that outlived the server
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
         child.stderr.close()
 
 
