@@ -14,8 +14,8 @@ from tqdm import tqdm
 from ganforge.errors import UserError, one_line
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
+from ganforge.latents import latents_for_seeds
 from ganforge.serve.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
-from ganforge.serve.latents import latents_for_seeds
 from ganforge.serve.models import is_training_output, model_for_backend
 from ganforge.serve.runners import backends, open_runner
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ganforge.files import atomic_write_bytes
-from ganforge.train.images import image_grid, to_uint8
+from ganforge.images import image_grid, to_uint8
 
 # (key, label, digits): the rows of the table, in order; a key missing from a report is left out
 ROWS = [("fd", "Fréchet distance (lower is better)", 3), ("kid", "KID", 5), ("precision", "precision", 3),

@@ -30,7 +30,7 @@ from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
 from ganforge.export.metadata import read_metadata
 from ganforge.files import atomic_write_bytes
-from ganforge.serve.latents import latents_for_seeds
+from ganforge.latents import latents_for_seeds
 from ganforge.serve.runners import copies, open_runner
 
 RESULTS = Path(__file__).parent / "results" / "openvino_app.json"

@@ -57,12 +57,12 @@ if ls is not None:
             return int(request["seed"])
 
         def batch(self, seeds):
-            from ganforge.serve.latents import latents_for_seeds
+            from ganforge.latents import latents_for_seeds
 
             return latents_for_seeds(seeds, self.runner.info.z_dim)
 
         def predict(self, z):
-            from ganforge.train.images import to_uint8_nhwc
+            from ganforge.images import to_uint8_nhwc
 
             return to_uint8_nhwc(self.runner.infer(z))
 

@@ -109,9 +109,9 @@ def helper_costs(model: str, batch_size: int, seconds: float = 0.5) -> dict[str,
     import numpy as np
 
     from ganforge.export.metadata import read_metadata
-    from ganforge.serve.latents import latents_for_seeds
+    from ganforge.images import to_uint8_nhwc
+    from ganforge.latents import latents_for_seeds
     from ganforge.serve.models import model_for_backend
-    from ganforge.train.images import to_uint8_nhwc
 
     metadata = read_metadata(model_for_backend(model, "onnxruntime", "fp32", quiet=True))
     shape, z_dim = json.loads(metadata["output_shape"]), int(metadata["z_dim"])

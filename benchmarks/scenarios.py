@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from ganforge.serve.latents import latents_for_seeds
+from ganforge.latents import latents_for_seeds
 from ganforge.timing import measure, measure_device, percentiles
 
 

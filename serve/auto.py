@@ -25,9 +25,9 @@ import numpy as np
 from ganforge.errors import UserError
 from ganforge.export.metadata import sha256_file
 from ganforge.files import atomic_write_bytes
+from ganforge.latents import latents_for_seeds
 from ganforge.train.checkpoint import find_checkpoint
 
-from .latents import latents_for_seeds
 from .models import SUFFIXES, is_training_output
 from .runners import backends, open_runner
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from ganforge.errors import one_line
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
+from ganforge.latents import latents_for_seeds
 
-from .latents import latents_for_seeds
 from .models import model_for_backend
 from .runners import open_runner
 

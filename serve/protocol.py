@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .latents import MAX_SEED, latents_for_seeds
+from ganforge.latents import MAX_SEED, latents_for_seeds
 
 DATATYPES = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
 OUTPUTS = {"images": "FP32", "images_uint8": "UINT8"}
@@ -203,7 +203,7 @@ def encode_response(header: dict, images: np.ndarray, outputs: list[OutputReques
     ``outputs`` as ``parse_infer_request`` checked them (no ``images_uint8`` for 2D points)."""
     import orjson
 
-    from ganforge.train.images import to_uint8_nhwc
+    from ganforge.images import to_uint8_nhwc
 
     entries, blobs = [], []
     for output in outputs:

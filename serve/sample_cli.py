@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    from .latents import parse_seeds
+    from ganforge.latents import parse_seeds
+
     from .sampler import SampleConfig, sample
 
     if (args.seeds is None) == (args.count is None):

@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from ganforge.errors import UserError
 from ganforge.files import atomic_write_bytes, remove_stale_temps
+from ganforge.latents import latents_for_seeds
 
 from .auto import AUTO, AutoConfig, choose
-from .latents import latents_for_seeds
 from .models import model_for_backend
 from .runners import open_runner
 from .shards import open_shard, shard_name, shard_sha256

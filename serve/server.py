@@ -31,9 +31,9 @@ from starlette.requests import ClientDisconnect
 
 import ganforge
 from ganforge.errors import UserError
+from ganforge.latents import MAX_SEED, latents_for_seeds
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
-from .latents import MAX_SEED, latents_for_seeds
 from .protocol import BadRequest, decode_body, encode_response, parse_infer_request
 from .runners import Runner, copies, on_own_stream
 
@@ -326,7 +326,7 @@ class _Service:
     async def sample_png(self, seed: str = "0"):
         from PIL import Image
 
-        from ganforge.train.images import to_uint8_nhwc
+        from ganforge.images import to_uint8_nhwc
 
         if len(self.info.output_shape) != 3:
             return self.error(400, "this model makes 2D points, not images")

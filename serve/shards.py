@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.files import AtomicFile, atomic_write_bytes
-from ganforge.train.images import to_uint8_nhwc
+from ganforge.images import to_uint8_nhwc
 
 
 def shard_name(index: int, fmt: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ganforge.errors import UserError
-from ganforge.train.images import to_uint8_nhwc
+from ganforge.images import to_uint8_nhwc
 
 from .auto import AUTO, AutoConfig, choose
 from .runners import Runner, open_runner

@@ -10,14 +10,14 @@ import torch
 from tqdm import tqdm
 
 from ganforge.files import atomic_write
+from ganforge.images import image_grid, save_png, to_uint8
+from ganforge.latents import latents_for_seeds
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .clusters import Clusters
 from .config import TrainConfig
 from .data import DataSource, load_data, spec_name
 from .distributed import init_distributed, shutdown_distributed
-from .images import image_grid, save_png, to_uint8
-from .latents import latents_for_seeds
 from .metrics.evaluate import Evaluator
 from .plots import plot_losses, plot_points, plot_quality
 from .precision import resolve_precision

@@ -1,5 +1,5 @@
 """ganforge's seed contract on Triton's Python backend: seed s -> z = numpy PCG64(s).standard_normal(z_dim) as
-float32 (ganforge/train/latents.py), the latent that `ganforge sample` and `ganforge serve` use for seed s. Needs
+float32 (ganforge/latents.py), the latent that `ganforge sample` and `ganforge serve` use for seed s. Needs
 NumPy 1, or NumPy 2 with torch (see ``_bridge``)."""
 
 import json

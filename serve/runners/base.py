@@ -78,7 +78,7 @@ def host_uint8(images) -> np.ndarray:
     batches run."""
     import torch
 
-    from ganforge.train.images import to_uint8_nhwc_torch
+    from ganforge.images import to_uint8_nhwc_torch
 
     converted = to_uint8_nhwc_torch(images)
     if not converted.is_cuda:

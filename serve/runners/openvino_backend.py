@@ -81,7 +81,7 @@ def _quantize(model, z_dim: int):
 
     import nncf
 
-    from ganforge.serve.latents import latents_for_seeds
+    from ganforge.latents import latents_for_seeds
 
     logging.getLogger("nncf").setLevel(logging.ERROR)  # its progress bars and notes are not the user's business
     seeds = list(CALIBRATION_SEEDS)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ganforge.serve.latents import latents_for_seeds
+from ganforge.latents import latents_for_seeds
 from ganforge.serve.protocol import BadRequest, decode_body, parse_infer_request
 
 Z_DIM, MAX_BATCH = 4, 8

@@ -4,10 +4,10 @@ import torch
 
 from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
-from ganforge.serve.latents import latents_for_seeds
+from ganforge.images import to_uint8_nhwc
+from ganforge.latents import latents_for_seeds
 from ganforge.serve.models import model_for_backend
 from ganforge.serve.runners import backends, copies, on_own_stream, open_runner
-from ganforge.train.images import to_uint8_nhwc
 
 
 def test_every_backend_is_listed_with_availability():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from ganforge.errors import UserError
-from ganforge.serve.latents import latents_for_seeds
+from ganforge.images import nchw_to_nhwc, to_uint8
+from ganforge.latents import latents_for_seeds
 from ganforge.serve.runners import open_runner
 from ganforge.serve.sampler import SampleConfig, sample
-from ganforge.train.images import nchw_to_nhwc, to_uint8
 
 
 def _shards(folder):

@@ -13,7 +13,7 @@ import tritonclient.http as triton
 import uvicorn
 
 from ganforge.benchmarks.http_server import free_port
-from ganforge.serve.latents import latents_for_seeds
+from ganforge.latents import latents_for_seeds
 from ganforge.serve.runners import open_runner
 from ganforge.serve.sampler import SampleConfig, sample
 from ganforge.serve.server import ServerConfig, create_app
@@ -80,7 +80,7 @@ def test_tritonclient_gets_the_same_images_as_ganforge_sample(server, onnx_model
         outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("images", "images_uint8")]
         result = client.infer("generator", [tensor], outputs=outputs)
         floats[binary] = result.as_numpy("images")
-        from ganforge.train.images import nchw_to_nhwc, to_uint8
+        from ganforge.images import nchw_to_nhwc, to_uint8
 
         assert np.array_equal(nchw_to_nhwc(to_uint8(floats[binary])), sampled)
         assert result.as_numpy("images_uint8").dtype == np.uint8

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ganforge.errors import UserError
+from ganforge.images import to_uint8
 
 from ..data.base import DataSource, to_unit_range
-from ..images import to_uint8
 from .features import Extractor, domain_classifier, input_size, random_embedding, split_indices
 from .frechet import frechet_distance_of, kernel_distance
 from .memorization import near_copy_share

@@ -1,7 +1,7 @@
 """The class a latent stands for, for generators of labelled data that stay seed-in, image-out.
 
 A class-conditional generator needs a class per sample, but ganforge's contract is one latent per seed
-(``train/latents.py``). So the class is read from the latent itself: the first coordinate z0 ~ N(0, 1) is cut
+(``ganforge/latents.py``). So the class is read from the latent itself: the first coordinate z0 ~ N(0, 1) is cut
 at the normal quantiles of the class prior, so class k is drawn with the probability the training data has it,
 and the rest of z varies the sample within the class. Exporters trace it as comparisons (Greater, Sub), kept in
 fp32 in fp16 and int8 exports (``export/onnx.latent_class_nodes``) and in TensorRT fp16 engines: every backend

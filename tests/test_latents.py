@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ganforge.errors import UserError
-from ganforge.serve.latents import latents_for_seeds, parse_seeds
+from ganforge.latents import latents_for_seeds, parse_seeds
 
 
 def test_latents_do_not_depend_on_batching():

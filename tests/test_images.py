@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from ganforge.train.images import image_grid, to_uint8
+from ganforge.images import image_grid, to_uint8
 
 
 def test_to_uint8_scales_clips_and_rounds_half_away_from_zero():
@@ -36,7 +36,7 @@ def _hard_batches(seed: int) -> list[np.ndarray]:
 
 
 def test_the_fast_nhwc_conversion_gives_the_same_bytes():
-    from ganforge.train.images import nchw_to_nhwc, to_uint8, to_uint8_nhwc
+    from ganforge.images import nchw_to_nhwc, to_uint8, to_uint8_nhwc
 
     for batch in _hard_batches(0):
         assert np.array_equal(to_uint8_nhwc(batch), nchw_to_nhwc(to_uint8(batch)))
@@ -44,7 +44,7 @@ def test_the_fast_nhwc_conversion_gives_the_same_bytes():
 
 def test_the_torch_conversion_gives_the_same_bytes_as_numpy():
     """What a GPU runner converts on the device must be the bytes `ganforge sample` writes from the host."""
-    from ganforge.train.images import to_uint8_nhwc, to_uint8_nhwc_torch
+    from ganforge.images import to_uint8_nhwc, to_uint8_nhwc_torch
 
     batches = _hard_batches(1)
     for batch in batches:
