@@ -10,13 +10,12 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from ganforge.machine import cpu_model, versions
+from ganforge.machine import cpu_features, cpu_model, versions
 from ganforge.timing import measure, measure_device
 
 
 def environment(matmul_gflops: float | None) -> dict:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    from ganforge.train.precision import cpu_features
 
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(),
             "cpu_features": cpu_features(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

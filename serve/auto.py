@@ -79,7 +79,7 @@ def native_precisions(device: str = "cpu") -> tuple[str, ...]:
     (quantized inference is a CPU and TensorRT feature, kept only where it measures faster and accurate)."""
     import torch
 
-    from ganforge.train.precision import cpu_has_native_bf16, cpu_has_native_fp16
+    from ganforge.machine import cpu_has_native_bf16, cpu_has_native_fp16
 
     if device.startswith("cuda"):
         return ("fp32", "fp16", "bf16", "int8") if torch.cuda.is_bf16_supported() else ("fp32", "fp16", "int8")
@@ -141,8 +141,7 @@ def machine() -> dict:
     """What decides which backend is fastest: the CPU and its instruction sets, the GPU, threads, versions."""
     import torch
 
-    from ganforge.machine import cpu_model, versions
-    from ganforge.train.precision import cpu_features
+    from ganforge.machine import cpu_features, cpu_model, versions
 
     return {"cpu": cpu_model(), "cpu_features": cpu_features(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),

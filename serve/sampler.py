@@ -130,7 +130,7 @@ def seeds_sha256(seeds: np.ndarray) -> str:
 
 
 def sample(config: SampleConfig) -> Path:
-    from ganforge.train.distributed import init_distributed, shutdown_distributed
+    from ganforge.distributed import init_distributed, shutdown_distributed
 
     context = init_distributed()
     try:

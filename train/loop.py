@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ganforge.distributed import init_distributed, shutdown_distributed
 from ganforge.files import atomic_write
 from ganforge.images import image_grid, save_png, to_uint8
 from ganforge.latents import latents_for_seeds
@@ -17,7 +18,6 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .clusters import Clusters
 from .config import TrainConfig
 from .data import DataSource, load_data, spec_name
-from .distributed import init_distributed, shutdown_distributed
 from .metrics.evaluate import Evaluator
 from .plots import plot_losses, plot_points, plot_quality
 from .precision import resolve_precision

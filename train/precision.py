@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from ganforge.errors import UserError
+from ganforge.machine import cpu_has_native_bf16, cpu_has_native_fp16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", *DTYPES)
@@ -53,36 +53,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but this machine has no CUDA GPU")
     return device
-
-
-def _cpu_flags() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-# instruction sets that decide which precision and runtime is fastest on a CPU
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16",
-                "amx_int8", "amx_fp16")
-
-
-def cpu_features() -> list[str]:
-    """The CPU_FEATURES this CPU has (from /proc/cpuinfo's flags)."""
-    flags = set(_cpu_flags().split())
-    return [feature for feature in CPU_FEATURES if feature in flags]
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    flags = _cpu_flags()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_has_native_fp16() -> bool:
-    """True on CPUs with fp16 arithmetic (AVX512-FP16 or AMX-FP16); elsewhere fp16 is emulated and very slow."""
-    flags = _cpu_flags()
-    return "avx512_fp16" in flags or "amx_fp16" in flags
 
 
 def auto_dtype(device: torch.device) -> torch.dtype:

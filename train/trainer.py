@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import ganforge
+from ganforge.distributed import DistContext, all_reduce_mean_, broadcast_, rank_slice
 from ganforge.errors import UserError
 
 from .augment import DiffAugment
@@ -20,7 +21,6 @@ from .checkpoint import FORMAT, VERSION, load_module_state
 from .clusters import MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters
 from .config import TrainConfig
 from .data import DataSource
-from .distributed import DistContext, all_reduce_mean_, broadcast_, rank_slice
 from .losses import LOSSES, gradient_penalty, r1_penalty
 from .models import build_discriminator, build_generator, generator_config, pack_samples
 from .models.classes import class_prior

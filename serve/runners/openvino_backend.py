@@ -97,7 +97,7 @@ def _availability() -> str | None:
 
 def _precisions() -> tuple[str, ...]:
     """fp32, fp16 and int8 everywhere (int8 needs nncf); bf16 where this CPU computes it natively."""
-    from ganforge.train.precision import cpu_has_native_bf16
+    from ganforge.machine import cpu_has_native_bf16
 
     precisions = ["fp32", "fp16"]
     if cpu_has_native_bf16():

@@ -120,7 +120,7 @@ def test_openvino_int8_is_quantized_reproducibly_and_stays_close(onnx_model):
 
 
 def test_openvino_bf16_runs_bf16_or_says_why_not(onnx_model):
-    from ganforge.train.precision import cpu_has_native_bf16
+    from ganforge.machine import cpu_has_native_bf16
 
     if not cpu_has_native_bf16():
         assert "bf16" not in backends()["openvino"].precisions

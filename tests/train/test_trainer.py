@@ -83,16 +83,16 @@ def test_auto_precision_is_fp32_on_cpus_without_native_bf16(monkeypatch):
 
 
 def test_emulated_cpu_precisions_get_a_warning(monkeypatch, capsys):
-    import ganforge.train.precision as precision
+    import ganforge.machine as machine
 
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: "flags: avx2")
+    monkeypatch.setattr(machine, "_cpu_flags", lambda: "flags: avx2")
     for name in ("fp16", "bf16"):
         resolve_precision(name, "cpu")
         assert f"no native {name} arithmetic" in capsys.readouterr().err
     resolve_precision("fp32", "cpu")
     resolve_precision("auto", "cpu")  # auto picks fp32 here: nothing to warn about
     assert capsys.readouterr().err == ""
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: "flags: avx512_bf16 avx512_fp16")
+    monkeypatch.setattr(machine, "_cpu_flags", lambda: "flags: avx512_bf16 avx512_fp16")
     resolve_precision("fp16", "cpu")
     assert capsys.readouterr().err == ""
 
