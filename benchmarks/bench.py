@@ -15,9 +15,9 @@ from ganforge.errors import UserError, one_line
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
-from ganforge.serve.models import is_training_output, model_for_backend
-from ganforge.serve.runners import backends, open_runner
+from ganforge.serve.runtime.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
+from ganforge.serve.runtime.model_files import is_training_output, model_for_backend
+from ganforge.serve.runtime.runners import backends, open_runner
 
 from . import scenarios
 from .environment import environment, generator_gflops_per_image, matmul_ceiling_gflops
@@ -36,7 +36,7 @@ class BenchConfig:
     model: str
     out: str
     backends: tuple[str, ...] = ("all",)
-    precisions: tuple[str, ...] = ()  # (): every precision this machine runs natively (serve/auto.py)
+    precisions: tuple[str, ...] = ()  # (): every precision this machine runs natively (serve/runtime/auto.py)
     batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     min_duration: float = 3.0

@@ -20,8 +20,8 @@ from ganforge.export.metadata import read_metadata
 from ganforge.files import atomic_write_bytes
 from ganforge.images import to_uint8
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.models import is_training_output, model_for_backend
-from ganforge.serve.runners import open_runner
+from ganforge.serve.runtime.model_files import is_training_output, model_for_backend
+from ganforge.serve.runtime.runners import open_runner
 from ganforge.train.checkpoint import find_checkpoint, load_checkpoint
 from ganforge.train.data import load_data
 from ganforge.train.metrics.evaluate import Evaluator

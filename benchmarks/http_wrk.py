@@ -30,7 +30,7 @@ from ganforge.benchmarks.http_server import serving_process
 from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
 from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
-from ganforge.serve.auto import AUTO, AutoConfig, choose
+from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
 
 RESULTS = Path(__file__).parent / "results" / "http_wrk.json"
 OUTPUTS = {"binary FP32": ("images", True), "JSON FP32": ("images", False), "binary UINT8": ("images_uint8", True)}

@@ -31,7 +31,7 @@ from ganforge.benchmarks.environment import environment
 from ganforge.export.metadata import read_metadata
 from ganforge.files import atomic_write_bytes
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.runners import copies, open_runner
+from ganforge.serve.runtime.runners import copies, open_runner
 
 RESULTS = Path(__file__).parent / "results" / "openvino_app.json"
 BATCH = 64

@@ -49,7 +49,7 @@ if ls is not None:
         model, backend, precision = "", "onnxruntime", "fp32"  # set before the server starts
 
         def setup(self, device):
-            from ganforge.serve.runners import open_runner
+            from ganforge.serve.runtime.runners import open_runner
 
             self.runner = open_runner(self.backend, self.model, "cpu", self.precision)
 

@@ -29,9 +29,9 @@ from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
 from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
-from ganforge.serve import sampler
-from ganforge.serve.auto import AUTO, AutoConfig, choose
-from ganforge.serve.sampler import SampleConfig, sample
+from ganforge.serve.sampling import sampler
+from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
+from ganforge.serve.sampling.sampler import SampleConfig, sample
 from ganforge.timing import measure
 
 RESULTS = Path(__file__).parent / "results" / "sample_e2e.json"
@@ -111,7 +111,7 @@ def helper_costs(model: str, batch_size: int, seconds: float = 0.5) -> dict[str,
     from ganforge.export.metadata import read_metadata
     from ganforge.images import to_uint8_nhwc
     from ganforge.latents import latents_for_seeds
-    from ganforge.serve.models import model_for_backend
+    from ganforge.serve.runtime.model_files import model_for_backend
 
     metadata = read_metadata(model_for_backend(model, "onnxruntime", "fp32", quiet=True))
     shape, z_dim = json.loads(metadata["output_shape"]), int(metadata["z_dim"])

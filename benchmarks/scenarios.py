@@ -31,8 +31,8 @@ def offline_for_model(model: str, backend: str, precision: str, batch_size: int,
                       device: str = "cpu", io: str = "host") -> dict:
     """``offline`` for a backend opened on ``model`` (a run folder is exported as the backend needs), with the
     model file it loaded: what the sampling and HTTP benchmarks compare themselves with."""
-    from ganforge.serve.models import model_for_backend
-    from ganforge.serve.runners import open_runner
+    from ganforge.serve.runtime.model_files import model_for_backend
+    from ganforge.serve.runtime.runners import open_runner
 
     path = model_for_backend(model, backend, precision, quiet=True, device=device)
     with open_runner(backend, path, device, precision) as runner:
@@ -79,7 +79,7 @@ async def _poisson_load(runner, rate: float, duration: float, config, seed: int)
     parser, the dynamic batcher and the response encoder all run, only the sockets are left out."""
     import httpx
 
-    from ganforge.serve.server import create_app
+    from ganforge.serve.http.server import create_app
 
     app = create_app(runner, config)
     latencies, rejected, tasks = [], 0, []
@@ -111,8 +111,8 @@ def server(runner, rates: list[float], duration: float, latency_bound_ms: float,
            delay_us: int = 2000, max_queue: int = 4096) -> dict:
     """Poisson single-seed requests at each rate into the server app in process (on a GPU two batches in flight, the
     server's default there); the highest rate whose p99 <= the bound passes."""
-    from ganforge.serve.server import ServerConfig
-    from ganforge.serve.workers import settled_garbage_collector
+    from ganforge.serve.http.server import ServerConfig
+    from ganforge.serve.http.workers import settled_garbage_collector
 
     config = ServerConfig(max_batch=max_batch, max_queue_delay_us=delay_us, max_queue=max_queue)
     with settled_garbage_collector():  # as `ganforge serve` runs

@@ -15,9 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("ganforge.export.cli", "export a generator to ONNX (fp32/fp16/int8) or AOTInductor"),
     "build-engine": ("ganforge.export.engine_cli", "build a TensorRT engine from an exported ONNX"),
     "triton-server": ("ganforge.export.triton_cli", "run a Triton model repository on the pip-installed Triton server"),
-    "backends": ("ganforge.serve.backends_cli", "list inference backends and whether they can run here"),
-    "sample": ("ganforge.serve.sample_cli", "sample images for seeds into PNG files or npz shards"),
-    "serve": ("ganforge.serve.server_cli", "serve a generator over HTTP (KServe v2) with dynamic batching"),
+    "backends": ("ganforge.serve.runtime.cli", "list inference backends and whether they can run here"),
+    "sample": ("ganforge.serve.sampling.cli", "sample images for seeds into PNG files or npz shards"),
+    "serve": ("ganforge.serve.http.cli", "serve a generator over HTTP (KServe v2) with dynamic batching"),
     "bench": ("ganforge.benchmarks.cli", "benchmark backends: throughput, latency, server load"),
     "eval": ("ganforge.benchmarks.eval_cli", "measure a generator's quality: FD, KID, precision/recall, modes"),
 }

@@ -7,7 +7,7 @@ its own while working on it, and ``{"done": item}`` after it; ``{"error": text}`
 Every message goes to the parent's ``on_message``; when the child dies inside an item, ``on_message`` gets
 ``{"crashed": item, "ending": "killed by SIGSEGV"}`` and a fresh child takes the items after it.
 
-    run_isolated("ganforge.serve.auto_probe", job, pairs, on_message)         # in the parent
+    run_isolated("ganforge.serve.runtime.auto_probe", job, pairs, on_message)         # in the parent
     sys.exit(child_main(prepare, work))                                       # in MODULE's __main__
 """
 

@@ -27,7 +27,7 @@ export PATH=/tmp/wrk/usr/bin:$PATH LD_LIBRARY_PATH=/tmp/wrk/usr/lib/x86_64-linux
 rm -rf /tmp/gf && mkdir -p /tmp/gf/ganforge && ln -s "$PWD"/ganforge/*.py /tmp/gf/ganforge/
 for p in train export serve benchmarks; do ln -s "$PWD/$p" "/tmp/gf/ganforge/$p"; done
 export PYTHONPATH=/tmp/gf:/tmp/site
-nvidia-smi -L; $PY -c 'import torch, ganforge.serve.server; print("torch", torch.__version__, torch.cuda.get_device_name())' || exit 1
+nvidia-smi -L; $PY -c 'import torch, ganforge.serve.http.server; print("torch", torch.__version__, torch.cuda.get_device_name())' || exit 1
 
 # The benchmarks' model (benchmarks/backends_table.py's recipe), trained here on the GPU if missing.
 run=runs/bench-dcgan64

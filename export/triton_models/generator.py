@@ -43,7 +43,7 @@ class TritonPythonModel:
         try:
             import numpy
 
-            from ganforge.serve.triton_runner import open_for_triton
+            from ganforge.serve.runtime.triton import open_for_triton
         except ImportError as error:
             raise pb_utils.TritonModelException(
                 f"the generator needs ganforge in Python {sys.version.split()[0]}: {error}; set the model's "

@@ -118,7 +118,7 @@ def test_auto_is_a_row_of_bench_measured_in_the_same_run(onnx_copy, tmp_path):
 def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
     """The GPU sampling path's offline row (bench adds it on GPUs); its timing works on any runner that has it."""
     from ganforge.benchmarks.scenarios import offline
-    from ganforge.serve.runners import open_runner
+    from ganforge.serve.runtime.runners import open_runner
 
     with open_runner("torch", str(trained_run)) as runner:
         calls = []

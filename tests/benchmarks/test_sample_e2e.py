@@ -22,6 +22,6 @@ def test_sample_e2e_writes_each_backends_ratio_to_its_offline_rate_on_the_thread
     assert row["offline_images_per_second"] > 0 and row["sample_images_per_second"] > 0
     assert row["fraction_of_offline"] == row["sample_images_per_second"] / row["offline_images_per_second"]
     assert set(results["helper_ms_per_batch"]) == {"latents", "uint8", "sha256", "crc32", "total"}
-    from ganforge.serve import sampler
+    from ganforge.serve.sampling import sampler
 
     assert sampler._run_shards.__name__ == "_run_shards"  # the timing wrapper is gone once the script is done

@@ -89,7 +89,7 @@ def test_engine_matches_onnxruntime(trained_run, tmp_path):
     from ganforge.export.api import ExportConfig, export
     from ganforge.export.onnx import onnx_session
     from ganforge.export.tensorrt import build_engine
-    from ganforge.serve.runners.tensorrt_backend import TensorRTEngine
+    from ganforge.serve.runtime.runners.tensorrt_runner import TensorRTEngine
 
     onnx_path = export(ExportConfig(source=str(trained_run), out=str(tmp_path / "g.onnx"), max_batch=16)).path
     build_engine(onnx_path, tmp_path / "g.engine", BatchProfile(1, 8, 16))

@@ -37,7 +37,7 @@ def server(onnx_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def sampled(onnx_model, tmp_path_factory) -> np.ndarray:
     """What `ganforge sample` writes for SEEDS with the same backend and precision."""
-    from ganforge.serve.sampler import SampleConfig, sample
+    from ganforge.serve.sampling.sampler import SampleConfig, sample
 
     folder = sample(SampleConfig(model=onnx_model, out=str(tmp_path_factory.mktemp("sampled")), seeds=tuple(SEEDS),
                                  backend="onnxruntime", precision="fp32", quiet=True))

@@ -5,11 +5,11 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from ganforge.serve.auto import AutoConfig, candidates, choose
+from ganforge.serve.runtime.auto import AutoConfig, candidates, choose
 
 CRASH = textwrap.dedent("""
     import os, signal
-    import ganforge.serve.auto_probe as probe
+    import ganforge.serve.runtime.auto_probe as probe
 
     measure = probe.measure_pair
 

@@ -58,8 +58,9 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
         use_inference_threads(spec.threads)
     import uvicorn
 
+    from ganforge.serve.runtime.runners import open_runner
+
     from .connections import MAX_HEAD_BYTES, guarded_protocol
-    from .runners import open_runner
     from .server import create_app
 
     runner = open_runner(spec.backend, spec.model_path, worker_device(spec, index), spec.precision)

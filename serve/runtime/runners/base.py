@@ -136,10 +136,10 @@ def register(backend: Backend) -> Backend:
 
 def backends() -> dict[str, Backend]:
     if not _BACKENDS:
-        package = importlib.import_module("ganforge.serve.runners")
+        package = importlib.import_module("ganforge.serve.runtime.runners")
         for module in pkgutil.iter_modules(package.__path__):
             if module.name != "base":
-                importlib.import_module(f"ganforge.serve.runners.{module.name}")
+                importlib.import_module(f"ganforge.serve.runtime.runners.{module.name}")
     return dict(_BACKENDS)
 
 

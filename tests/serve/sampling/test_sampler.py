@@ -13,8 +13,8 @@ import pytest
 from ganforge.errors import UserError
 from ganforge.images import nchw_to_nhwc, to_uint8
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.runners import open_runner
-from ganforge.serve.sampler import SampleConfig, sample
+from ganforge.serve.runtime.runners import open_runner
+from ganforge.serve.sampling.sampler import SampleConfig, sample
 
 
 def _shards(folder):
@@ -50,7 +50,7 @@ def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path
 def test_images_converted_by_the_runner_are_the_same_shards(trained_run, tmp_path, monkeypatch, fmt):
     """On a GPU the sampler takes uint8 images from the runner (converted on the device); forced here on the CPU,
     the shards and their manifest must be the bytes of the usual path."""
-    import ganforge.serve.sampler as sampler
+    import ganforge.serve.sampling.sampler as sampler
 
     def run(out: str) -> tuple[dict, list]:
         sample(SampleConfig(model=str(trained_run), backend="torch", out=str(tmp_path / out), seeds=tuple(range(30)),
@@ -184,7 +184,7 @@ def test_ctrl_c_mid_shard_leaves_finished_shards_and_no_partial_file(onnx_model,
     what was finished stays listed with the sha256 of its bytes."""
     import hashlib
 
-    from ganforge.serve import sampler
+    from ganforge.serve.sampling import sampler
 
     opened = sampler.open_runner
 

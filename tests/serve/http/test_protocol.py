@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.protocol import BadRequest, decode_body, parse_infer_request
+from ganforge.serve.http.protocol import BadRequest, decode_body, parse_infer_request
 
 Z_DIM, MAX_BATCH = 4, 8
 

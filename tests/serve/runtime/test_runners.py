@@ -6,8 +6,8 @@ from ganforge.errors import UserError
 from ganforge.export.api import ExportConfig, export
 from ganforge.images import to_uint8_nhwc
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.models import model_for_backend
-from ganforge.serve.runners import backends, copies, on_own_stream, open_runner
+from ganforge.serve.runtime.model_files import model_for_backend
+from ganforge.serve.runtime.runners import backends, copies, on_own_stream, open_runner
 
 
 def test_every_backend_is_listed_with_availability():
@@ -137,7 +137,7 @@ def test_openvino_bf16_runs_bf16_or_says_why_not(onnx_model):
 
 
 def test_onnxruntime_gpu_providers_get_profiles_a_cache_and_no_tf32():
-    from ganforge.serve.runners.onnxruntime_backend import gpu_provider_options
+    from ganforge.serve.runtime.runners.onnxruntime_runner import gpu_provider_options
 
     options = gpu_provider_options("/models/g.onnx", 100, 256, "fp32")
     trt = options["TensorrtExecutionProvider"]

@@ -31,8 +31,9 @@ def main(argv: list[str]) -> int:
                           metrics_public=args.metrics_public, api_docs=args.api_docs)
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
-    from .auto import AUTO, AutoConfig, choose
-    from .models import model_for_backend
+    from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
+    from ganforge.serve.runtime.model_files import model_for_backend
+
     from .workers import ServeSpec, serve_single, supervise
 
     backend, precision, model = args.backend, args.precision or "fp32", args.model

@@ -32,10 +32,10 @@ from starlette.requests import ClientDisconnect
 import ganforge
 from ganforge.errors import UserError
 from ganforge.latents import MAX_SEED, latents_for_seeds
+from ganforge.serve.runtime.runners import Runner, copies, on_own_stream
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .protocol import BadRequest, decode_body, encode_response, parse_infer_request
-from .runners import Runner, copies, on_own_stream
 
 log = logging.getLogger("ganforge.serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes answer without the API key

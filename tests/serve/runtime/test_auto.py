@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from ganforge.errors import UserError
-from ganforge.serve.auto import AutoConfig, candidates, choose, native_precisions
-from ganforge.serve.sampler import SampleConfig, sample
+from ganforge.serve.runtime.auto import AutoConfig, candidates, choose, native_precisions
+from ganforge.serve.sampling.sampler import SampleConfig, sample
 
 FAST = dict(backends=("onnxruntime", "openvino"), seconds=0.2, quiet=True)
 

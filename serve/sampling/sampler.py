@@ -25,10 +25,10 @@ from tqdm import tqdm
 from ganforge.errors import UserError
 from ganforge.files import atomic_write_bytes, remove_stale_temps
 from ganforge.latents import latents_for_seeds
+from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
+from ganforge.serve.runtime.model_files import model_for_backend
+from ganforge.serve.runtime.runners import open_runner
 
-from .auto import AUTO, AutoConfig, choose
-from .models import model_for_backend
-from .runners import open_runner
 from .shards import open_shard, shard_name, shard_sha256
 
 MANIFEST = "manifest.json"

@@ -50,9 +50,9 @@ def _serving_state(onnx_model, monkeypatch, probe, threads: int | None = None) -
     was then."""
     import uvicorn
 
-    from ganforge.serve.server import ServerConfig
-    from ganforge.serve.server_cli import listen
-    from ganforge.serve.workers import ServeSpec, run_worker
+    from ganforge.serve.http.cli import listen
+    from ganforge.serve.http.server import ServerConfig
+    from ganforge.serve.http.workers import ServeSpec, run_worker
 
     seen = {}
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: seen.update(probe()))

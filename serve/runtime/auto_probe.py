@@ -18,7 +18,7 @@ from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
 from ganforge.latents import latents_for_seeds
 
-from .models import model_for_backend
+from .model_files import model_for_backend
 from .runners import open_runner
 
 
@@ -68,7 +68,8 @@ def measure_isolated(job: dict, pairs: list[tuple[str, str]], bar, isolated: boo
             bar.update()
 
     if isolated:
-        run_isolated("ganforge.serve.auto_probe", job, [list(pair) for pair in pairs], on_message, "--backend auto")
+        run_isolated("ganforge.serve.runtime.auto_probe", job, [list(pair) for pair in pairs], on_message,
+                     "--backend auto")
         return rows, against[0]
     send = lambda **message: on_message(message)  # noqa: E731
     reference = _prepare(job, send)
@@ -92,6 +93,6 @@ def _work(job: dict, reference, pair: list, send) -> None:
 
 
 if __name__ == "__main__":  # through the package's module, so that there is one measure_pair
-    from ganforge.serve import auto_probe
+    from ganforge.serve.runtime import auto_probe
 
     sys.exit(child_main(auto_probe._prepare, auto_probe._work))

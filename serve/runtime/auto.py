@@ -28,7 +28,7 @@ from ganforge.files import atomic_write_bytes
 from ganforge.latents import latents_for_seeds
 from ganforge.train.checkpoint import find_checkpoint
 
-from .models import SUFFIXES, is_training_output
+from .model_files import SUFFIXES, is_training_output
 from .runners import backends, open_runner
 
 AUTO = "auto"

@@ -14,9 +14,9 @@ import uvicorn
 
 from ganforge.benchmarks.http_server import free_port
 from ganforge.latents import latents_for_seeds
-from ganforge.serve.runners import open_runner
-from ganforge.serve.sampler import SampleConfig, sample
-from ganforge.serve.server import ServerConfig, create_app
+from ganforge.serve.http.server import ServerConfig, create_app
+from ganforge.serve.runtime.runners import open_runner
+from ganforge.serve.sampling.sampler import SampleConfig, sample
 
 
 class SlowRunner:

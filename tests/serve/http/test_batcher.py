@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from ganforge.serve.batcher import DynamicBatcher, preferred_size
+from ganforge.serve.http.batcher import DynamicBatcher, preferred_size
 
 
 def test_preferred_sizes_are_powers_of_two_up_to_the_max():
