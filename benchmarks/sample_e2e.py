@@ -29,8 +29,8 @@ from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
 from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
-from ganforge.serve.sampling import sampler
 from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
+from ganforge.serve.sampling import sampler
 from ganforge.serve.sampling.sampler import SampleConfig, sample
 from ganforge.timing import measure
 

@@ -43,7 +43,7 @@ GENERATORS = ("onnxruntime", "openvino", "python")  # the generator's Triton bac
 RUNNERS = ("auto", "onnxruntime", "openvino")  # ganforge backends that load the repository's ONNX file
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 OUTPUTS = {"uint8": ("images_uint8", "TYPE_UINT8"), "float": ("images", None)}  # None: the file's output type
-MODEL_SOURCES = Path(__file__).parent / "triton_models"
+MODEL_SOURCE = Path(__file__).parent / "triton_model.py"  # every Python-backend model's model.py (role: a parameter)
 
 
 def default_python_path() -> str:
@@ -122,10 +122,9 @@ def write_repository(config: TritonConfig) -> Path:
     if not (target.exists() and target.samefile(model)):
         shutil.copyfile(model, target)
         write_checksum(target)
-    python_models = ({"generator": "generator.py"} if config.generator == "python" else {}) | \
-        ({SEED_MODEL: "seed_to_latent.py"} if config.seeds else {})
-    for name, source in python_models.items():
-        atomic_write_bytes(repo / name / "1" / "model.py", (MODEL_SOURCES / source).read_text())
+    python_models = (["generator"] if config.generator == "python" else []) + ([SEED_MODEL] if config.seeds else [])
+    for name in python_models:
+        atomic_write_bytes(repo / name / "1" / "model.py", MODEL_SOURCE.read_text())
     if config.generator != "python":
         (repo / "generator" / "1" / "model.py").unlink(missing_ok=True)  # left by an earlier python export
     if not checked:
@@ -191,7 +190,7 @@ def generator_config(config: TritonConfig, platform: str, z_dim: int, in_type: s
     if platform == "onnxruntime_onnx" and config.generator == "python":
         backend, _, precision = config.runner.partition(":")
         runtime = 'backend: "python"\n' + _parameters(
-            {"model_file": "model.onnx", "backend": backend, "precision": precision or "fp32",
+            {"role": "generator", "model_file": "model.onnx", "backend": backend, "precision": precision or "fp32",
              "output": config.output if config.output == "uint8" else "float", "python_path": config.python_path})
     elif platform == "onnxruntime_onnx" and config.generator == "openvino":
         runtime = 'backend: "openvino"\ndefault_model_filename: "model.onnx"\n'
@@ -207,7 +206,7 @@ def seed_config(config: TritonConfig, z_dim: int) -> str:
     return (f'name: "{SEED_MODEL}"\nbackend: "python"\nmax_batch_size: {config.max_batch}\n'
             f'input [ {{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] }} ]\n'
             f'output [ {{ name: "z" data_type: TYPE_FP32 dims: {_dims([z_dim])} }} ]\n'
-            + _parameters({"z_dim": str(z_dim), "python_path": config.python_path})
+            + _parameters({"role": SEED_MODEL, "z_dim": str(z_dim), "python_path": config.python_path})
             + _batching(config) + _instances(config, "KIND_CPU"))
 
 

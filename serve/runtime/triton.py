@@ -1,4 +1,4 @@
-"""The runner behind the Python-backend generator of a Triton repository (``export/triton_models/generator.py``):
+"""The runner behind the Python-backend generator of a Triton repository (``export/triton_model.py``):
 the backend and precision written into the repository, ``auto`` measured on the serving machine at load (in
 process: Triton's Python backend cannot start child interpreters) and cached beside the model file.
 

@@ -34,6 +34,8 @@ def test_run_folder_to_a_triton_repository_that_parses(trained_run, tmp_path, ga
 
     seeds = _config(repo / "seed_to_latent" / "config.pbtxt")
     assert seeds.backend == "python" and seeds.parameters["z_dim"].string_value == "8"
+    assert seeds.parameters["role"].string_value == "seed_to_latent"
+    assert (repo / "seed_to_latent" / "1" / "model.py").is_file()
     ensemble = _config(repo / "ganforge" / "config.pbtxt")
     assert ensemble.platform == "ensemble" and ensemble.input[0].data_type == model_config_pb2.TYPE_INT64
     steps = ensemble.ensemble_scheduling.step
@@ -47,8 +49,8 @@ def test_python_and_openvino_generators_parse_with_their_settings(onnx_model, tm
     generator = _config(repo / "generator" / "config.pbtxt")
     assert generator.backend == "python" and (repo / "generator" / "1" / "model.py").is_file()
     parameters = {key: value.string_value for key, value in generator.parameters.items()}
-    assert parameters == {"model_file": "model.onnx", "backend": "openvino", "precision": "int8", "output": "uint8",
-                          "python_path": "/opt/env/site-packages"}
+    assert parameters == {"role": "generator", "model_file": "model.onnx", "backend": "openvino",
+                          "precision": "int8", "output": "uint8", "python_path": "/opt/env/site-packages"}
     assert [(t.name, t.data_type, list(t.dims)) for t in generator.output] == \
         [("images_uint8", model_config_pb2.TYPE_UINT8, [16, 16, 1])]  # NHWC bytes, as `ganforge sample` writes
     ensemble = _config(repo / "ganforge" / "config.pbtxt")
