@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 import httpx
 
 from ganforge.errors import UserError
+from ganforge.local_server import free_ports
 
 
 def is_ready(base: str) -> bool:
@@ -25,12 +25,6 @@ def is_ready(base: str) -> bool:
         return httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -47,7 +41,7 @@ def serving_process(model: str, backend: str, precision: str = "fp32", device: s
                     delay_us: int = 2000, max_queue: int = 100_000, ready_timeout: float = 120.0,
                     extra_args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
     """``serving``, also yielding the server process (for its RSS and open files)."""
-    port = free_port()
+    port = free_ports(1)[0]
     command = [sys.executable, "-m", "ganforge", "serve", str(model), "--backend", backend,
                "--precision", precision, "--device", device, "--port", str(port), "--max-batch", str(max_batch),
                "--max-queue-delay-us", str(delay_us), "--max-queue", str(max_queue), *extra_args]

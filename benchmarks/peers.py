@@ -22,8 +22,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +29,10 @@ import numpy as np
 from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.http_server import free_port, serving
+from ganforge.benchmarks.http_server import serving
 from ganforge.benchmarks.wrk import request_script, run_wrk, seed_script, wrk_missing
 from ganforge.files import atomic_write_bytes
+from ganforge.local_server import free_ports, wait_ready
 
 RESULTS = Path(__file__).parent / "results" / "peers.json"
 MAX_BATCH, DELAY_US = 64, 2000
@@ -87,12 +86,16 @@ def litserve_main(model: str, port: int, backend: str, precision: str) -> None:
 def litserve(model: str, backend: str, precision: str):
     if ls is None:
         raise RuntimeError("LitServe is not installed: pip install litserve")
-    port = free_port()
+    port = free_ports(1)[0]
     child = subprocess.Popen([sys.executable, __file__, "--litserve", model, str(port), backend, precision],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait(base + "/health", child, "LitServe")
+        try:
+            wait_ready(base + "/health", child, 180)
+        except RuntimeError as error:
+            raise RuntimeError(f"LitServe {error}: {child.stderr.read()[-500:] if child.poll() is not None else ''}") \
+                from None
         yield base
     finally:  # LitServe's worker processes are its children: stop the whole group
         os.killpg(child.pid, signal.SIGTERM)
@@ -104,21 +107,6 @@ def litserve(model: str, backend: str, precision: str):
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         child.stderr.close()
-
-
-def _wait(url: str, child: subprocess.Popen, name: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise RuntimeError(f"{name} exited: {child.stderr.read()[-500:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{name} not ready after {timeout:.0f} s")
 
 
 @contextlib.contextmanager

@@ -191,7 +191,7 @@ def generator_config(config: TritonConfig, platform: str, z_dim: int, in_type: s
         backend, _, precision = config.runner.partition(":")
         runtime = 'backend: "python"\n' + _parameters(
             {"role": "generator", "model_file": "model.onnx", "backend": backend, "precision": precision or "fp32",
-             "output": config.output if config.output == "uint8" else "float", "python_path": config.python_path})
+             "output": config.output, "python_path": config.python_path})
     elif platform == "onnxruntime_onnx" and config.generator == "openvino":
         runtime = 'backend: "openvino"\ndefault_model_filename: "model.onnx"\n'
     else:

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ganforge.local_server import free_ports, wait_ready
 
 INSTALL = "pip install --no-deps nvidia-pytriton==0.7.0"
 
@@ -97,17 +95,6 @@ def server_command(files: ServerFiles, repository: Path, backends: Path, ports: 
             "--log-verbose", "0"]
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 class TritonServer:
     """The server on ``repository`` for the length of a ``with`` block; its log in ``log_file``. Entering waits until
     the server says it is ready (every model loaded) and raises RuntimeError with the log's tail if it is not."""
@@ -156,18 +143,10 @@ class TritonServer:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self.process.returncode}; its log:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"http://{self.http_address}/v2/health/ready", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"tritonserver not ready after {self.timeout:.0f} s; its log:\n{self.log()}")
+        try:
+            wait_ready(f"http://{self.http_address}/v2/health/ready", self.process, self.timeout)
+        except RuntimeError as error:
+            raise RuntimeError(f"tritonserver {error}; its log:\n{self.log()}") from None
 
     def __exit__(self, *exc) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ganforge.export.triton import TritonConfig, write_repository
-from ganforge.export.triton_server import TritonServer, free_ports, server_files
+from ganforge.export.triton_server import TritonServer, server_files
+from ganforge.local_server import free_ports
 
 try:
     server_files()

@@ -12,8 +12,8 @@ import pytest
 import tritonclient.http as triton
 import uvicorn
 
-from ganforge.benchmarks.http_server import free_port
 from ganforge.latents import latents_for_seeds
+from ganforge.local_server import free_ports
 from ganforge.serve.http.server import ServerConfig, create_app
 from ganforge.serve.runtime.runners import open_runner
 from ganforge.serve.sampling.sampler import SampleConfig, sample
@@ -32,7 +32,7 @@ class SlowRunner:
 
 class RunningServer:
     def __init__(self, runner, config):
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         self.app = create_app(runner, config)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
