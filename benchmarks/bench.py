@@ -12,11 +12,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ganforge.errors import UserError, one_line
+from ganforge.export.model_source import ModelSource, resolve_model
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
 from ganforge.latents import latents_for_seeds
 from ganforge.serve.runtime.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
-from ganforge.serve.runtime.model_files import is_training_output, model_for_backend
+from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import backends, open_runner
 
 from . import scenarios
@@ -80,7 +81,8 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
     runtime that takes its process down (AOTInductor's segfault on CUDA) costs its own row, not the run, and no
     backend inherits another's threads, caches or allocations."""
     names = config.backend_names()
-    reference, gflops = _reference(config)
+    source = resolve_model(config.model)
+    reference, gflops = _reference(source)
     ceilings = _ceilings(config)
     env = environment(ceilings.get("fp32")) | {"matmul_gflops": ceilings, "device": config.device,
                                                 "generator_gflops_per_image": gflops, "model": str(config.model)}
@@ -113,7 +115,8 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="ganforge-bench-") as tmp:
         if reference is not None:
             np.save(Path(tmp) / "reference.npy", reference)
-        job = {"config": asdict(config), "reference": None if reference is None else str(Path(tmp) / "reference.npy"),
+        job = {"config": asdict(config), "model": source.to_dict(),
+               "reference": None if reference is None else str(Path(tmp) / "reference.npy"),
                "gflops": gflops, "ceilings": ceilings}
         run_isolated("ganforge.benchmarks.bench", job, combos, on_message, "bench")
     bar.close()
@@ -143,13 +146,13 @@ def raise_ceilings(report: dict) -> None:
             row["percent_of_matmul_ceiling"] = 100 * row["gflops_per_second"] / ceilings[precision]
 
 
-def _reference(config: BenchConfig):
-    """fp32 PyTorch images for the accuracy column, and the generator's FLOPs per image."""
-    if not is_training_output(Path(config.model)):
+def _reference(source: ModelSource):
+    """fp32 PyTorch images for the accuracy column, and the generator's FLOPs per image (checkpoints only)."""
+    if not source.is_checkpoint:
         return None, None
     from ganforge.train.checkpoint import load_generator
 
-    generator, info = load_generator(config.model)
+    generator, info = load_generator(source.file)
     z_dim = info["generator_config"]["z_dim"]
     return generator_reference(generator, z_dim), generator_gflops_per_image(generator, z_dim)
 
@@ -159,18 +162,18 @@ def _row(backend: str, precision: str, scenario: str, batch_size: int | None, **
             "status": "ok", **values}
 
 
-def _bench_backend(config, backend, precision, reference, gflops, ceilings, measuring) -> Iterator[dict]:
+def _bench_backend(config, source, backend, precision, reference, gflops, ceilings, measuring) -> Iterator[dict]:
     """The rows of one backend x precision, as they are measured; ``measuring(scenario=, batch=, io=)`` is called
     before each measurement."""
     measuring(scenario="load")
     try:
         if backend == AUTO:  # auto's choice at the server batch size, benched under the label auto:<backend>
-            choice = choose(AutoConfig(model=config.model, device=config.device, batch_size=config.server_max_batch,
+            choice = choose(AutoConfig(model=source, device=config.device, batch_size=config.server_max_batch,
                                        precisions=config.precisions, quiet=True))
             backend, precision = f"{AUTO}:{choice.backend}", choice.precision
             runner = open_runner(choice.backend, choice.model_path, config.device, choice.precision)
         else:
-            path = model_for_backend(config.model, backend, precision, quiet=True, device=config.device)
+            path = model_for_backend(source, backend, precision, quiet=True, device=config.device)
             runner = open_runner(backend, path, config.device, precision)
     except Exception as error:  # a backend that cannot load is reported, and the others still run
         yield _row(backend, precision, "load", None, status="error", error=one_line(error))
@@ -245,12 +248,13 @@ def _accuracy(runner, reference) -> dict:
 
 def _prepare(job: dict, send) -> tuple:
     config = BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in job["config"].items()})
-    return config, None if job["reference"] is None else np.load(job["reference"])
+    reference = None if job["reference"] is None else np.load(job["reference"])
+    return config, ModelSource.from_dict(job["model"]), reference
 
 
 def _work(job: dict, state: tuple, combo: list, send) -> None:
-    config, reference = state
-    for row in _bench_backend(config, *combo, reference, job["gflops"], job["ceilings"],
+    config, source, reference = state
+    for row in _bench_backend(config, source, *combo, reference, job["gflops"], job["ceilings"],
                               lambda **where: send(measuring=where)):
         send(row=row)
 

@@ -25,7 +25,8 @@ def main(argv: list[str]) -> int:
                         "comma-separated list; auto = what --backend auto picks here")
     parser.add_argument("--precisions", default="", help="comma-separated: fp32,fp16,int8,bf16 (default: every "
                         "precision this machine runs natively)")
-    parser.add_argument("--batch-sizes", type=int_list, default=[1, 8, 64, 256])
+    parser.add_argument("--batch-sizes", type=int_list, default=[1, 8, 64, 256],
+                        help="offline scenario: comma-separated batch sizes (default 1,8,64,256)")
     parser.add_argument("--scenarios", default="offline,single-stream,server",
                         help="offline, single-stream, server (in process), server-http (starts `ganforge serve`)")
     parser.add_argument("--min-duration", type=float, default=3.0, help="seconds per measurement (3)")

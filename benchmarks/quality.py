@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.evaluate import EvalConfig, evaluate_model
 from ganforge.files import atomic_write_bytes
+from ganforge.serve.evaluation.evaluate import EvalConfig, evaluate_model
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
 from ganforge.train.run_folder import read_records

@@ -53,12 +53,13 @@ def main(argv: list[str]) -> int:
     if given:
         raise UserError(f"{', '.join(given)} apply to --format triton only")
 
-    from ganforge.train.checkpoint import find_checkpoint
-
     from .api import ExportConfig, describe, export
+    from .model_source import resolve_model
 
-    source = str(find_checkpoint(args.source, args.checkpoint)) if args.checkpoint else args.source
-    config = ExportConfig(source=source, out=args.out, format=args.format, precision=args.precision,
+    source = resolve_model(args.source, args.checkpoint)
+    if not source.is_checkpoint:
+        raise UserError(f"{args.source}: export needs a run folder or checkpoint (.pt), not an exported file")
+    config = ExportConfig(source=str(source.file), out=args.out, format=args.format, precision=args.precision,
                           max_batch=1024 if args.max_batch is None else args.max_batch, opset=args.opset,
                           weights=args.weights, verify=not args.no_verify, device=args.device)
     print(describe(export(config)))
@@ -69,7 +70,8 @@ def _triton(args) -> int:
     """A Triton repository from a run folder or checkpoint (exported to ONNX inside it) or an exported file."""
     from pathlib import Path
 
-    from .triton import PLATFORMS, TritonConfig, write_repository
+    from .model_source import resolve_model
+    from .triton import TritonConfig, write_repository
 
     default = lambda value, fallback: fallback if value is None else value  # noqa: E731
     given = {"python_path": args.python_path} if args.python_path is not None else {}
@@ -78,16 +80,13 @@ def _triton(args) -> int:
                           instances=default(args.instances, 1), kind=args.instance_kind or "cpu",
                           seeds=not args.no_seed_model, generator=args.triton_backend or "onnxruntime",
                           runner=args.runner or "auto", output=args.output_type or "uint8", **given)
-    source = Path(args.source)
-    if source.suffix not in PLATFORMS:
-        from ganforge.train.checkpoint import find_checkpoint
-
+    source = resolve_model(args.source, args.checkpoint)
+    if source.is_checkpoint:
         from .api import ExportConfig, describe, export
 
         target = Path(args.out) / "generator" / "1" / "model.onnx"
         target.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint = find_checkpoint(args.source, args.checkpoint)
-        print(describe(export(ExportConfig(source=str(checkpoint), out=str(target), format="onnx",
+        print(describe(export(ExportConfig(source=str(source.file), out=str(target), format="onnx",
                                            precision=args.precision, max_batch=config.max_batch,
                                            opset=args.opset, weights=args.weights, verify=not args.no_verify))))
         config = TritonConfig(**{**config.__dict__, "model": str(target)})

@@ -20,9 +20,9 @@ def main(argv: list[str]) -> int:
     parser = Parser("triton-server", "Serve a Triton model repository with the pip-installed Triton server "
                                      "(pip install --no-deps nvidia-pytriton==0.7.0).", EXAMPLES)
     parser.add_argument("repository", help="a folder written by `ganforge export --format triton`")
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--http-port", type=int, default=8000, help="KServe v2 HTTP port (8000)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="KServe v2 gRPC port (8001)")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (8002)")
     parser.add_argument("--log", type=Path, default=Path("tritonserver.log"), help="the server's log file "
                                                                                    "(default ./tritonserver.log)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for every model to load")

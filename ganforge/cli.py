@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("ganforge.serve.sampling.cli", "sample images for seeds into PNG files or npz shards"),
     "serve": ("ganforge.serve.http.cli", "serve a generator over HTTP (KServe v2) with dynamic batching"),
     "bench": ("ganforge.benchmarks.cli", "benchmark backends: throughput, latency, server load"),
-    "eval": ("ganforge.benchmarks.eval_cli", "measure a generator's quality: FD, KID, precision/recall, modes"),
+    "eval": ("ganforge.serve.evaluation.cli", "measure a generator's quality: FD, KID, precision/recall, modes"),
 }
 
 USAGE = f"""usage: ganforge <command> [options]   (ganforge {__version__})

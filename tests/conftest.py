@@ -36,6 +36,15 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def conditional_run(tmp_path_factory):
+    """A class-conditional run folder (16 px digits, 10 classes read from z0), for the class and truncation tests."""
+    from ganforge.train.loop import train
+
+    root = tmp_path_factory.mktemp("conditional")
+    return train(tiny_config(root, conditional=True, steps=2, checkpoint_every=2, sample_every=2))
+
+
+@pytest.fixture(scope="session")
 def ganforge_cli() -> str:
     """The installed `ganforge` console script: CLI tests run it as a user does."""
     return str(Path(sys.executable).parent / "ganforge")

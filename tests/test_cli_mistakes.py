@@ -1,4 +1,5 @@
-"""Every CLI mistake is one line `ganforge <command>: error: ...` and exit 2; every --help example parses."""
+"""Every CLI mistake is one line `ganforge <command>: error: ...` and exit 2; every --help example parses, and
+every option has help text."""
 
 import argparse
 import importlib
@@ -30,6 +31,9 @@ MISTAKES = [  # (argv, part of the message); {run} is a trained run folder, {fil
     (["sample", "{run}", "--out", "s"], "either --seeds or --count"),
     (["sample", "{run}", "--count", "2", "--out", "{file}/s"], "Not a directory"),
     (["sample", "{run}", "--count", "2", "--out", "s", "--checkpoint", "best"], "no checkpoint best.pt"),
+    (["sample", "{run}", "--count", "2", "--out", "s", "--class", "3"], "no classes to choose"),
+    (["sample", "{run}", "--count", "2", "--out", "s", "--class", "seven"], "class numbers"),
+    (["sample", "{run}", "--count", "2", "--out", "s", "--truncation", "1.5"], "truncation psi must be in (0, 1]"),
     (["serve", "{run}", "--port", "99999"], "--port must be in 0..65535"),
     (["serve", "{missing}", "--port", "0"], "no such file"),
     (["serve", "{run}", "--port", "0", "--workers", "999"], "exceeds this machine's"),
@@ -84,6 +88,23 @@ def test_every_help_example_parses_as_printed(command, argv, monkeypatch):
     monkeypatch.setattr(Parser, "parse_args", stop)
     with pytest.raises(Parsed):
         importlib.import_module(cli.COMMANDS[command][0]).main(argv[1:])
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_option_has_help_text(command, monkeypatch):
+    """Defaults that a recipe decides are said as the recipe's (checked by reading, not here)."""
+    parsers = []
+
+    def capture(self, args=None, namespace=None):
+        parsers.append(self)
+        raise Parsed
+
+    monkeypatch.setattr(Parser, "parse_args", capture)
+    with pytest.raises(Parsed):
+        importlib.import_module(cli.COMMANDS[command][0]).main([])
+    undocumented = [action.option_strings[0] if action.option_strings else action.dest
+                    for action in parsers[0]._actions if not (action.help or "").strip()]
+    assert not undocumented, f"ganforge {command}: options without help text: {undocumented}"
 
 
 def test_output_into_a_closed_pipe_ends_quietly(ganforge_cli):

@@ -62,6 +62,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 10
     quiet: bool = False
+    tensorboard: bool = False  # also write TensorBoard event files under RUN/tensorboard/
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # a hand-edited config.json can hold anything

@@ -18,7 +18,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .clusters import Clusters
 from .config import TrainConfig
 from .data import DataSource, load_data, spec_name
-from .metrics.evaluate import Evaluator
+from .metrics.evaluator import Evaluator
 from .plots import plot_losses, plot_points, plot_quality
 from .precision import resolve_precision
 from .records import finite_or_none
@@ -64,7 +64,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
         saved = checkpoint.get("clusters") if checkpoint else None  # resume: the pseudo-classes trained with
         clusters = Clusters.from_state(saved, str(run_dir)) if saved else None
         trainer = Trainer(config, train_data, precision, context, clusters=clusters)
-        run = RunFolder(run_dir, writer=context.is_main)
+        run = RunFolder(run_dir, writer=context.is_main, tensorboard=config.tensorboard)
         if checkpoint is None:
             run.create(config)
             if trainer.clusters is not None:
@@ -75,7 +75,10 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
             trainer.load_state_dict(checkpoint, str(run_dir))
             run.write_config(config)
             run.prepare_resume(trainer.step)
-        Loop(trainer, run, quiet=config.quiet or not context.is_main, eval_data=data).run()
+        try:
+            Loop(trainer, run, quiet=config.quiet or not context.is_main, eval_data=data).run()
+        finally:
+            run.close()
         return run_dir
     finally:
         shutdown_distributed(context)
@@ -177,6 +180,7 @@ class Loop:
             plot_points(generated.numpy(), self.trainer.data.modes.numpy(), path, f"step {step}")
         else:
             save_png(image_grid(to_uint8(generated)), path)
+        self.folder.log_image(step, path)
 
     def _save_checkpoint(self, step: int) -> None:
         if self.folder.writer:

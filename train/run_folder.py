@@ -34,11 +34,16 @@ def read_config(path: Path) -> TrainConfig:
 
 
 class RunFolder:
-    def __init__(self, path: Path, writer: bool = True):
-        self.path, self.writer = Path(path), writer
+    def __init__(self, path: Path, writer: bool = True, tensorboard: bool = False):
+        self.path, self.writer, self.tensorboard = Path(path), writer, tensorboard
         self.checkpoints = self.path / "checkpoints"
         self.samples = self.path / "samples"
         self.metrics_file = self.path / "metrics.jsonl"
+        self.board = None  # the TensorBoard log, opened by create or prepare_resume when asked for
+        if writer and tensorboard:
+            from .tensorboard import summary_writer
+
+            summary_writer()  # missing: one clear error before anything is written
 
     def create(self, config: TrainConfig) -> None:
         if list_checkpoints(self.checkpoints) or (self.checkpoints / "latest.pt").exists():
@@ -49,6 +54,13 @@ class RunFolder:
         self.samples.mkdir(parents=True, exist_ok=True)
         self.write_config(config)
         atomic_write_bytes(self.metrics_file, b"")
+        self._open_board(None)
+
+    def _open_board(self, resumed_at: int | None) -> None:
+        if self.writer and self.tensorboard:
+            from .tensorboard import TensorBoardLog
+
+            self.board = TensorBoardLog(self.path, resumed_at)
 
     def write_config(self, config: TrainConfig) -> None:
         if self.writer:
@@ -64,11 +76,22 @@ class RunFolder:
         if self.metrics_file.exists():
             kept = [record for record in self.records() if record.get("step", 0) <= step]
             atomic_write_bytes(self.metrics_file, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        self._open_board(step)
 
     def log(self, record: dict) -> None:
         if self.writer:
             with open(self.metrics_file, "a") as handle:
                 handle.write(json.dumps(finite_or_none(record), allow_nan=False) + "\n")
+            if self.board:
+                self.board.record(finite_or_none(record))
+
+    def log_image(self, step: int, png: Path) -> None:
+        if self.board:
+            self.board.image(step, png)
+
+    def close(self) -> None:
+        if self.board:
+            self.board.close()
 
     def records(self) -> list[dict]:
         if not self.metrics_file.exists():

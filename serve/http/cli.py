@@ -31,18 +31,22 @@ def main(argv: list[str]) -> int:
                           metrics_public=args.metrics_public, api_docs=args.api_docs)
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
+    from ganforge.export.model_source import resolve_model
     from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
     from ganforge.serve.runtime.model_files import model_for_backend
 
     from .workers import ServeSpec, serve_single, supervise
 
-    backend, precision, model = args.backend, args.precision or "fp32", args.model
-    if backend == AUTO:
-        choice = choose(AutoConfig(model=args.model, device=args.device, batch_size=args.max_batch,
+    source = resolve_model(args.model, args.checkpoint)
+    if args.backend == AUTO:
+        choice = choose(AutoConfig(model=source, device=args.device, batch_size=args.max_batch,
                                    min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
-        backend, precision, model = choice.backend, choice.precision, choice.model_path
-    spec = ServeSpec(model_for_backend(model, backend, precision, device=args.device), backend, precision,
-                     args.device, args.host, server, args.header_timeout, args.keep_alive, args.http,
+        backend, precision, model_file = choice.backend, choice.precision, choice.model_path
+    else:
+        backend, precision = args.backend, args.precision or "fp32"
+        model_file = model_for_backend(source, backend, precision, device=args.device)
+    spec = ServeSpec(model_file, backend, precision, args.device, args.host, server, args.header_timeout,
+                     args.keep_alive, args.http,
                      threads=args.threads or _split_cores(cores, args), workers=args.workers)
     if args.workers == 1:
         return serve_single(spec, sock)
@@ -59,10 +63,12 @@ def _parser() -> Parser:
                         help="default: fp32, or with --backend auto whichever precision wins")
     parser.add_argument("--min-psnr", type=float, default=40.0, help="--backend auto's accuracy bound in dB (40)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--model-name", default="generator")
-    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--checkpoint", help="run folders: best, latest or step-NNNNNN (default latest)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1; 0.0.0.0 for every "
+                        "interface: set --api-key then)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on (8000)")
+    parser.add_argument("--model-name", default="generator", help="the name in /v2/models/NAME (generator)")
+    parser.add_argument("--max-batch", type=int, default=64, help="largest batch of latents run at once (64)")
     parser.add_argument("--max-queue-delay-us", type=int, default=2000, help="longest a request waits for its batch "
                         "to fill (default 2000)")
     parser.add_argument("--batch-gap-us", type=int, default=300, help="send a batch early once no request has "

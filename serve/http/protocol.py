@@ -5,9 +5,12 @@ BadRequest (a 4xx answer). Integers must be JSON integers (not 1.5, "1" or true)
 datatype and 0..2^63-1, z must be finite numbers, ``parameters`` must be objects and ``outputs`` a list of them.
 
     body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
-    request = parse_infer_request(body, z_dim=64, max_batch=64, binary=binary)
+    request = parse_infer_request(body, LatentSpace(z_dim=64), max_batch=64, binary=binary)
     images = run(request.z)
     payload, header_length = encode_response({"model_name": "generator", "id": ""}, images, request.outputs)
+
+Seed requests may carry the latent controls as request parameters: ``{"parameters": {"truncation": 0.7, "class":
+3}}`` (``class`` a list for models with a class per channel), applied as `ganforge sample --truncation --class` does.
 
 Outputs: ``images`` FP32 [n, C, H, W] in [-1, 1] (or [n, 2] points), and ``images_uint8`` UINT8 [n, H, W, C], the
 bytes `ganforge sample` writes, for clients that want pictures. Each as JSON or, with ``binary_data``, raw.
@@ -21,7 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ganforge.latents import MAX_SEED, latents_for_seeds
+from ganforge.errors import UserError
+from ganforge.latents import MAX_SEED, LatentControls
+from ganforge.serve.runtime.latent_space import LatentSpace
 
 DATATYPES = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
 OUTPUTS = {"images": "FP32", "images_uint8": "UINT8"}
@@ -133,11 +138,12 @@ class InferRequest:
     outputs: list[OutputRequest]
 
 
-def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = b"",
+def parse_infer_request(body: dict, space: LatentSpace, max_batch: int, binary: bytes = b"",
                         points: bool = False) -> InferRequest:
     """A v2 inference request -> its float32 latents [n, z_dim] and the outputs it asks for; BadRequest says what
     is wrong. ``points``: the model makes 2D points, which have no ``images_uint8``."""
-    _object(body.get("parameters"), "'parameters'")
+    z_dim = space.z_dim
+    parameters = _object(body.get("parameters"), "'parameters'")
     outputs = body.get("outputs")
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
         raise BadRequest("'outputs' must be a list of objects")
@@ -177,8 +183,28 @@ def parse_infer_request(body: dict, z_dim: int, max_batch: int, binary: bytes = 
         array = _seed_values(values, datatype) if name == "seed" else _z_values(values)
     if array.size != count * (z_dim if name == "z" else 1):
         raise BadRequest(f"input {name!r} has {array.size} values for shape {shape}")
-    z = latents_for_seeds(array.tolist(), z_dim) if name == "seed" else array.reshape(count, z_dim)
+    controls = latent_controls(space, parameters.get("truncation"), parameters.get("class"))
+    if name == "z" and controls is not None:
+        raise BadRequest("'truncation' and 'class' apply to seed inputs: send 'seed', or apply them to your own z")
+    z = space.latents(array.tolist(), controls) if name == "seed" else array.reshape(count, z_dim)
     return InferRequest(z, wanted)
+
+
+def latent_controls(space: LatentSpace, truncation, classes) -> LatentControls | None:
+    """The controls of a request's ``truncation`` (a JSON number) and ``class`` (an integer, or a list of them);
+    None when neither is given. A value the model cannot take is BadRequest, with the reason."""
+    if truncation is None and classes is None:
+        return None
+    if truncation is not None and (isinstance(truncation, bool) or not isinstance(truncation, (int, float))):
+        raise BadRequest("'truncation' must be a number in (0, 1]")
+    if classes is not None:
+        classes = classes if isinstance(classes, list) else [classes]
+        if not classes or not all(_is_int(k) for k in classes):
+            raise BadRequest("'class' must be an integer, or a list of them (one per channel)")
+    try:
+        return space.controls(1.0 if truncation is None else truncation, classes)
+    except UserError as error:
+        raise BadRequest(str(error)) from None
 
 
 def requested_outputs(body: dict) -> list[OutputRequest]:

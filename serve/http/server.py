@@ -3,7 +3,7 @@
     GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}, /v2/models/{name}/ready
     POST /v2/models/{name}/infer   inputs: "seed" INT64 [n]  or  "z" FP32 [n, z_dim];
                                    outputs: "images" FP32 [n, C, H, W], "images_uint8" UINT8 [n, H, W, C]
-    GET  /v1/sample.png?seed=N     one image, for a browser
+    GET  /v1/sample.png?seed=N     one image, for a browser (&truncation=PSI&class=K as for `ganforge sample`)
     GET  /metrics                  Prometheus text format
 
 Errors follow the protocol: {"error": "..."} with 400 (malformed; parsing lives in protocol.py), 401 (key),
@@ -22,7 +22,7 @@ import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -31,11 +31,12 @@ from starlette.requests import ClientDisconnect
 
 import ganforge
 from ganforge.errors import UserError
-from ganforge.latents import MAX_SEED, latents_for_seeds
+from ganforge.latents import MAX_SEED
+from ganforge.serve.runtime.latent_space import LatentSpace, parse_classes
 from ganforge.serve.runtime.runners import Runner, copies, on_own_stream
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
-from .protocol import BadRequest, decode_body, encode_response, parse_infer_request
+from .protocol import BadRequest, decode_body, encode_response, latent_controls, parse_infer_request
 
 log = logging.getLogger("ganforge.serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes answer without the API key
@@ -153,6 +154,7 @@ class _Service:
 
     def __init__(self, runner: Runner, config: ServerConfig):
         self.info, self.config = runner.info, config
+        self.space = LatentSpace.of(runner.info)
         self.metrics = PrometheusMetrics(config.max_batch)
         self.answered = self.metrics.requests.labels("200")
         pad = self.info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
@@ -293,7 +295,7 @@ class _Service:
             raw = await self.read_body(headers.get(b"content-length"), receive)
             header_length = headers.get(b"inference-header-content-length")
             body, binary = decode_body(raw, None if header_length is None else header_length.decode("latin-1"))
-            parsed = parse_infer_request(body, self.info.z_dim, self.config.max_batch, binary,
+            parsed = parse_infer_request(body, self.space, self.config.max_batch, binary,
                                          points=len(self.info.output_shape) != 3)
             images = await self.batcher.submit(parsed.z)
         except BadRequest as bad:
@@ -323,7 +325,8 @@ class _Service:
         """POST /v2/models/{name}/infer for a name this server does not serve: 404 (its own is ``infer``'s)."""
         return self.model_error(request.path_params["name"])
 
-    async def sample_png(self, seed: str = "0"):
+    async def sample_png(self, seed: str = "0", truncation: float | None = None, klass: str | None = Query(None,
+                         alias="class")):
         from PIL import Image
 
         from ganforge.images import to_uint8_nhwc
@@ -333,7 +336,10 @@ class _Service:
         if not (seed.isascii() and seed.isdigit()) or int(seed) > MAX_SEED:
             return self.error(400, f"seed must be an integer in 0..{MAX_SEED}, got {seed[:40]!r}")
         try:
-            images = await self.batcher.submit(latents_for_seeds([int(seed)], self.info.z_dim))
+            controls = latent_controls(self.space, truncation, None if klass is None else list(parse_classes(klass)))
+            images = await self.batcher.submit(self.space.latents([int(seed)], controls))
+        except (BadRequest, UserError) as bad:
+            return self.error(400, str(bad))
         except QueueFull as full:
             return self.error(503, str(full), headers={"Retry-After": "1"})
         picture = to_uint8_nhwc(images)[0]

@@ -24,11 +24,10 @@ import numpy as np
 
 from ganforge.errors import UserError
 from ganforge.export.metadata import sha256_file
+from ganforge.export.model_source import ModelSource, resolve_model
 from ganforge.files import atomic_write_bytes
 from ganforge.latents import latents_for_seeds
-from ganforge.train.checkpoint import find_checkpoint
 
-from .model_files import SUFFIXES, is_training_output
 from .runners import backends, open_runner
 
 AUTO = "auto"
@@ -40,7 +39,7 @@ ACCURACY_SEEDS = range(16)
 
 @dataclass(frozen=True)
 class AutoConfig:
-    model: str
+    model: str | Path | ModelSource  # a path is resolved by choose(); callers that resolved it pass the object
     device: str = "cpu"
     batch_size: int = 64
     min_psnr: float = DEFAULT_MIN_PSNR
@@ -48,10 +47,12 @@ class AutoConfig:
     backends: tuple[str, ...] | None = None  # None: every backend available here
     seconds: float = 1.5  # timing per candidate
     refresh: bool = False  # measure again even when the cache has an answer
-    cache: Path | None = None  # for a checkpoint outside a run folder (as sample's --out)
+    cache: Path | None = None  # for a checkpoint outside a run folder (as sample's --out), when model is a path
     quiet: bool = False  # no progress bar, no table, no line
     report: bool = True  # print the measured table and the choice (to stderr)
     isolated: bool = True  # measure in child processes (a crashing candidate costs its row); False: in this one
+    images: int | None = None  # the job's size (sample, eval): candidates that cost more to try than it could gain
+    # are skipped, with the reason; None: unbounded (a server)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_psnr, (int, float)) and 10 <= self.min_psnr <= 150):
@@ -89,12 +90,13 @@ def native_precisions(device: str = "cpu") -> tuple[str, ...]:
     return (*found, "int8")
 
 
-def candidates(model: Path, device: str, precisions: tuple[str, ...] | None = None,
+def candidates(model: ModelSource | str | Path, device: str, precisions: tuple[str, ...] | None = None,
                names: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
-    """(backend, precision) pairs that can load ``model`` here: a run folder or checkpoint feeds every backend
-    (exports are made on demand), a model file only the backends that load its kind."""
+    """(backend, precision) pairs that can load ``model`` here: a checkpoint feeds every backend (exports are made
+    on demand), an exported file only the backends that load its kind, in the precision it was written in."""
+    source = resolve_model(model)
     wanted = precisions or native_precisions(device)
-    file_precision = None if is_training_output(model) else _file_precision(model)
+    file_precision = None if source.is_checkpoint else _file_precision(source)
     pairs = []
     for name, backend in backends().items():
         if (names and name not in names) or backend.availability() is not None:
@@ -102,39 +104,86 @@ def candidates(model: Path, device: str, precisions: tuple[str, ...] | None = No
         on_gpu_only = name in ("torch-cudagraph", "tensorrt")
         if device == "cpu" and on_gpu_only:
             continue
-        if not is_training_output(model) and SUFFIXES.get(backend.model_kind) != model.suffix:
+        if not source.is_checkpoint and backend.model_kind != source.kind:
             continue
-        if is_training_output(model) and backend.model_kind == "engine":
+        if source.is_checkpoint and backend.model_kind == "engine":
             continue  # engines are built by `ganforge build-engine`, not on the fly
         pairs += [(name, p) for p in backend.precisions if p in wanted
                   and (file_precision is None or backend.file_precision(p) == file_precision)]
     return pairs
 
 
-def _file_precision(model: Path) -> str | None:
+def _file_precision(source: ModelSource) -> str | None:
     """The precision an exported file was written in (a file loads as what it is, unless the backend converts)."""
-    if model.suffix not in (".onnx", ".pt2"):
-        return None  # engines: TensorRT decides at build time
-    from ganforge.export.metadata import read_metadata
-
-    return read_metadata(model).get("precision", "fp32")
+    if source.kind == "engine":
+        return None  # TensorRT decides at build time
+    return source.metadata.get("precision", "fp32")
 
 
 def choose(config: AutoConfig) -> Choice:
     """The fastest accurate backend for ``config.model`` on this machine: from the cache, else measured."""
-    model = Path(config.model)
-    if not model.exists():
-        raise UserError(f"{model}: no such file or folder")
-    source = find_checkpoint(model) if is_training_output(model) else model
-    cache_file = _cache_file(model, source, config.cache)
-    key = _key(config, sha256_file(source))
+    source = resolve_model(config.model, cache=config.cache)
+    cache_file = source.cache_file(CACHE_NAME)
+    key = _key(config, source.sha256)
     if not config.refresh:
         cached = _cached(cache_file, key, config)
         if cached:
             return cached
-    choice = _measure(config, model, source)
-    _store(cache_file, key, choice)
+    pairs = candidates(source, config.device, config.precisions, config.backends)
+    if not pairs:
+        raise UserError(f"--backend auto: no backend here can run {source.given} in "
+                        f"{', '.join(config.precisions or native_precisions(config.device))}")
+    skipped = []
+    if config.images is not None and len(pairs) > 1:
+        pairs, skipped, unmeasured = _worth_measuring(config, source, pairs)
+        if unmeasured is not None:
+            if config.report and not config.quiet:
+                print(f"auto: {unmeasured.backend} {unmeasured.precision} ({unmeasured.reason})", file=sys.stderr)
+            return unmeasured
+    choice = _measure(config, source, pairs)
+    if skipped:  # a partial answer is not cached: a larger job measures the rest
+        if config.report and not config.quiet:
+            print(f"auto: not tried for {config.images:,} images (each would cost more than it could save): "
+                  f"{', '.join(f'{b} {p}' for b, p in skipped)}", file=sys.stderr)
+    else:
+        _store(cache_file, key, choice)
     return choice
+
+
+LOAD_SECONDS = 0.5  # opening a runner, beyond its setup (a rough figure: the bound only needs the order)
+DEFAULT_ORDER = ("onnxruntime", "torch", "openvino", "aoti", "tensorrt")  # cheapest to start first
+
+
+def _worth_measuring(config: AutoConfig, source: ModelSource, pairs: list[tuple[str, str]]):
+    """For a job of ``config.images``: the candidates whose trial costs (setup, export, loading, timing) less than
+    half the job takes at the cheapest candidate's speed, measured briefly here. Returns (pairs to measure, pairs
+    skipped, a Choice of the cheapest candidate when nothing else repays, else None)."""
+    from ganforge.timing import measure
+
+    from .model_files import export_seconds, model_for_backend
+    from .runners import get_backend
+
+    def cost(pair):
+        backend = get_backend(pair[0])
+        return export_seconds(source, pair[0], pair[1], config.device) + backend.setup_seconds(pair[1])
+
+    order = {name: i for i, name in enumerate(DEFAULT_ORDER)}
+    fp32 = [p for p in pairs if p[1] == "fp32"] or pairs
+    default = min(fp32, key=lambda p: (cost(p), order.get(p[0], len(order))))
+    path = model_for_backend(source, *default, quiet=True, device=config.device)
+    with open_runner(default[0], path, config.device, default[1]) as runner:
+        batch = min(config.batch_size, runner.info.max_batch)
+        z = latents_for_seeds(range(batch), runner.info.z_dim)
+        rate = measure(lambda: runner.infer(z), batch, min(config.seconds, 0.3)).items_per_second
+    job = config.images / rate
+    trial = {p: LOAD_SECONDS + config.seconds + cost(p) for p in pairs if p != default}
+    kept = [p for p in pairs if p == default or trial[p] < job / 2]
+    skipped = [p for p in pairs if p not in kept]
+    if len(kept) > 1 or default[1] != "fp32":  # anything but fp32 is checked for accuracy first
+        return kept, skipped, None
+    reason = (f"a job of {config.images:,} images takes ~{job:.1f} s at {rate:.0f} img/s here; trying another backend "
+              f"costs at least {min(trial.values()):.1f} s, more than it could save (larger jobs measure them all)")
+    return kept, skipped, Choice(default[0], default[1], path, rate, None, reason)
 
 
 def machine() -> dict:
@@ -158,17 +207,6 @@ def _key(config: AutoConfig, model_sha256: str) -> dict:
 
 def _key_id(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _cache_file(model: Path, source: Path, cache: Path | None) -> Path:
-    if model.is_dir():
-        return model / "exports" / CACHE_NAME
-    if model.suffix == ".pt":
-        run = source.parent.parent if source.parent.name == "checkpoints" else None
-        if run is not None and (run / "config.json").is_file():
-            return run / "exports" / CACHE_NAME
-        return (cache or source.parent) / "exports" / CACHE_NAME
-    return model.with_name(model.name + "." + CACHE_NAME)
 
 
 def _read_cache(cache_file: Path) -> dict:
@@ -219,31 +257,27 @@ def generator_reference(generator, z_dim: int) -> np.ndarray:
         return generator(torch.from_numpy(latents_for_seeds(ACCURACY_SEEDS, z_dim))).numpy()
 
 
-def reference_images(model: Path, device: str) -> tuple[np.ndarray, str]:
-    """fp32 images for ACCURACY_SEEDS: the PyTorch generator for a run folder or checkpoint, else the model file
-    itself through its first fp32 backend (exports were verified against PyTorch when they were written)."""
-    if is_training_output(model):
+def reference_images(source: ModelSource, device: str) -> tuple[np.ndarray, str]:
+    """fp32 images for ACCURACY_SEEDS: the PyTorch generator for a checkpoint, else the model file itself through
+    its first fp32 backend (exports were verified against PyTorch when they were written)."""
+    if source.is_checkpoint:
         from ganforge.train.checkpoint import load_generator
 
-        generator, info = load_generator(model)
+        generator, info = load_generator(source.file)
         return generator_reference(generator, info["generator_config"]["z_dim"]), "PyTorch fp32"
-    for name, precision in candidates(model, device, ("fp32",)):
-        with open_runner(name, str(model), device, precision) as runner:
+    for name, precision in candidates(source, device, ("fp32",)):
+        with open_runner(name, str(source.file), device, precision) as runner:
             return runner.infer(latents_for_seeds(ACCURACY_SEEDS, runner.info.z_dim)), f"{name} fp32 on the file"
-    raise UserError(f"no backend here can run {model} in fp32 to serve as the accuracy reference")
+    raise UserError(f"no backend here can run {source.given} in fp32 to serve as the accuracy reference")
 
 
-def _measure(config: AutoConfig, model: Path, source: Path) -> Choice:
+def _measure(config: AutoConfig, source: ModelSource, pairs: list[tuple[str, str]]) -> Choice:
     from tqdm import tqdm
 
     from .auto_probe import measure_isolated
 
-    pairs = candidates(model, config.device, config.precisions, config.backends)
-    if not pairs:
-        raise UserError(f"--backend auto: no backend here can run {model} in "
-                        f"{', '.join(config.precisions or native_precisions(config.device))}")
-    job = {"model": str(model), "device": config.device, "cache": str(config.cache) if config.cache else None,
-           "batch_size": config.batch_size, "min_psnr": config.min_psnr, "seconds": config.seconds}
+    job = {"model": source.to_dict(), "device": config.device, "batch_size": config.batch_size,
+           "min_psnr": config.min_psnr, "seconds": config.seconds}
     bar = tqdm(total=len(pairs), desc="auto: measuring backends", unit="backend", disable=config.quiet,
                dynamic_ncols=True)
     rows, against = measure_isolated(job, pairs, bar, config.isolated)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 from ganforge.errors import one_line
+from ganforge.export.model_source import ModelSource
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
 from ganforge.latents import latents_for_seeds
@@ -30,8 +30,8 @@ def measure_pair(job: dict, name: str, precision: str, reference) -> dict:
 
     row = {"backend": name, "precision": precision}
     try:
-        cache = Path(job["cache"]) if job["cache"] else None  # JSON carried it as text
-        path = model_for_backend(job["model"], name, precision, quiet=True, device=job["device"], cache=cache)
+        source = ModelSource.from_dict(job["model"])  # resolved by the parent, carried as plain values
+        path = model_for_backend(source, name, precision, quiet=True, device=job["device"])
         with open_runner(name, path, job["device"], precision) as runner:
             batch = min(job["batch_size"], runner.info.max_batch)
             value = psnr(reference, runner.infer(latents_for_seeds(ACCURACY_SEEDS, runner.info.z_dim)))
@@ -83,7 +83,7 @@ def measure_isolated(job: dict, pairs: list[tuple[str, str]], bar, isolated: boo
 def _prepare(job: dict, send) -> object:
     from .auto import reference_images
 
-    reference, against = reference_images(Path(job["model"]), job["device"])
+    reference, against = reference_images(ModelSource.from_dict(job["model"]), job["device"])
     send(against=against)
     return reference
 

@@ -16,7 +16,7 @@ def main(argv: list[str]) -> int:
     parser = Parser("backends", "List inference backends, or measure them on a model (what --backend auto does).",
                     EXAMPLES)
     parser.add_argument("model", nargs="?", help="run folder, checkpoint or model file to measure the backends on")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="the batch size the choice is timed at (64)")
     parser.add_argument("--min-psnr", type=float, default=40.0, help="accuracy bound in dB against fp32 (40)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument("--refresh", action="store_true", help="measure again even if a choice is cached")

@@ -23,12 +23,16 @@ import numpy as np
 from tqdm import tqdm
 
 from ganforge.errors import UserError
+from ganforge.export.model_source import ModelSource, resolve_model
 from ganforge.files import atomic_write_bytes, remove_stale_temps
-from ganforge.latents import latents_for_seeds
+from ganforge.latents import LatentControls
 from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
+from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import open_runner
 
+from .datasets import IMAGE_FORMATS, SampleRecord, import_pyarrow
+from .shards import SUFFIXES as FORMATS
 from .shards import open_shard, shard_name, shard_sha256
 
 MANIFEST = "manifest.json"
@@ -38,7 +42,7 @@ MANIFEST = "manifest.json"
 class SampleConfig:
     """Example: ``sample(SampleConfig(model="g.onnx", out="samples", seeds=tuple(range(1000))))``."""
 
-    model: str
+    model: str  # run folder, checkpoint, .onnx, .pt2 or .engine (as the backend needs)
     out: str
     seeds: tuple[int, ...]
     backend: str = "auto"  # auto: the fastest accurate backend here (serve/auto.py), chosen once per run
@@ -51,10 +55,21 @@ class SampleConfig:
     resume: bool = False
     quiet: bool = False
     min_psnr: float = 40.0  # backend auto's accuracy bound
+    checkpoint: str | None = None  # run folders: "best", "latest", "step-001000" (default latest)
+    truncation: float = 1.0  # psi in (0, 1]: latents scaled towards the mean (ganforge/latents.py); 1: as drawn
+    classes: tuple[int, ...] | None = None  # a conditional model's class for every sample (one per class group)
+    image_format: str = "png"  # webdataset and parquet: png, jpeg or webp
 
     def __post_init__(self) -> None:
-        if self.format not in ("npz", "png"):
-            raise UserError(f"unknown --format {self.format!r} (choose npz or png)")
+        if self.format not in FORMATS:
+            raise UserError(f"unknown --format {self.format!r} (choose from {', '.join(FORMATS)})")
+        if self.image_format not in IMAGE_FORMATS:
+            raise UserError(f"unknown --image-format {self.image_format!r} (choose from {', '.join(IMAGE_FORMATS)})")
+        if self.image_format != "png" and self.format not in ("webdataset", "parquet"):
+            raise UserError("--image-format applies to --format webdataset and parquet (npz holds raw pixels, "
+                            "--format png PNG files)")
+        if self.format == "parquet":
+            import_pyarrow()  # one clear line before any work when it is missing
         for name in ("batch_size", "workers", "shard_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -62,6 +77,7 @@ class SampleConfig:
             raise UserError("no seeds given")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError("seeds must not repeat")
+        LatentControls(self.truncation)  # psi in (0, 1]; classes are checked against the model
 
 
 class Manifest:
@@ -78,7 +94,7 @@ class Manifest:
             if not file.is_file():
                 continue
             saved = _read_manifest(file)
-            mismatched = [k for k in IDENTITY if saved.get(k) != self.header[k]]
+            mismatched = [k for k in IDENTITY if saved.get(k) != self.header.get(k)]
             if mismatched:
                 raise UserError(f"{file}: cannot resume: {', '.join(mismatched)} differ from this run's "
                                 "(use another --out for other seeds, model or settings)")
@@ -99,7 +115,8 @@ class Manifest:
 
 
 # what a manifest must share with this run for its shards to be reused
-IDENTITY = ("model_sha256", "backend", "precision", "format", "shard_size", "num_seeds", "seeds_sha256")
+IDENTITY = ("model_sha256", "backend", "precision", "format", "shard_size", "num_seeds", "seeds_sha256",
+            "truncation", "classes", "image_format")
 
 
 def _read_manifest(file: Path) -> dict:
@@ -143,13 +160,15 @@ def _sample(config: SampleConfig, context) -> Path:
     folder = Path(config.out)
     if (folder / MANIFEST).exists() and not config.resume:
         raise UserError(f"{folder} already holds samples: add --resume to continue, or choose another --out")
+    source = resolve_model(config.model, config.checkpoint, cache=folder)  # the only resolution of the model
+    LatentSpace.from_generator_config(source.generator_config).controls(config.truncation, config.classes)  # early
     folder.mkdir(parents=True, exist_ok=True)
-    config = _resolve_backend(config, context, folder)
-    model_path = model_for_backend(config.model, config.backend, config.precision, quiet=config.quiet,
-                                   device=config.device, cache=folder)
+    config, model_path = _resolve_backend(config, source, context, folder)
     seeds = np.asarray(config.seeds, dtype=np.int64)
     shards = [seeds[i : i + config.shard_size] for i in range(0, len(seeds), config.shard_size)]
     with open_runner(config.backend, model_path, config.device, config.precision) as runner:
+        space = LatentSpace.of(runner.info)
+        controls = space.controls(config.truncation, config.classes)
         points = len(runner.info.output_shape) == 1
         if points and config.format != "npz":
             raise UserError(f"{config.model} is a 2D (points) model: its samples are coordinates, not images; "
@@ -159,6 +178,13 @@ def _sample(config: SampleConfig, context) -> Path:
                   "shard_size": config.shard_size, "num_seeds": len(seeds), "seeds_sha256": seeds_sha256(seeds),
                   "first_seed": int(seeds[0]), "last_seed": int(seeds[-1]), "num_shards": len(shards),
                   "layout": "points [n, 2] float32" if points else "images NHWC uint8"}
+        if not controls.is_default:  # absent by default: manifests of plain latents stay as they were
+            header |= {"truncation": config.truncation} | ({"classes": list(config.classes)} if config.classes else {})
+        if config.format in ("webdataset", "parquet"):
+            header["image_format"] = config.image_format
+        record = SampleRecord({"truncation": config.truncation, "model_sha256": runner.info.model_sha256,
+                               "backend": runner.info.backend, "precision": runner.info.precision},
+                              space.classes_of if space.class_prior else None, config.image_format)
         manifest = Manifest(folder, header, context.rank, context.world_size)
         if config.resume:
             if context.is_main:  # temp files a kill left; before any rank writes again (the barrier)
@@ -170,7 +196,8 @@ def _sample(config: SampleConfig, context) -> Path:
             manifest.load_completed(shards)
         mine = [i for i in range(len(shards)) if i % context.world_size == context.rank]
         todo = [i for i in mine if i not in manifest.entries]
-        _run_shards(runner, shards, todo, folder, config, manifest, context.is_main)
+        _run_shards(runner, space.latents, controls, record, shards, todo, folder, config, manifest,
+                    context.is_main)
     if context.enabled:
         import torch.distributed as dist
 
@@ -185,29 +212,36 @@ def _sample(config: SampleConfig, context) -> Path:
     return folder / MANIFEST
 
 
-def _resolve_backend(config: SampleConfig, context, folder: Path) -> SampleConfig:
-    """A concrete backend and precision. ``auto`` is decided once, by rank 0, and sent to every rank (all ranks
-    must compute the same images); a resumed folder keeps the backend and precision it was started with."""
+def _resolve_backend(config: SampleConfig, source: ModelSource, context, folder: Path) -> tuple[SampleConfig, str]:
+    """A concrete backend and precision, and the file it loads. ``auto`` is decided once, by rank 0, and sent to
+    every rank (all ranks must compute the same images); a resumed folder keeps the backend and precision it was
+    started with."""
     if config.backend != AUTO:
-        return dataclasses.replace(config, precision=config.precision or "fp32")
+        config = dataclasses.replace(config, precision=config.precision or "fp32")
+        return config, _model_file(source, config)
     choice = [None]
     if context.is_main:
         saved = _read_manifest(folder / MANIFEST) if config.resume and (folder / MANIFEST).is_file() else None
         if saved and saved.get("backend") and saved.get("precision"):
-            choice = [(saved["backend"], saved["precision"], config.model)]
+            choice = [(saved["backend"], saved["precision"], None)]
             if not config.quiet:
                 print(f"auto: {saved['backend']} {saved['precision']}, as the run being resumed", file=sys.stderr)
         else:
-            picked = choose(AutoConfig(model=config.model, device=config.device, batch_size=config.batch_size,
-                                       min_psnr=config.min_psnr, cache=folder, quiet=config.quiet,
+            picked = choose(AutoConfig(model=source, device=config.device, batch_size=config.batch_size,
+                                       min_psnr=config.min_psnr, quiet=config.quiet, images=len(config.seeds),
                                        precisions=(config.precision,) if config.precision else None))
             choice = [(picked.backend, picked.precision, picked.model_path)]
     if context.enabled:
         import torch.distributed as dist
 
         dist.broadcast_object_list(choice, src=0)
-    backend, precision, model = choice[0]
-    return dataclasses.replace(config, backend=backend, precision=precision, model=model)
+    backend, precision, model_path = choice[0]
+    config = dataclasses.replace(config, backend=backend, precision=precision)
+    return config, model_path or _model_file(source, config)
+
+
+def _model_file(source: ModelSource, config: SampleConfig) -> str:
+    return model_for_backend(source, config.backend, config.precision, quiet=config.quiet, device=config.device)
 
 
 def device_uint8(runner):
@@ -218,12 +252,14 @@ def device_uint8(runner):
     return getattr(runner, "infer_uint8", None) if on_gpu else None
 
 
-def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manifest: Manifest, show: bool) -> int:
+def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, config: SampleConfig,
+                manifest: Manifest, show: bool) -> int:
+    """``latents(seeds, controls)`` makes each batch's latents (LatentSpace.latents)."""
     total = sum(len(shards[i]) for i in todo)
     bar = tqdm(total=total, unit="img", desc=f"sample {runner.info.backend}", disable=config.quiet or not show,
                dynamic_ncols=True)
     started, pending = time.perf_counter(), []
-    z_dim, max_batch = runner.info.z_dim, min(config.batch_size, runner.info.max_batch)
+    max_batch = min(config.batch_size, runner.info.max_batch)
     infer = device_uint8(runner) or runner.infer
     # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
     # they compute): it makes the next batch's latents and turns finished batches into the shard's rows, appending
@@ -238,7 +274,7 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
                 if k >= len(batches):
                     return None
                 index, start = batches[k]
-                return helper.submit(latents_for_seeds, shards[index][start : start + max_batch], z_dim)
+                return helper.submit(latents, shards[index][start : start + max_batch], controls)
 
             upcoming, shard, added = make_latents(0), None, []
             for k, (index, start) in enumerate(batches):
@@ -246,9 +282,9 @@ def _run_shards(runner, shards, todo, folder: Path, config: SampleConfig, manife
                 z, upcoming = upcoming.result(), make_latents(k + 1)
                 out = infer(z)
                 if shard is None:  # batches come shard by shard: one shard is filled at a time
-                    shard = open_shard(folder, index, seeds, config.format)
+                    shard = open_shard(folder, index, seeds, config.format, record)
                     open_shards.append(shard)
-                added.append(helper.submit(shard.add, out))  # one helper thread: rows arrive in order
+                added.append(helper.submit(shard.add, out, z))  # one helper thread: rows arrive in order
                 bar.update(len(out))
                 if start + max_batch >= len(seeds):  # the shard's last batch: finish it once every batch is in
                     for done in added:

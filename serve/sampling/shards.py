@@ -9,9 +9,13 @@ file is hashed in one sequential pass; ``numpy.load`` reads it as it reads ``num
 
 A PNG shard is a folder of one PNG per seed, encoded and written when its last batch is in.
 
+The dataset formats (``datasets.py``) stream the same way: a WebDataset tar (``KEY.png`` and ``KEY.json`` per
+sample, members in seed order with fixed headers) and a Parquet table (an ``image`` column that Hugging Face
+``datasets`` reads as its Image feature, beside ``seed``, ``class`` and a JSON record per image).
+
     shard = open_shard(folder, index, seeds, "npz")
-    for out in batches:           # in order; NCHW floats from the runtime (or [n, 2] points)
-        shard.add(out)
+    for out, z in batches:        # in order; NCHW floats from the runtime (or [n, 2] points), and their latents
+        shard.add(out, z)
     entry = shard.finish()        # the manifest entry: file, seeds, count, sha256
 """
 
@@ -28,9 +32,11 @@ import numpy as np
 from ganforge.files import AtomicFile, atomic_write_bytes
 from ganforge.images import to_uint8_nhwc
 
+SUFFIXES = {"npz": ".npz", "png": "", "webdataset": ".tar", "parquet": ".parquet"}  # png: a folder
+
 
 def shard_name(index: int, fmt: str) -> str:
-    return f"shard-{index:05d}.npz" if fmt == "npz" else f"shard-{index:05d}"
+    return f"shard-{index:05d}{SUFFIXES[fmt]}"
 
 
 def shard_rows(out: np.ndarray) -> np.ndarray:
@@ -46,7 +52,7 @@ def shard_sha256(folder: Path, entry: dict, fmt: str) -> str | None:
     path = folder / entry["file"]
     digest = hashlib.sha256()
     try:
-        if fmt == "npz":
+        if fmt != "png":
             digest.update(path.read_bytes())
         else:
             files = sorted(path.glob("seed*.png"))
@@ -59,7 +65,7 @@ def shard_sha256(folder: Path, entry: dict, fmt: str) -> str | None:
     return digest.hexdigest()
 
 
-class _HashingStream:
+class HashingStream:
     """Write-only and not seekable (so zipfile writes data descriptors): passes bytes on and hashes them."""
 
     def __init__(self, handle):
@@ -79,7 +85,7 @@ class NpzShard:
     def __init__(self, folder: Path, index: int, seeds: np.ndarray):
         self.index, self.seeds = index, seeds
         self.file = AtomicFile(folder / shard_name(index, "npz"))
-        self.stream = _HashingStream(self.file.handle)
+        self.stream = HashingStream(self.file.handle)
         self.zip = zipfile.ZipFile(self.stream, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
         self._write_member("seeds.npy", np.ascontiguousarray(seeds, dtype=np.int64))
         self.member, self.rows = None, 0
@@ -88,7 +94,7 @@ class NpzShard:
         with self.zip.open(name, "w", force_zip64=True) as member:
             np.lib.format.write_array(member, array, allow_pickle=False)
 
-    def add(self, out: np.ndarray) -> None:
+    def add(self, out: np.ndarray, z: np.ndarray | None = None) -> None:
         rows = shard_rows(out)
         if self.member is None:  # the header needs the shape, known from the first batch
             name = "points.npy" if rows.ndim == 2 else "images.npy"
@@ -105,7 +111,7 @@ class NpzShard:
         self.member.close()
         self.zip.close()
         self.file.commit()
-        return _entry(self.index, "npz", self.seeds, self.stream.digest.hexdigest())
+        return shard_entry(self.index, "npz", self.seeds, self.stream.digest.hexdigest())
 
     def abort(self) -> None:
         """Drop the temp file (a crash or Ctrl-C mid-shard): nothing half-written stays under the shard's name.
@@ -123,7 +129,7 @@ class PngShard:
     def __init__(self, folder: Path, index: int, seeds: np.ndarray):
         self.folder, self.index, self.seeds, self.images = folder, index, seeds, []
 
-    def add(self, out: np.ndarray) -> None:
+    def add(self, out: np.ndarray, z: np.ndarray | None = None) -> None:
         self.images.append(shard_rows(out))
 
     def finish(self) -> dict:
@@ -139,16 +145,24 @@ class PngShard:
             data = buffer.getvalue()
             atomic_write_bytes(shard_dir / f"seed{seed:010d}.png", data)
             digest.update(data)
-        return _entry(self.index, "png", self.seeds, digest.hexdigest())
+        return shard_entry(self.index, "png", self.seeds, digest.hexdigest())
 
     def abort(self) -> None:
         self.images = []
 
 
-def open_shard(folder: Path, index: int, seeds: np.ndarray, fmt: str) -> NpzShard | PngShard:
-    return NpzShard(folder, index, seeds) if fmt == "npz" else PngShard(folder, index, seeds)
+def open_shard(folder: Path, index: int, seeds: np.ndarray, fmt: str, record=None):
+    """The writer of shard ``index``; ``record`` (a datasets.SampleRecord) is what the dataset formats store beside
+    each image."""
+    if fmt == "npz":
+        return NpzShard(folder, index, seeds)
+    if fmt == "png":
+        return PngShard(folder, index, seeds)
+    from .datasets import ParquetShard, WebDatasetShard
+
+    return (WebDatasetShard if fmt == "webdataset" else ParquetShard)(folder, index, seeds, record)
 
 
-def _entry(index: int, fmt: str, seeds: np.ndarray, sha256: str) -> dict:
+def shard_entry(index: int, fmt: str, seeds: np.ndarray, sha256: str) -> dict:
     return {"index": index, "file": shard_name(index, fmt), "first_seed": int(seeds[0]),
             "last_seed": int(seeds[-1]), "count": len(seeds), "sha256": sha256}

@@ -67,3 +67,10 @@ def class_prior(labels: torch.Tensor) -> list[float]:
     if len(counts) < 2:
         raise ValueError("a class-conditional model needs two or more classes")
     return (counts.double() / counts.sum()).tolist()
+
+
+def class_ranges(prior: list[float], groups: int, chosen: tuple[int, ...]) -> tuple[tuple[float, float], ...]:
+    """For class ``chosen[g]`` of each group g, the interval (low, high] of z_g that the generator reads as it: the
+    very edges LatentClasses compares with (``ganforge.latents.LatentControls`` moves a seed's z_g into it)."""
+    edges = LatentClasses(prior, groups).edges.tolist()
+    return tuple((edges[k], edges[k + 1]) for k in chosen)

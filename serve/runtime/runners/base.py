@@ -32,6 +32,14 @@ class RunnerInfo:
     model_path: str
     model_sha256: str = ""
     cuda_graphs: bool = False
+    class_prior: tuple[float, ...] = ()  # the classes a conditional generator reads from z (none: empty)
+    class_groups: int = 1  # classes per sample
+
+    @staticmethod
+    def classes_of(generator_config: dict) -> dict:
+        """The class fields of RunnerInfo, from a generator config (as a checkpoint or file metadata holds it)."""
+        return {"class_prior": tuple(generator_config.get("class_prior") or ()),
+                "class_groups": int(generator_config.get("class_groups", 1))}
 
 
 class Runner(Protocol):
@@ -124,6 +132,9 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)
     # the exported file a precision loads: e.g. OpenVINO's bf16 and int8 start from the fp32 ONNX file
     file_precision: Callable[[str], str] = lambda precision: precision
+    # rough seconds, beyond loading, before a precision runs (compiling, quantizing at load): --backend auto skips
+    # candidates that cost more to try than a small job takes
+    setup_seconds: Callable[[str], float] = lambda precision: 0.0
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -167,7 +178,8 @@ def info_from_metadata(backend: str, model_path: str, device: str, metadata: dic
 
     return RunnerInfo(backend, metadata.get("precision", "fp32"), device, int(metadata.get("max_batch", 1024)),
                       int(metadata["z_dim"]), tuple(json.loads(metadata["output_shape"])), str(model_path),
-                      metadata["file_sha256"])
+                      metadata["file_sha256"],
+                      **RunnerInfo.classes_of(json.loads(metadata.get("generator_config", "{}"))))
 
 
 def module_missing(*modules: str) -> str | None:

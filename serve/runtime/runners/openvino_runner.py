@@ -108,4 +108,5 @@ def _precisions() -> tuple[str, ...]:
 
 
 register(Backend("openvino", "onnx", OpenVinoRunner, _availability, _precisions(),
-                 file_precision=lambda precision: "fp16" if precision == "fp16" else "fp32"))
+                 file_precision=lambda precision: "fp16" if precision == "fp16" else "fp32",
+                 setup_seconds=lambda precision: 8.0 if precision == "int8" else 0.0))  # int8: NNCF calibration

@@ -3,6 +3,7 @@ the runner. Building lives in export/tensorrt.py; this is the runtime side."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ class TensorRTRunner(RunnerBase):
         self.engine = TensorRTEngine(model_path)
         info = self.engine.info
         self.info = RunnerInfo("tensorrt", info.precision, "cuda", info.max_batch, info.z_dim,
-                               tuple(info.output_shape), str(model_path), verified_sha256(model_path))
+                               tuple(info.output_shape), str(model_path), verified_sha256(model_path),
+                               **RunnerInfo.classes_of(json.loads(info.ganforge_metadata.get("generator_config",
+                                                                                             "{}"))))
 
     def _images(self, z: np.ndarray):
         """The engine's CUDA float32 images for ``z``, queued on torch's current stream."""

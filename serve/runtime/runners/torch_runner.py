@@ -16,7 +16,7 @@ import torch
 
 from ganforge.errors import UserError
 from ganforge.export.metadata import sha256_file
-from ganforge.train.checkpoint import find_checkpoint, load_generator
+from ganforge.train.checkpoint import load_generator
 from ganforge.train.models import output_shape
 from ganforge.train.precision import resolve_precision, strict_fp32
 
@@ -33,8 +33,8 @@ class TorchRunner(RunnerBase):
         on_gpu = self.precision.device.type == "cuda"
         if cuda_graphs and not on_gpu:
             raise UserError("torch-cudagraph needs --device cuda")
-        checkpoint = find_checkpoint(model_path)
-        generator, info = load_generator(checkpoint)
+        generator, info = load_generator(model_path)
+        checkpoint = info["path"]
         self.generator = generator.to(self.precision.device)
         self.input_dtype = torch.float32
         if on_gpu:
@@ -47,7 +47,8 @@ class TorchRunner(RunnerBase):
         config = info["generator_config"]
         name = "torch-compile" if compile else ("torch-cudagraph" if cuda_graphs else "torch")
         self.info = RunnerInfo(name, self.precision.name, str(self.precision.device), MAX_BATCH, config["z_dim"],
-                               output_shape(config), str(checkpoint), sha256_file(checkpoint), cuda_graphs)
+                               output_shape(config), str(checkpoint), sha256_file(checkpoint), cuda_graphs,
+                               **RunnerInfo.classes_of(config))
 
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.precision.device.type == "cuda":  # weights are already in the chosen dtype
@@ -108,6 +109,6 @@ class CudaGraphs:
 TORCH_PRECISIONS = ("fp32", "bf16", "fp16")
 register(Backend("torch", "checkpoint", lambda p, d, q: TorchRunner(p, d, q), lambda: None, TORCH_PRECISIONS))
 register(Backend("torch-compile", "checkpoint", lambda p, d, q: TorchRunner(p, d, q, compile=True),
-                 lambda: None, TORCH_PRECISIONS))
+                 lambda: None, TORCH_PRECISIONS, setup_seconds=lambda precision: 30.0))  # Inductor's compile
 register(Backend("torch-cudagraph", "checkpoint", lambda p, d, q: TorchRunner(p, d, q, cuda_graphs=True),
                  cuda_missing, TORCH_PRECISIONS))

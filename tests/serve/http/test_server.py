@@ -149,6 +149,25 @@ def test_z_input_and_png_endpoint(server):
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_seed_requests_choose_class_and_truncation_as_sample_does(conditional_run, tmp_path):
+    manifest = sample(SampleConfig(model=conditional_run, backend="torch", out=str(tmp_path / "s"), seeds=(4, 5),
+                                   quiet=True, truncation=0.7, classes=(3,)))
+    with np.load(tmp_path / "s" / "shard-00000.npz") as shard:
+        expected = shard["images"]
+    with open_runner("torch", json.loads(manifest.read_text())["model"]) as runner, \
+            RunningServer(runner, ServerConfig(max_batch=16)) as running:
+        body = {**_seed_request([4, 5]), "parameters": {"truncation": 0.7, "class": 3},
+                "outputs": [{"name": "images_uint8"}]}
+        answer = httpx.post(f"{running.url}/v2/models/generator/infer", json=body).json()["outputs"][0]
+        assert np.array_equal(np.asarray(answer["data"], np.uint8).reshape(answer["shape"]), expected)
+        wrong = httpx.post(f"{running.url}/v2/models/generator/infer",
+                           json={**_seed_request([4]), "parameters": {"class": 10}})
+        assert wrong.status_code == 400 and "classes 0..9" in wrong.json()["error"]
+        png = httpx.get(f"{running.url}/v1/sample.png", params={"seed": 4, "class": 3, "truncation": 0.7})
+        assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+        assert httpx.get(f"{running.url}/v1/sample.png", params={"seed": 4, "truncation": 2}).status_code == 400
+
+
 def test_overload_gets_503_while_the_server_stays_ready(onnx_model):
     with open_runner("onnxruntime", onnx_model) as runner:
         config = ServerConfig(max_batch=2, max_queue_delay_us=0, max_queue=4)

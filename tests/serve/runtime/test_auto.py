@@ -66,8 +66,18 @@ def test_sample_with_auto_records_the_choice_and_resumes_with_it(model, tmp_path
     chosen = (manifest["backend"], manifest["precision"])
     assert chosen in candidates(model, "cpu")
     # a resume keeps the backend the folder was started with, even when the cache is gone
-    model.with_name(model.name + ".auto.json").unlink()
+    model.with_name(model.name + ".auto.json").unlink(missing_ok=True)  # (20 images: a bounded choice, not cached)
     (out / "manifest.json").write_text(json.dumps({**manifest, "complete": False, "shards": manifest["shards"][:1]}))
     resumed = json.loads(sample(SampleConfig(**{**config.__dict__, "resume": True})).read_text())
     assert (resumed["backend"], resumed["precision"]) == chosen and resumed["shards"] == manifest["shards"]
     assert not model.with_name(model.name + ".auto.json").exists()
+
+
+def test_a_small_job_starts_at_once_and_a_large_one_measures_every_candidate(model):
+    cache = model.with_name(model.name + ".auto.json")
+    small = choose(AutoConfig(model=str(model), images=10, **FAST))
+    assert (small.backend, small.precision, small.table) == ("onnxruntime", "fp32", [])
+    assert "more than it could save" in small.reason and not cache.exists()  # a partial answer is not cached
+    large = choose(AutoConfig(model=str(model), images=10**9, **FAST))
+    measured = {(row["backend"], row["precision"]) for row in large.table}
+    assert measured == set(candidates(model, "cpu", None, FAST["backends"])) and cache.is_file()

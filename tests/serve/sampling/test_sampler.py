@@ -247,3 +247,68 @@ def test_a_bare_checkpoint_is_exported_into_out_not_beside_it(trained_run, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "s"]
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["g.pt"]
     assert (tmp_path / "s" / "exports" / "generator-fp32.onnx").is_file()
+
+
+def test_the_sample_walk_resolves_the_model_once(trained_run, tmp_path, monkeypatch):
+    """From a run folder to its shards the model is resolved once, and the run folder's layout looked up once: the
+    export made on demand, the runner and the manifest all take the resolved model."""
+    import ganforge.export.model_source as model_source
+    import ganforge.train.checkpoint as checkpoint
+
+    lookups, made = [], []
+    real_find, real_init = checkpoint.find_checkpoint, model_source.ModelSource.__init__
+
+    def counting_find(path, name=None):
+        if Path(path).is_dir():
+            lookups.append(path)
+        return real_find(path, name)
+
+    def counting_init(self, *args, **kwargs):
+        made.append(args[0] if args else kwargs["given"])
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "find_checkpoint", counting_find)
+    monkeypatch.setattr(model_source, "find_checkpoint", counting_find)
+    monkeypatch.setattr(model_source.ModelSource, "__init__", counting_init)
+    for backend in ("torch", "onnxruntime"):
+        sample(SampleConfig(model=trained_run, backend=backend, out=str(tmp_path / backend), seeds=(0, 1, 2),
+                            quiet=True))
+    assert lookups == [trained_run] * 2 and made == [Path(trained_run)] * 2  # once per sample() call
+
+
+def test_a_chosen_class_and_truncation_give_that_class_on_every_backend(conditional_run, tmp_path):
+    """Seed + class + psi: the images the runner makes for the controlled latents, with the class G reads being
+    the one asked for, whichever backend runs it; psi = 1 without a class writes today's shards, byte for byte."""
+    import torch
+
+    from ganforge.serve.runtime.latent_space import LatentSpace
+    from ganforge.train.checkpoint import load_generator
+
+    seeds, generator = tuple(range(40)), load_generator(conditional_run)[0]
+    for backend in ("torch", "onnxruntime"):
+        manifest = sample(SampleConfig(model=conditional_run, backend=backend, out=str(tmp_path / backend),
+                                       seeds=seeds, quiet=True, truncation=0.6, classes=(7,)))
+        header = json.loads(manifest.read_text())
+        assert (header["truncation"], header["classes"]) == (0.6, [7])
+        with open_runner(backend, header["model"]) as runner, np.load(tmp_path / backend / "shard-00000.npz") as shard:
+            space = LatentSpace.of(runner.info)
+            z = space.latents(seeds, space.controls(0.6, (7,)))
+            assert np.array_equal(shard["images"], nchw_to_nhwc(to_uint8(runner.infer(z))))
+            assert (generator.classes.labels(torch.from_numpy(z)) == 7).all()
+    plain = sample(SampleConfig(model=conditional_run, backend="torch", out=str(tmp_path / "plain"), seeds=seeds,
+                                quiet=True))
+    sample(SampleConfig(model=conditional_run, backend="torch", out=str(tmp_path / "ones"), seeds=seeds, quiet=True,
+                        truncation=1.0))
+    assert "truncation" not in json.loads(plain.read_text())
+    assert _shards(tmp_path / "plain") == _shards(tmp_path / "ones")
+
+
+def test_resuming_with_other_controls_is_refused_and_classes_are_checked_first(conditional_run, tmp_path):
+    out = str(tmp_path / "s")
+    sample(SampleConfig(model=conditional_run, backend="torch", out=out, seeds=(1, 2), quiet=True, truncation=0.5))
+    with pytest.raises(UserError, match="truncation"):
+        sample(SampleConfig(model=conditional_run, backend="torch", out=out, seeds=(1, 2), quiet=True, resume=True))
+    with pytest.raises(UserError, match="out of range: this model has classes 0..9"):
+        sample(SampleConfig(model=conditional_run, backend="torch", out=str(tmp_path / "t"), seeds=(1,), quiet=True,
+                            classes=(10,)))
+    assert not (tmp_path / "t").exists()  # refused before anything was written

@@ -45,8 +45,12 @@ class Primary:
 
 
 class Evaluator:
-    def __init__(self, data: DataSource, cache: Path | None = None, extractor: Extractor | None = None):
-        self.data, self.kind = data, data.kind
+    """``only_class`` k (labelled single-label data): the reference is class k's real images, and "recognised" is
+    the share of samples confidently classified as k (per-class metrics for samples of a chosen class)."""
+
+    def __init__(self, data: DataSource, cache: Path | None = None, extractor: Extractor | None = None,
+                 only_class: int | None = None):
+        self.data, self.kind, self.only_class = data, data.kind, only_class
         self.stacked = data.name == "stacked-digits"
         self.primary = Primary("mode_overlap", True) if self.kind == "points" else Primary("fd", False)
         if self.kind == "points":
@@ -59,6 +63,11 @@ class Evaluator:
                               per_channel=self.stacked) if labelled
             else random_embedding(images.shape[1], size))
         train_idx, held_idx = split_indices(len(images))
+        if only_class is not None:
+            if not labelled or self.stacked or not 0 <= only_class <= int(data.labels.max()):
+                raise UserError(f"per-class metrics need single-label data with class {only_class}")
+            train_idx = train_idx[(data.labels[train_idx] == only_class).numpy()]
+            held_idx = held_idx[(data.labels[held_idx] == only_class).numpy()]
         self.train_images, self.held_images = images[train_idx], images[held_idx]
         if self.stacked:
             self.train_images = stack_digits(self.train_images, STACKED_REFERENCE, seed=1)
@@ -124,6 +133,11 @@ class Evaluator:
                            "recognised": float((probs.max(axis=2) >= CONFIDENT).all(axis=1).mean())})
             return report
         classes = probs.argmax(axis=1)
+        if self.only_class is not None:
+            chosen = classes == self.only_class
+            report.update({"recognised": float((chosen & (probs.max(axis=1) >= CONFIDENT)).mean()),
+                           "class_share": float(chosen.mean())})
+            return report
         counts = np.bincount(classes, minlength=len(self.class_prior))
         p = counts / counts.sum()
         kl = float(np.sum(p[p > 0] * np.log(p[p > 0] / self.class_prior[p > 0])))

@@ -16,20 +16,20 @@ import torch
 from tqdm import tqdm
 
 from ganforge.errors import UserError
-from ganforge.export.metadata import read_metadata
+from ganforge.export.model_source import ModelSource, resolve_model
 from ganforge.files import atomic_write_bytes
 from ganforge.images import to_uint8
-from ganforge.latents import latents_for_seeds
-from ganforge.serve.runtime.model_files import is_training_output, model_for_backend
+from ganforge.latents import LatentControls
+from ganforge.serve.runtime.latent_space import LatentSpace
+from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import open_runner
-from ganforge.train.checkpoint import find_checkpoint, load_checkpoint
 from ganforge.train.data import load_data
-from ganforge.train.metrics.evaluate import Evaluator
+from ganforge.train.metrics.evaluator import Evaluator
 from ganforge.train.records import finite_or_none
 
 FEATURES = ("auto", "inception")
 DEFAULT_N = {"points": 2500, "stacked-digits": 26_000, "images": 10_000}  # PacGAN's counts; 10k for the rest
-BACKEND_FOR_SUFFIX = {".onnx": "onnxruntime", ".pt2": "aoti", ".engine": "tensorrt"}
+BACKEND_FOR_KIND = {"checkpoint": "torch", "onnx": "onnxruntime", "aoti": "aoti", "engine": "tensorrt"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class EvalConfig:
     features: str = "auto"  # "auto": domain classifier (labelled data) or random embedding; or "inception"
     weights: str | None = None  # --features inception: TorchScript Inception-v3 (inception-2015-12-05.pt)
     quiet: bool = False
+    truncation: float = 1.0  # latent controls, as `ganforge sample` applies them
+    classes: tuple[int, ...] | None = None  # a conditional model's class for every sample (per-class metrics)
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
@@ -57,29 +59,23 @@ class EvalConfig:
             raise UserError(f"--n must be at least 1, got {self.n}")
         if self.batch_size < 1:
             raise UserError("--batch-size must be at least 1")
+        LatentControls(self.truncation)
 
 
-def model_description(config: EvalConfig) -> tuple[str, str, dict]:
-    """(backend, model file, metadata) for the target: checkpoints through torch, files by their suffix."""
-    path = Path(config.model)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
-    if is_training_output(path):
-        checkpoint = find_checkpoint(path, config.checkpoint)
-        state = load_checkpoint(checkpoint)
-        meta = {"data": state["train_config"]["data"], "step": state["step"], "checkpoint": str(checkpoint),
+def model_description(config: EvalConfig) -> tuple[ModelSource, str, str, dict]:
+    """The resolved model, its backend (torch for checkpoints, else by file kind), the file that backend loads and
+    what the model says of itself (data, step, pseudo-classes)."""
+    source = resolve_model(config.model, config.checkpoint)
+    if source.is_checkpoint:
+        state = source.checkpoint_state
+        meta = {"data": state["train_config"]["data"], "step": state["step"], "checkpoint": str(source.file),
                 "pseudo_classes": pseudo_classes(state["generator_config"], state.get("clusters"))}
-        backend = config.backend or "torch"
-        return backend, model_for_backend(checkpoint, backend, quiet=config.quiet), meta
-    if config.checkpoint:
-        raise UserError("--checkpoint picks a checkpoint of a run folder; this is a model file")
-    backend = config.backend or BACKEND_FOR_SUFFIX.get(path.suffix)
-    if backend is None:
-        raise UserError(f"{path}: not a run folder, checkpoint (.pt) or model file (.onnx, .pt2, .engine)")
-    meta = read_metadata(path)
-    generator = json.loads(meta.get("generator_config", "{}"))
-    return backend, model_for_backend(path, backend, quiet=config.quiet), {
-        "data": meta.get("data"), "step": meta.get("step"), "pseudo_classes": pseudo_classes(generator, None)}
+    else:
+        step = source.metadata.get("training_step")
+        meta = {"data": source.metadata.get("data"), "step": int(step) if step else None,
+                "pseudo_classes": pseudo_classes(source.generator_config, None)}
+    backend = config.backend or BACKEND_FOR_KIND[source.kind]
+    return source, backend, model_for_backend(source, backend, quiet=config.quiet), meta
 
 
 def pseudo_classes(generator_config: dict, clusters: dict | None) -> dict | None:
@@ -95,20 +91,29 @@ def pseudo_classes(generator_config: dict, clusters: dict | None) -> dict | None
     return report
 
 
-def generate(runner, n: int, batch_size: int, quiet: bool) -> torch.Tensor:
+def _per_class(config: EvalConfig, data, meta: dict) -> int | None:
+    """The class whose real images are the reference: a chosen class of a model trained on the data's own labels
+    (one per sample); pseudo-classes and stacked classes are compared with the whole data."""
+    if not config.classes or len(config.classes) != 1 or data.labels is None or meta.get("pseudo_classes"):
+        return None
+    return None if data.name == "stacked-digits" else config.classes[0]
+
+
+def generate(runner, n: int, batch_size: int, quiet: bool, space: LatentSpace,
+             controls: LatentControls | None = None) -> torch.Tensor:
     """Samples for seeds 0..n-1 (the seed contract of sampling), float32 in the generator's own range."""
-    z_dim, batch = runner.info.z_dim, min(batch_size, runner.info.max_batch)
+    batch = min(batch_size, runner.info.max_batch)
     chunks = []
     with tqdm(total=n, desc="generate", unit="img", disable=quiet, dynamic_ncols=True) as bar:
         for start in range(0, n, batch):
             seeds = range(start, min(start + batch, n))
-            chunks.append(np.asarray(runner.infer(latents_for_seeds(seeds, z_dim)), dtype=np.float32))
+            chunks.append(np.asarray(runner.infer(space.latents(seeds, controls)), dtype=np.float32))
             bar.update(len(seeds))
     return torch.from_numpy(np.concatenate(chunks))
 
 
 def evaluate_model(config: EvalConfig) -> dict:
-    backend, model_path, meta = model_description(config)
+    source, backend, model_path, meta = model_description(config)
     data_spec = config.data or meta.get("data")
     if not data_spec or data_spec == "unknown":
         raise UserError(f"{config.model}: the model does not say what it was trained on: give --data")
@@ -119,7 +124,7 @@ def evaluate_model(config: EvalConfig) -> dict:
         if data.kind != kind or (kind == "images" and tuple(data.sample_shape) != tuple(shape)):
             raise UserError(f"the model makes {kind} of shape {list(shape)} but --data {data_spec} has "
                             f"{data.kind} of shape {list(data.sample_shape)}: wrong model or --data")
-        out = Path(config.out) if config.out else default_out(Path(config.model))
+        out = Path(config.out) if config.out else default_out(source)
         extractor = None
         if config.features == "inception":
             if kind != "images":
@@ -127,15 +132,19 @@ def evaluate_model(config: EvalConfig) -> dict:
             from .inception import inception_extractor
 
             extractor = inception_extractor(Path(config.weights))
-        evaluator = Evaluator(data, cache=out, extractor=extractor)
+        space = LatentSpace.of(runner.info)
+        controls = space.controls(config.truncation, config.classes)
+        evaluator = Evaluator(data, cache=out, extractor=extractor, only_class=_per_class(config, data, meta))
         n = config.n or DEFAULT_N.get(data.name, DEFAULT_N[kind])
         if n < evaluator.minimum_samples():
             raise UserError(f"--n {n} is too few: these metrics need at least {evaluator.minimum_samples()}")
-        generated = generate(runner, n, config.batch_size, config.quiet)
+        generated = generate(runner, n, config.batch_size, config.quiet, space, controls)
         info = runner.info
     result = {"model": str(config.model), "backend": backend, "model_file": model_path, "data": data_spec,
               "step": meta.get("step"), "checkpoint": meta.get("checkpoint"), "seeds": f"0-{n - 1}",
               "features": evaluator.description, "primary": evaluator.primary.name,
+              "truncation": config.truncation, "class": list(config.classes) if config.classes else None,
+              "per_class": evaluator.only_class,
               "pseudo_classes": meta.get("pseudo_classes"),
               "generated": evaluator.evaluate(generated), "real": evaluator.real_floor(),
               "precision": info.precision, "device": info.device}
@@ -148,14 +157,15 @@ def evaluate_model(config: EvalConfig) -> dict:
     result = finite_or_none(result)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "eval.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
-    from .eval_report import save_picture
+    from .report import save_picture
 
     result["picture"] = str(save_picture(generated, evaluator, result, out / "eval.png"))
     result["out"] = str(out)
     return result
 
 
-def default_out(model: Path) -> Path:
-    if model.is_dir():
-        return model / "eval"
-    return model.with_name(model.stem + "-eval")
+def default_out(source: ModelSource) -> Path:
+    """RUN/eval for a run folder, else MODEL-eval/ beside the checkpoint or file named."""
+    if source.given.is_dir():
+        return source.given / "eval"
+    return source.given.with_name(source.given.stem + "-eval")

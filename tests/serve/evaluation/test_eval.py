@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.benchmarks.evaluate import EvalConfig, evaluate_model
-from ganforge.benchmarks.inception import torchmetrics_fid_kid
+from ganforge.serve.evaluation.evaluate import EvalConfig, evaluate_model
+from ganforge.serve.evaluation.inception import torchmetrics_fid_kid
 from ganforge.train.data import load_data
 from ganforge.train.loop import train
-from ganforge.train.metrics.evaluate import Evaluator
+from ganforge.train.metrics.evaluator import Evaluator
 from ganforge.train.metrics.frechet import frechet_distance_of
 
 
@@ -49,6 +49,30 @@ def test_real_held_out_digits_score_near_the_floor_and_noise_does_not(digits_eva
     assert noise["fd"] > 50 * max(floor["fd"], 0.1) and noise["precision"] < 0.05
     copies = torch.from_numpy(digits_evaluator.train_images[:500].numpy() / 127.5 - 1.0)
     assert digits_evaluator.evaluate(copies)["near_copies"] == 1.0  # a generator that copies is caught
+
+
+def test_per_class_metrics_compare_with_that_class_s_real_images(evaluated_run, digits_evaluator):
+    data = load_data("digits", 16, 0)
+    threes = Evaluator(data, cache=evaluated_run / "eval", only_class=3)
+    floor = threes.real_floor()
+    assert floor["class_share"] > 0.9 and "class_kl" not in floor
+    fives = torch.from_numpy(data.stream.images[data.labels == 5].numpy() / 127.5 - 1.0)
+    other = threes.evaluate(fives)
+    assert other["class_share"] < 0.1 and other["fd"] > 10 * floor["fd"]
+    assert digits_evaluator.evaluate(fives)["fd"] < other["fd"]  # against all digits, fives are no outliers
+
+
+def test_eval_with_a_chosen_class_and_truncation_records_them(conditional_run, evaluated_run, tmp_path):
+    import shutil
+
+    from ganforge.serve.evaluation.report import table
+
+    (tmp_path / "eval").mkdir()  # the digits classifier, trained once for this module
+    shutil.copy(evaluated_run / "eval" / "classifier.pt", tmp_path / "eval" / "classifier.pt")
+    result = evaluate_model(EvalConfig(model=str(conditional_run), n=100, quiet=True, truncation=0.5, classes=(7,),
+                                       out=str(tmp_path / "eval")))
+    assert (result["truncation"], result["class"], result["per_class"]) == (0.5, [7], 7)
+    assert "class_share" in result["generated"] and "truncation 0.5, class 7" in table(result)
 
 
 def test_torchmetrics_path_agrees_with_our_frechet_distance_on_the_local_extractor(digits_evaluator):
@@ -103,7 +127,7 @@ def test_bad_eval_input_is_one_line_and_exit_2(evaluated_run, ganforge_cli, args
 
 
 def test_sorted_grid_groups_samples_by_predicted_class():
-    from ganforge.benchmarks.eval_report import sorted_by_class
+    from ganforge.serve.evaluation.report import sorted_by_class
 
     probs = np.eye(3)[[2, 0, 1, 0, 2, 1]]
     images = torch.arange(6).float().view(6, 1, 1, 1)
@@ -113,8 +137,8 @@ def test_sorted_grid_groups_samples_by_predicted_class():
 def test_eval_reports_a_self_conditioned_runs_pseudo_classes(tmp_path):
     """The pseudo-classes (count, shares) beside the metrics, and how pure they are against the ignored labels; an
     export reports the count and shares it carries in its generator config."""
-    from ganforge.benchmarks.eval_report import table
     from ganforge.export.api import ExportConfig, export
+    from ganforge.serve.evaluation.report import table
     from tests.conftest import tiny_config
 
     run = train(tiny_config(tmp_path, steps=2, labels="ignore", self_conditional=4))
@@ -123,9 +147,9 @@ def test_eval_reports_a_self_conditioned_runs_pseudo_classes(tmp_path):
     assert pseudo["count"] == 4 and abs(sum(pseudo["shares"]) - 1) < 1e-9 and 0.3 < pseudo["purity"] <= 1
     assert "pseudo-classes (self-conditional): 4" in table(result) and "purity" in table(result)
     onnx_path = export(ExportConfig(source=str(run), out=str(tmp_path / "g.onnx"), max_batch=8)).path
-    from ganforge.benchmarks.evaluate import model_description
+    from ganforge.serve.evaluation.evaluate import model_description
 
-    _, _, meta = model_description(EvalConfig(model=str(onnx_path), quiet=True))
+    *_, meta = model_description(EvalConfig(model=str(onnx_path), quiet=True))
     assert meta["pseudo_classes"]["shares"] == pseudo["shares"] and "purity" not in meta["pseudo_classes"]
     plain = evaluate_model(EvalConfig(model=str(train(tiny_config(tmp_path / "plain", steps=2))), n=100, quiet=True))
     assert plain["pseudo_classes"] is None and "pseudo-classes" not in table(plain)

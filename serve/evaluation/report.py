@@ -14,7 +14,8 @@ from ganforge.images import image_grid, to_uint8
 # (key, label, digits): the rows of the table, in order; a key missing from a report is left out
 ROWS = [("fd", "Fréchet distance (lower is better)", 3), ("kid", "KID", 5), ("precision", "precision", 3),
         ("recall", "recall", 3), ("density", "density", 3), ("coverage", "coverage", 3),
-        ("recognised", "recognised (confidence >= 0.9)", 3), ("classes", "classes present", 0),
+        ("recognised", "recognised (confidence >= 0.9)", 3), ("class_share", "classified as the chosen class", 3),
+        ("classes", "classes present", 0),
         ("class_kl", "KL(classes || training classes)", 4), ("modes", "modes (of 1,000 digit triples)", 0),
         ("mode_kl", "KL(modes || uniform)", 4), ("near_copies", "near-copies of training images", 4),
         ("modes_captured", "modes captured", 0), ("high_quality", "high quality (within 3 sigma)", 4),
@@ -29,7 +30,10 @@ def _cell(value, digits: int) -> str:
 
 def table(result: dict) -> str:
     generated, real = result["generated"], result["real"]
-    lines = [f"{result['model']} (step {result['step']}, {result['backend']}, seeds {result['seeds']}) "
+    controls = "".join([f", truncation {result['truncation']:g}" if result.get("truncation", 1) != 1 else "",
+                        f", class {','.join(map(str, result['class']))}" if result.get("class") else "",
+                        " (reference: that class's real images)" if result.get("per_class") is not None else ""])
+    lines = [f"{result['model']} (step {result['step']}, {result['backend']}, seeds {result['seeds']}{controls}) "
              f"vs --data {result['data']}; {result['features']}",
              "| metric | generated | real held-out (floor) |", "|---|---|---|"]
     for key, label, digits in ROWS:
