@@ -80,3 +80,16 @@ def save_png(array: np.ndarray, path: Path) -> None:
 
     picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     atomic_write(Path(path), lambda handle: picture.save(handle, format="PNG"))
+
+
+def save_gif(frames: np.ndarray, path: Path, fps: float = 12.0, scale: int = 1) -> None:
+    """uint8 [N, H, W, C] -> an animated GIF that loops, written atomically (Pillow's encoder; colours quantized to
+    GIF's 256, so it is for looking at, not for measuring). ``scale`` enlarges small images, nearest-neighbour."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    if scale > 1:
+        pictures = [p.resize((p.width * scale, p.height * scale), Image.NEAREST) for p in pictures]
+    duration = max(20, int(round(1000 / fps)))
+    atomic_write(Path(path), lambda handle: pictures[0].save(handle, format="GIF", save_all=True,
+                                                             append_images=pictures[1:], duration=duration, loop=0))

@@ -19,6 +19,7 @@ EXAMPLES = """\
   ganforge train --resume runs/00000-digits-dcgan --steps 600
   torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
   ganforge train --data ring --steps 3000 --tensorboard         # then: tensorboard --logdir runs/
+  ganforge train --data digits --steps 3000 --sample-every 250 --progress-video
 """
 RESUMABLE = {"steps", "quiet"}  # the only flags that may change when a run is resumed
 RECIPE_EXAMPLES = {"digits": recipe_for("digits"), "stacked-digits": recipe_for("stacked-digits"),
@@ -86,6 +87,8 @@ def build_parser() -> Parser:
         "N steps and at the end, best one kept as checkpoints/best.pt; 0 = off (default: the recipe's)")
     add("--log-every", type=int, default=S, help="metrics.jsonl record every N steps (default 10)")
     add("--quiet", action="store_true", default=S, help="no progress bar")
+    add("--progress-video", action="store_true", default=S, help="at the end, write RUN/progress.gif: the "
+        "fixed-seed sample grids of samples/ in step order (default off)")
     add("--tensorboard", action="store_true", default=S, help="also write TensorBoard event files (losses, "
         "images/s, quality metrics, sample grids) under RUN/tensorboard/ (default off; needs the tensorboard extra)")
     add("--resume", metavar="RUN_DIR", default=S, help="continue this run from its latest checkpoint")

@@ -63,6 +63,7 @@ class TrainConfig:
     log_every: int = 10
     quiet: bool = False
     tensorboard: bool = False  # also write TensorBoard event files under RUN/tensorboard/
+    progress_video: bool = False  # write progress.gif of the sample grids at the end of the run
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # a hand-edited config.json can hold anything

@@ -78,3 +78,22 @@ def plot_points(samples: np.ndarray, modes: np.ndarray, path: Path, title: str) 
     axis.set_title(title)
     axis.legend(loc="upper right", fontsize=7)
     _save_figure(figure, path)
+
+
+def progress_gif(samples: Path, path: Path, fps: float = 4.0) -> Path | None:
+    """The fixed-seed sample grids of samples/step-*.png, in step order, as a looping GIF (None: fewer than two)."""
+    from PIL import Image
+
+    from ganforge.images import save_gif
+
+    files = sorted(samples.glob("step-*.png"))
+    if len(files) < 2:
+        return None
+    frames = []
+    for file in files:
+        with Image.open(file) as picture:
+            frames.append(np.asarray(picture.convert("RGB")))
+    if len({frame.shape for frame in frames}) > 1:
+        return None  # grids of another size (a changed grid): nothing to animate
+    save_gif(np.stack(frames), path, fps)
+    return path

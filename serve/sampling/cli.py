@@ -14,6 +14,7 @@ EXAMPLES = """\
   ganforge sample runs/00000-digits-dcgan --backend torch --seeds 0-63 --out grid/ --format png
   ganforge sample runs/00000-digits-dcgan --checkpoint best --seeds 0-9999 --out best/
   ganforge sample runs/00000-digits-dcgan --seeds 0-63 --class 7 --truncation 0.7 --format png --out sevens/
+  ganforge sample runs/00000-digits-dcgan --interpolate 3:17:42 --frames 16 --out walk/   # strip PNG and GIF
   ganforge sample g.onnx --seeds 0-199999 --out big/ --resume                    # continue after a crash
   torchrun --nproc-per-node 2 --no-python ganforge sample g.onnx --seeds 0-99999 --out big-2p/
 """
@@ -50,6 +51,10 @@ def main(argv: list[str]) -> int:
                         "latents scaled towards the mean, for more typical, less varied images (default 1: off)")
     parser.add_argument("--class", dest="classes", metavar="K", help="a conditional model's class for every "
                         "sample (one per channel for stacked digits: 3,1,4); default: each seed's own")
+    parser.add_argument("--interpolate", metavar="A:B[:C...]", help="instead of --seeds: frames along the path "
+                        "between these seeds' latents, written as interpolation.png (a strip) and .gif in --out")
+    parser.add_argument("--frames", type=int, default=16, help="--interpolate: frames from each seed to the next "
+                        "(16)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -58,8 +63,11 @@ def main(argv: list[str]) -> int:
 
     from .sampler import SampleConfig, sample
 
+    classes = parse_classes(args.classes) if args.classes is not None else None
+    if args.interpolate is not None:
+        return _interpolate(args, classes)
     if (args.seeds is None) == (args.count is None):
-        raise UserError("give either --seeds or --count")
+        raise UserError("give either --seeds or --count (or --interpolate)")
     if args.count is not None and (args.count < 1 or args.seed_start < 0):
         raise UserError("--count must be at least 1 and --seed-start non-negative")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.seed_start, args.seed_start + args.count))
@@ -68,7 +76,26 @@ def main(argv: list[str]) -> int:
                           shard_size=args.shard_size, precision=args.precision, device=args.device,
                           resume=args.resume, quiet=args.quiet, min_psnr=args.min_psnr,
                           checkpoint=args.checkpoint, truncation=args.truncation,
-                          classes=parse_classes(args.classes) if args.classes is not None else None,
+                          classes=classes,
                           image_format=args.image_format)
     print(f"manifest: {sample(config)}")
+    return 0
+
+
+def _interpolate(args, classes) -> int:
+    from ganforge.latents import parse_seeds
+
+    from .interpolate import InterpolateConfig, interpolate
+
+    if args.seeds is not None or args.count is not None:
+        raise UserError("--interpolate takes its seeds itself (A:B[:C...]): leave out --seeds and --count")
+    parts = [parse_seeds(part) if part.strip().isdigit() else [] for part in args.interpolate.split(":")]
+    if not all(len(part) == 1 for part in parts):
+        raise UserError(f"--interpolate takes seeds separated by colons, e.g. 3:17:42; got {args.interpolate!r}")
+    seeds = tuple(part[0] for part in parts)
+    strip, gif = interpolate(InterpolateConfig(model=args.model, seeds=seeds, out=args.out, frames=args.frames,
+                                               backend=args.backend, precision=args.precision, device=args.device,
+                                               checkpoint=args.checkpoint, truncation=args.truncation,
+                                               classes=classes))
+    print(f"interpolation: {strip}, {gif}")
     return 0

@@ -55,3 +55,4 @@ def test_without_the_package_the_flag_is_one_clear_error(tiny, monkeypatch):
     with pytest.raises(UserError, match="pip install 'ganforge\\[tensorboard\\]'"):
         train(config)
     assert not Path(config.out).exists()  # refused before the run folder was made
+
