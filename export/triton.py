@@ -112,8 +112,10 @@ def write_repository(config: TritonConfig) -> Path:
     repo = Path(config.out)
     texts = {"generator": generator_config(config, platform, z_dim, in_type, output)}
     if config.seeds:
-        texts[SEED_MODEL] = seed_config(config, z_dim)
-        texts[ENSEMBLE] = ensemble_config(config, output)
+        generator = json.loads(metadata.get("generator_config", "{}"))
+        groups = int(generator.get("class_groups", 1)) if generator.get("class_prior") else 0
+        texts[SEED_MODEL] = seed_config(config, z_dim, generator)
+        texts[ENSEMBLE] = ensemble_config(config, output, groups)
     checked = _check_configs(texts)
     for name, text in texts.items():
         (repo / name / "1").mkdir(parents=True, exist_ok=True)
@@ -202,25 +204,39 @@ def generator_config(config: TritonConfig, platform: str, z_dim: int, in_type: s
             + _batching(config) + _instances(config, "KIND_CPU" if config.generator == "python" else None))
 
 
-def seed_config(config: TritonConfig, z_dim: int) -> str:
+def _seed_inputs(groups: int) -> str:
+    """seed, and the latent controls as optional inputs (one value per seed): truncation psi, and for conditional
+    generators the class of each class group."""
+    inputs = ['{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] }',
+              '{ name: "truncation" data_type: TYPE_FP32 dims: [ 1 ] optional: true }']
+    if groups:
+        inputs.append(f'{{ name: "class" data_type: TYPE_INT64 dims: [ {groups} ] optional: true }}')
+    return "input [ " + ", ".join(inputs) + " ]\n"
+
+
+def seed_config(config: TritonConfig, z_dim: int, generator: dict) -> str:
+    classes = {"class_prior": json.dumps(generator["class_prior"]),
+               "class_groups": str(generator.get("class_groups", 1))} if generator.get("class_prior") else {}
     return (f'name: "{SEED_MODEL}"\nbackend: "python"\nmax_batch_size: {config.max_batch}\n'
-            f'input [ {{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] }} ]\n'
-            f'output [ {{ name: "z" data_type: TYPE_FP32 dims: {_dims([z_dim])} }} ]\n'
-            + _parameters({"role": SEED_MODEL, "z_dim": str(z_dim), "python_path": config.python_path})
+            + _seed_inputs(len(classes) and int(classes["class_groups"]))
+            + f'output [ {{ name: "z" data_type: TYPE_FP32 dims: {_dims([z_dim])} }} ]\n'
+            + _parameters({"role": SEED_MODEL, "z_dim": str(z_dim), "python_path": config.python_path, **classes})
             + _batching(config) + _instances(config, "KIND_CPU"))
 
 
-def ensemble_config(config: TritonConfig, output: tuple[str, str, list[int]]) -> str:
+def ensemble_config(config: TritonConfig, output: tuple[str, str, list[int]], groups: int = 0) -> str:
     name, out_type, dims = output
+    given = ["seed", "truncation"] + (["class"] if groups else [])
     return (f'name: "{ENSEMBLE}"\nplatform: "ensemble"\nmax_batch_size: {config.max_batch}\n'
-            f'input [ {{ name: "seed" data_type: TYPE_INT64 dims: [ 1 ] }} ]\n'
-            f'output [ {{ name: "{name}" data_type: {out_type} dims: {_dims(dims)} }} ]\n'
-            f"ensemble_scheduling {{\n  step [\n    {_step(SEED_MODEL, 'seed', 'z')},\n"
-            f"    {_step('generator', 'z', name)}\n  ]\n}}\n")
+            + _seed_inputs(groups)
+            + f'output [ {{ name: "{name}" data_type: {out_type} dims: {_dims(dims)} }} ]\n'
+            f"ensemble_scheduling {{\n  step [\n    {_step(SEED_MODEL, given, 'z')},\n"
+            f"    {_step('generator', ['z'], name)}\n  ]\n}}\n")
 
 
-def _step(model: str, given: str, made: str) -> str:
-    return (f'{{ model_name: "{model}" model_version: -1 input_map {{ key: "{given}" value: "{given}" }} '
+def _step(model: str, given: list[str], made: str) -> str:
+    inputs = " ".join(f'input_map {{ key: "{name}" value: "{name}" }}' for name in given)
+    return (f'{{ model_name: "{model}" model_version: -1 {inputs} '
             f'output_map {{ key: "{made}" value: "{made}" }} }}')
 
 

@@ -4,6 +4,8 @@ model it is:
 
 - ``seed_to_latent``: seed s -> z = numpy PCG64(s).standard_normal(z_dim) as float32 (ganforge/latents.py), the latent
   that `ganforge sample` and `ganforge serve` use for seed s. Needs NumPy 1, or NumPy 2 with torch (see ``_bridge``).
+  The optional inputs ``truncation`` (psi per seed) and ``class`` (a conditional generator's class per seed) apply the
+  latent controls of `ganforge sample --truncation --class`; they need ganforge importable (``python_path``).
 - ``generator``: z -> images through ganforge's own Runner, so whatever backend and precision ganforge runs
   (``auto``: the fastest accurate one on the serving machine, measured once at load and cached beside the model)
   serves on Triton too. The requests of one dynamic batch run as one batch (split at the runner's largest); the
@@ -61,6 +63,8 @@ class TritonPythonModel:
                 f"{self.role} needs NumPy 1, or NumPy 2 and torch, in Python {python}: {error}; {HOW}") from error
         if self.role == "seed_to_latent":
             self.z_dim = int(parameters["z_dim"])
+            prior = json.loads(parameters.get("class_prior", "[]"))
+            self.classes = (tuple(prior), int(parameters.get("class_groups", 1)))
         else:
             self._open_generator(args, config, parameters, open_for_triton)
 
@@ -80,18 +84,39 @@ class TritonPythonModel:
         inputs = [self.read(pb_utils.get_input_tensor_by_name(r, "seed" if self.role == "seed_to_latent" else "z"))
                   for r in requests]
         if self.role == "seed_to_latent":
-            return [self._latents(seeds.reshape(-1)) for seeds in inputs]
+            return [self._latents(seeds.reshape(-1), request) for seeds, request in zip(inputs, requests)]
         return self._images(inputs)
 
-    def _latents(self, seeds):
+    def _latents(self, seeds, request):
         np = self.np
         if (seeds < 0).any():
-            error = pb_utils.TritonError(f"seeds must be non-negative, got {int(seeds.min())}")
-            return pb_utils.InferenceResponse(output_tensors=[], error=error)
+            return self._error(f"seeds must be non-negative, got {int(seeds.min())}")
+        psi, chosen = (pb_utils.get_input_tensor_by_name(request, name) for name in ("truncation", "class"))
+        if psi is not None or chosen is not None:
+            try:
+                z = self._controlled(seeds, psi, chosen)
+            except Exception as error:  # a psi or class the model cannot take: the reason, as ganforge says it
+                return self._error(str(error))
+            return pb_utils.InferenceResponse(output_tensors=[self.tensor("z", z)])
         z = np.empty((len(seeds), self.z_dim), dtype=np.float32)
         for i, seed in enumerate(seeds.tolist()):
             z[i] = np.random.default_rng(seed).standard_normal(self.z_dim, dtype=np.float32)
         return pb_utils.InferenceResponse(output_tensors=[self.tensor("z", z)])
+
+    def _controlled(self, seeds, psi, chosen):
+        """Each seed's latent under its own truncation and class, by ganforge's seed contract."""
+        try:
+            from ganforge.serve.runtime.latent_space import LatentSpace
+        except ImportError as error:
+            raise RuntimeError(f"truncation and class need ganforge in this model's Python: {error}; {HOW}") from error
+        space = LatentSpace(self.z_dim, *self.classes)
+        psis = self.read(psi).reshape(-1).tolist() if psi is not None else [1.0] * len(seeds)
+        classes = self.read(chosen).reshape(len(seeds), -1).tolist() if chosen is not None else [None] * len(seeds)
+        rows = [space.latents([seed], space.controls(p, k)) for seed, p, k in zip(seeds.tolist(), psis, classes)]
+        return self.np.concatenate(rows)
+
+    def _error(self, message):
+        return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
 
     def _images(self, latents):
         np = self.np

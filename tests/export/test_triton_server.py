@@ -26,25 +26,38 @@ SEEDS = [0, 1, 7, 123456789012]
 
 
 @pytest.fixture(scope="module")
-def server(onnx_model, tmp_path_factory):
-    """The repository with ganforge's own runner (onnxruntime fp32, uint8 output) behind the seed ensemble."""
-    repo = write_repository(TritonConfig(model=onnx_model, out=str(tmp_path_factory.mktemp("triton") / "repo"),
+def conditional_onnx(conditional_run, tmp_path_factory) -> str:
+    from ganforge.export.api import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("conditional-onnx") / "g.onnx"
+    return str(export(ExportConfig(source=str(conditional_run), out=str(out), max_batch=256)).path)
+
+
+@pytest.fixture(scope="module")
+def server(conditional_onnx, tmp_path_factory):
+    """The repository of a class-conditional generator with ganforge's own runner (onnxruntime fp32, uint8 output)
+    behind the seed ensemble."""
+    repo = write_repository(TritonConfig(model=conditional_onnx, out=str(tmp_path_factory.mktemp("triton") / "repo"),
                                          generator="python", runner="onnxruntime:fp32", max_batch=32,
                                          max_queue_delay_us=20000))
     with TritonServer(repo) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def sampled(onnx_model, tmp_path_factory) -> np.ndarray:
+def _sampled(model, out, **controls) -> np.ndarray:
     """What `ganforge sample` writes for SEEDS with the same backend and precision."""
     from ganforge.serve.sampling.sampler import SampleConfig, sample
 
-    folder = sample(SampleConfig(model=onnx_model, out=str(tmp_path_factory.mktemp("sampled")), seeds=tuple(SEEDS),
-                                 backend="onnxruntime", precision="fp32", quiet=True))
+    folder = sample(SampleConfig(model=model, out=str(out), seeds=tuple(SEEDS), backend="onnxruntime",
+                                 precision="fp32", quiet=True, **controls))
     with np.load(folder.parent / "shard-00000.npz") as shard:  # sample returns the manifest
         assert shard["seeds"].tolist() == SEEDS
         return shard["images"]
+
+
+@pytest.fixture(scope="module")
+def sampled(conditional_onnx, tmp_path_factory) -> np.ndarray:
+    return _sampled(conditional_onnx, tmp_path_factory.mktemp("sampled"))
 
 
 def _seed_request(client_module, seeds):
@@ -66,6 +79,20 @@ def test_seeds_over_grpc_give_the_same_bytes(server, sampled):
     client = grpc.InferenceServerClient(server.grpc_address)
     split = [client.infer("ganforge", _seed_request(grpc, [seed])).as_numpy("images_uint8")[0] for seed in SEEDS]
     assert np.array_equal(np.stack(split), sampled)
+
+
+def test_truncation_and_class_inputs_give_the_bytes_of_sample_with_them(server, conditional_onnx, tmp_path):
+    expected = _sampled(conditional_onnx, tmp_path / "s", truncation=0.7, classes=(3,))
+    inputs = _seed_request(http, SEEDS)
+    for name, kind, values in (("truncation", "FP32", np.full((len(SEEDS), 1), 0.7, np.float32)),
+                               ("class", "INT64", np.full((len(SEEDS), 1), 3, np.int64))):
+        inputs.append(http.InferInput(name, list(values.shape), kind))
+        inputs[-1].set_data_from_numpy(values)
+    client = http.InferenceServerClient(server.http_address)
+    assert np.array_equal(client.infer("ganforge", inputs).as_numpy("images_uint8"), expected), server.log()
+    inputs[-1].set_data_from_numpy(np.full((len(SEEDS), 1), 10, np.int64))
+    with pytest.raises(Exception, match="out of range: this model has classes 0..9"):
+        client.infer("ganforge", inputs)
 
 
 def test_concurrent_requests_are_batched_dynamically(server):
