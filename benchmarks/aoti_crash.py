@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {', '.join(unknown)} (choose from {', '.join(MODELS)})")
     import torch
 
-    from ganforge.benchmarks.environment import environment
+    from ganforge.benchmarks.bench.environment import environment
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("skipped: no CUDA GPU here (this diagnoses AOTInductor on a GPU; --device cpu runs it on the CPU)")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ganforge.benchmarks.bench import BenchConfig, bench
-from ganforge.benchmarks.report import table, write_reports
+from ganforge.benchmarks.bench.report import table, write_reports
+from ganforge.benchmarks.bench.run import BenchConfig, bench
 from ganforge.train.config import TrainConfig
 from ganforge.train.loop import train
 

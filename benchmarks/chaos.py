@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.bench.environment import environment
 from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
 from ganforge.files import TEMP_NAME, atomic_write_bytes
 
@@ -158,7 +158,7 @@ def paced_script(path: Path, url: str, rate: float, probes: int = 3) -> Path:
 
 
 def server_part(root: Path, soak: float, overload: float) -> dict:
-    from ganforge.benchmarks.http_server import serving_process
+    from ganforge.benchmarks.bench.http_server import serving_process
 
     if wrk_missing():
         return {"skipped": wrk_missing()}

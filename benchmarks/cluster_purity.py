@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.bench.environment import environment
 from ganforge.files import atomic_write_bytes
 from ganforge.train.clusters import fit_clusters
 from ganforge.train.data import load_data

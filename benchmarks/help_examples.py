@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ganforge.benchmarks.http_server import is_ready
+from ganforge.benchmarks.bench.http_server import is_ready
 from ganforge.cli import COMMANDS
 from ganforge.files import atomic_write_bytes
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                          "seconds": result["seconds"], "last_error_line": (result["stderr"] or [""])[-1][:300],
                          **({"curl": result["curl"]} if "curl" in result else {})})
             print(f"  {'ok' if ok else 'FAILED'}: exit {result['exit']} in {result['seconds']} s", flush=True)
-    from ganforge.benchmarks.environment import environment
+    from ganforge.benchmarks.bench.environment import environment
 
     results = {"environment": environment(None), "examples": rows, "all_ok": all(r["ok"] for r in rows)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from ganforge.benchmarks.http_scenario import seed_request
-from ganforge.benchmarks.http_server import serving
+from ganforge.benchmarks.bench.http_scenario import seed_request
+from ganforge.benchmarks.bench.http_server import serving
 from ganforge.timing import percentiles
 
 

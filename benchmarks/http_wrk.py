@@ -22,11 +22,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
+from ganforge.benchmarks.bench import scenarios
+from ganforge.benchmarks.bench.environment import environment
+from ganforge.benchmarks.bench.http_server import serving_process
 from ganforge.benchmarks.cpu_account import cpu_account, snapshot
-from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.http_server import serving_process
 from ganforge.benchmarks.wrk import run_wrk, seed_script, wrk_missing
 from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes

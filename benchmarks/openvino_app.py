@@ -25,9 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
-from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.bench import scenarios
+from ganforge.benchmarks.bench.environment import environment
 from ganforge.export.metadata import read_metadata
 from ganforge.files import atomic_write_bytes
 from ganforge.latents import latents_for_seeds

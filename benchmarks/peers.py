@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
-from ganforge.benchmarks.environment import environment
-from ganforge.benchmarks.http_server import serving
+from ganforge.benchmarks.bench import scenarios
+from ganforge.benchmarks.bench.environment import environment
+from ganforge.benchmarks.bench.http_server import serving
 from ganforge.benchmarks.wrk import request_script, run_wrk, seed_script, wrk_missing
 from ganforge.files import atomic_write_bytes
 from ganforge.local_server import free_ports, wait_ready

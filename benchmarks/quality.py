@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.bench.environment import environment
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.evaluation.evaluate import EvalConfig, evaluate_model
 from ganforge.train.loop import train

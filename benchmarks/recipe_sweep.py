@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="ganforge-sweep-"))
     jobs = [(name, args.data, values, int(seed), str(root / f"{name}-{seed}"))
             for name, values in candidates.items() for seed in args.seeds.split(",")]
-    from ganforge.benchmarks.environment import environment
+    from ganforge.benchmarks.bench.environment import environment
     from ganforge.files import atomic_write_bytes
 
     results = {"environment": environment(None), "data": args.data, "runs": []}

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ganforge.benchmarks import scenarios
 from ganforge.benchmarks.backends_table import bench_run
-from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.bench import scenarios
+from ganforge.benchmarks.bench.environment import environment
 from ganforge.export.onnx import use_inference_threads
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose

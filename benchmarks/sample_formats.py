@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from ganforge.benchmarks.backends_table import bench_run
-from ganforge.benchmarks.environment import environment
+from ganforge.benchmarks.bench.environment import environment
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
 from ganforge.serve.sampling.sampler import SampleConfig, sample

@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backends": ("ganforge.serve.runtime.cli", "list inference backends and whether they can run here"),
     "sample": ("ganforge.serve.sampling.cli", "sample images for seeds into PNG files or npz shards"),
     "serve": ("ganforge.serve.http.cli", "serve a generator over HTTP (KServe v2) with dynamic batching"),
-    "bench": ("ganforge.benchmarks.cli", "benchmark backends: throughput, latency, server load"),
+    "bench": ("ganforge.benchmarks.bench.cli", "benchmark backends: throughput, latency, server load"),
     "eval": ("ganforge.serve.evaluation.cli", "measure a generator's quality: FD, KID, precision/recall, modes"),
 }
 

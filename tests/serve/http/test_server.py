@@ -282,7 +282,7 @@ def test_serve_cli_port_mistakes_are_one_line(onnx_model, ganforge_cli):
 def test_idle_slow_and_oversized_heads_are_closed(onnx_model, http):
     import socket
 
-    from ganforge.benchmarks.http_server import serving_process
+    from ganforge.benchmarks.bench.http_server import serving_process
 
     with serving_process(onnx_model, "onnxruntime", extra_args=("--header-timeout", "1", "--http", http)) as (base, _):
         port = int(base.rsplit(":", 1)[1])
@@ -348,7 +348,7 @@ def test_a_requested_stop_drains_and_exits_0(onnx_model, stop):
     re-raised SIGINT as a KeyboardInterrupt, exit 130, and SIGTERM ended the process by the signal)."""
     import signal
 
-    from ganforge.benchmarks.http_server import serving_process
+    from ganforge.benchmarks.bench.http_server import serving_process
 
     with serving_process(onnx_model, "onnxruntime") as (base, server):
         assert httpx.post(f"{base}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from ganforge.benchmarks.http_server import serving_process
+from ganforge.benchmarks.bench.http_server import serving_process
 
 
 def _children(pid: int) -> list[int]:

@@ -118,7 +118,7 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
         job = {"config": asdict(config), "model": source.to_dict(),
                "reference": None if reference is None else str(Path(tmp) / "reference.npy"),
                "gflops": gflops, "ceilings": ceilings}
-        run_isolated("ganforge.benchmarks.bench", job, combos, on_message, "bench")
+        run_isolated("ganforge.benchmarks.bench.run", job, combos, on_message, "bench")
     bar.close()
     return report
 
@@ -262,6 +262,6 @@ def _work(job: dict, state: tuple, combo: list, send) -> None:
 if __name__ == "__main__":  # the child process of bench(), through the package's module (one _bench_backend)
     import sys
 
-    from ganforge.benchmarks import bench as module
+    from ganforge.benchmarks.bench import run as module
 
     sys.exit(child_main(module._prepare, module._work))

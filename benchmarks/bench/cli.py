@@ -38,8 +38,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    from .bench import BenchConfig, bench
     from .report import table, write_reports
+    from .run import BenchConfig, bench
 
     split = lambda text: tuple(part.strip() for part in text.split(",") if part.strip())  # noqa: E731
     config = BenchConfig(model=args.model, out=args.out, backends=split(args.backends),

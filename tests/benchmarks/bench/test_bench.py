@@ -6,8 +6,8 @@ import textwrap
 import pytest
 from PIL import Image
 
-from ganforge.benchmarks.bench import BenchConfig, bench
-from ganforge.benchmarks.report import write_reports
+from ganforge.benchmarks.bench.report import write_reports
+from ganforge.benchmarks.bench.run import BenchConfig, bench
 from ganforge.errors import UserError
 
 
@@ -88,7 +88,7 @@ def test_server_over_http_starts_ganforge_serve_and_stops_at_saturation(trained_
 
 
 def test_no_row_exceeds_the_matmul_ceiling():
-    from ganforge.benchmarks.bench import raise_ceilings
+    from ganforge.benchmarks.bench.run import raise_ceilings
 
     report = {"environment": {"matmul_gflops": {"fp32": 100.0, "bf16": 400.0}},
               "results": [{"ceiling_precision": "fp32", "gflops_per_second": 80.0},
@@ -117,7 +117,7 @@ def test_auto_is_a_row_of_bench_measured_in_the_same_run(onnx_copy, tmp_path):
 
 def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
     """The GPU sampling path's offline row (bench adds it on GPUs); its timing works on any runner that has it."""
-    from ganforge.benchmarks.scenarios import offline
+    from ganforge.benchmarks.bench.scenarios import offline
     from ganforge.serve.runtime.runners import open_runner
 
     with open_runner("torch", str(trained_run)) as runner:
@@ -130,7 +130,7 @@ def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
 
 CRASH = textwrap.dedent("""
     import os, signal
-    import ganforge.benchmarks.bench as bench
+    import ganforge.benchmarks.bench.run as bench
 
     measure = bench._measure
 
