@@ -64,6 +64,9 @@ def build_parser() -> Parser:
     add("--cluster-channels", action=argparse.BooleanOptionalAction, default=S, help="with --self-conditional: "
         "cluster each channel as an image of its own, a pseudo-class per channel, for channels that are separate "
         "images (default: the recipe's; on for stacked-digits with --labels ignore)")
+    add("--cluster-features", choices=("pixels16", "centred16"), default=S, help="with --self-conditional: the "
+        "embedding k-means clusters, the images' pooled pixels (pixels16) or those of each image shifted so its "
+        "ink is centred (centred16: what is drawn, not where) (default: the recipe's; centred16 for folders)")
     add("--labels", choices=LABEL_USES, default=S, help="use (default) or ignore the data's labels: ignore trains "
         "as if there were none (the self-conditional recipe); quality is still measured with them")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "

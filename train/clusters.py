@@ -37,7 +37,6 @@ from ganforge.errors import UserError
 
 from .data.base import to_unit_range
 
-FEATURES = "pixels16"  # the embedding the clusters live in (recorded, so a later kind cannot be mistaken for it)
 POOLED_SIZE = 16
 MIN_PER_CLUSTER = 5  # k may be at most N / 5: a cluster of a handful of images is no class to condition on
 
@@ -60,6 +59,29 @@ def pixel_features(images: torch.Tensor) -> torch.Tensor:
     return images.flatten(1)
 
 
+def centred(images: torch.Tensor) -> torch.Tensor:
+    """Each image shifted (cyclically, whole pixels) so that the centroid of its ink, its pixels' distance from the
+    colour of its border, sits at the centre: where a thing is drawn no longer tells images apart, what is drawn
+    does. Centred images (digits) stay as they were."""
+    images = images.float()
+    n, _, h, w = images.shape
+    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
+    ink = (images - border.mean(dim=2)[..., None, None]).abs().sum(dim=1)  # [N, H, W]
+    total = ink.sum(dim=(1, 2)).clamp_min(1e-6)
+    rows = (ink.sum(dim=2) * torch.arange(h)).sum(dim=1) / total
+    cols = (ink.sum(dim=1) * torch.arange(w)).sum(dim=1) / total
+    down, right = (h / 2 - 0.5 - rows).round().long(), (w / 2 - 0.5 - cols).round().long()
+    y = (torch.arange(h)[None, :] - down[:, None]) % h  # [N, H]: the source row of each output row
+    x = (torch.arange(w)[None, :] - right[:, None]) % w
+    return images[torch.arange(n)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None],
+                  y[:, None, :, None], x[:, None, None, :]]
+
+
+# the embeddings clusters can live in (recorded in the checkpoint, so a resumed run assigns as it was fitted):
+# pooled pixels, or pooled pixels of the centred image (--cluster-features)
+EMBEDDINGS = {"pixels16": pixel_features, "centred16": lambda images: pixel_features(centred(images))}
+
+
 @dataclass
 class Clusters:
     """k-means centroids in the pixel embedding and the shares of the data in each."""
@@ -68,6 +90,7 @@ class Clusters:
     prior: list[float]  # [K], positive, sums to 1
     purity: float | None = None  # against the data's true labels, where it has them and they were ignored
     groups: int = 1  # pseudo-classes per image: 1, or one per channel (--cluster-channels)
+    features: str = "pixels16"  # the embedding (EMBEDDINGS)
 
     @property
     def k(self) -> int:
@@ -76,30 +99,30 @@ class Clusters:
     def assign(self, images: torch.Tensor) -> torch.Tensor:
         """The pseudo-class of each image: float [B, C, H, W] in [-1, 1] -> int64 [B] (the nearest centroid), or
         [B, C] with a class per channel."""
-        features = pixel_features(split_channels(images.cpu(), self.groups))
+        features = EMBEDDINGS[self.features](split_channels(images.cpu(), self.groups))
         labels = torch.cdist(features, self.centroids).argmin(dim=1)
         return labels.view(len(images), self.groups) if self.groups > 1 else labels
 
     def state_dict(self) -> dict:
-        return {"features": FEATURES, "centroids": self.centroids, "prior": list(self.prior), "purity": self.purity,
-                "groups": self.groups}
+        return {"features": self.features, "centroids": self.centroids, "prior": list(self.prior),
+                "purity": self.purity, "groups": self.groups}
 
     @classmethod
     def from_state(cls, state: dict, path: str = "checkpoint") -> Clusters:
-        if state.get("features") != FEATURES:
+        if state.get("features") not in EMBEDDINGS:
             raise UserError(f"{path}: pseudo-classes of an unknown kind {state.get('features')!r}")
         return cls(state["centroids"].float(), [float(p) for p in state["prior"]], state.get("purity"),
-                   int(state.get("groups", 1)))
+                   int(state.get("groups", 1)), state["features"])
 
     def summary(self) -> dict:
         """What config.json's neighbours (metrics.jsonl, ganforge eval) report about the clustering."""
-        return {"k": self.k, "groups": self.groups, "features": FEATURES, "largest_share": max(self.prior),
+        return {"k": self.k, "groups": self.groups, "features": self.features, "largest_share": max(self.prior),
                 "smallest_share": min(self.prior), "shares": [round(p, 5) for p in self.prior],
                 "purity": self.purity}
 
 
 def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Tensor | None = None,
-                 groups: int = 1) -> Clusters:
+                 groups: int = 1, features: str = "pixels16") -> Clusters:
     """k-means (k-means++ start, the best of 4 starts, a fixed seed) on ``images`` (uint8 [N, C, H, W]); with
     ``groups == C`` on their channels, each as an image.
 
@@ -113,18 +136,18 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     if not 2 <= k <= most_clusters(len(images)):
         raise UserError(f"--self-conditional {k}: {len(images)} images fill 2 to {most_clusters(len(images))} "
                         f"pseudo-classes ({MIN_PER_CLUSTER} images each on average)")
-    features = pixel_features(to_unit_range(images)).numpy().astype(np.float64)
-    kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(features)
+    embedded = EMBEDDINGS[features](to_unit_range(images)).numpy().astype(np.float64)
+    kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embedded)
     centroids = torch.from_numpy(kmeans.cluster_centers_).float()
     # the shares of the assignment the training loop will make (nearest centroid in float32), not k-means' own
-    assigned = torch.cdist(torch.from_numpy(features).float(), centroids).argmin(dim=1)
+    assigned = torch.cdist(torch.from_numpy(embedded).float(), centroids).argmin(dim=1)
     counts = torch.bincount(assigned, minlength=k).double()
     if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the prior's contract
         raise UserError(f"--self-conditional {k}: the clustering left {int((counts == 0).sum())} pseudo-classes "
                         "empty; choose a smaller K")
     prior = (counts / counts.sum()).tolist()
     purity = cluster_purity(assigned, true_labels) if true_labels is not None else None
-    return Clusters(centroids, prior, purity, groups)
+    return Clusters(centroids, prior, purity, groups, features)
 
 
 def cluster_purity(assigned: torch.Tensor, true_labels: torch.Tensor) -> float:

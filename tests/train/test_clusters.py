@@ -30,6 +30,25 @@ def test_digit_clusters_are_pure_and_their_shares_are_what_training_assigns(digi
     assert torch.equal(again.assign(images.float() / 127.5 - 1), assigned)
 
 
+def test_centring_moves_what_is_drawn_to_the_middle_and_clusters_shapes_by_shape_and_colour():
+    from ganforge.train.clusters import centred
+
+    square = -torch.ones(1, 3, 16, 16)
+    square[0, 0, 1:4, 10:13] = 1.0  # a red square in the top right corner
+    middle = centred(square)
+    rows, cols = torch.nonzero(middle[0, 0] > 0, as_tuple=True)
+    assert abs(rows.float().mean() - 7.5) <= 0.5 and abs(cols.float().mean() - 7.5) <= 0.5  # its centre, at 7.5
+    assert middle.sum() == square.sum() and len(rows) == 9
+    shapes = load_data("shapes", 16, 0)
+    images, labels = shapes.stream.images[:1500], shapes.labels[:1500]
+    where = fit_clusters(images, k=18, seed=0, true_labels=labels)
+    what = fit_clusters(images, k=18, seed=0, true_labels=labels, features="centred16")
+    assert what.purity > where.purity + 0.25  # position no longer splits the 18 shape x colour classes
+    again = Clusters.from_state(what.state_dict())
+    assert again.features == "centred16"
+    assert torch.equal(again.assign(images[:64].float() / 127.5 - 1), what.assign(images[:64].float() / 127.5 - 1))
+
+
 def test_purity_counts_majority_labels_also_for_rows_of_labels():
     assigned = torch.tensor([0, 0, 0, 1, 1, 1])
     assert cluster_purity(assigned, torch.tensor([3, 3, 5, 2, 2, 2])) == pytest.approx(5 / 6)
