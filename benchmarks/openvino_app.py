@@ -7,9 +7,9 @@ batch and precision, alternated in one run.
 For each precision the model benchmark_app reads is the one ganforge's runner compiles: the exported fp32 ONNX, or
 for int8 the NNCF-quantized model the runner makes at load, saved as OpenVINO IR. benchmark_app runs with the
 throughput hint and the batch in the input shape (`-shape z[64,Z]`; its "Throughput" counts batches); ganforge's
-rate is `ganforge bench`'s offline scenario on the runner (`--copies N`: that many runners with a batch in flight
-each, as `ganforge sample` and `ganforge serve` use them). Rounds alternate the order. Writes
-benchmarks/results/openvino_app.json and prints the table (medians with every round's rate).
+rate is `ganforge bench`'s offline scenario on the runner (`--copies N`: that many batches in flight, on the runner
+and its copies, as `ganforge bench` measures OpenVINO and `ganforge serve --in-flight N` serves). Rounds alternate
+the order. Writes benchmarks/results/openvino_app.json and prints the table (medians with every round's rate).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from ganforge.benchmarks.backends_table import bench_run
@@ -30,8 +28,7 @@ from ganforge.benchmarks.bench import scenarios
 from ganforge.benchmarks.bench.environment import environment
 from ganforge.export.metadata import read_metadata
 from ganforge.files import atomic_write_bytes
-from ganforge.latents import latents_for_seeds
-from ganforge.serve.runtime.runners import copies, open_runner
+from ganforge.serve.runtime.runners import open_runner
 
 RESULTS = Path(__file__).parent / "results" / "openvino_app.json"
 BATCH = 64
@@ -46,31 +43,6 @@ def benchmark_app(model: Path, z_dim: int, seconds: float) -> dict:
     if not found:
         raise RuntimeError(f"benchmark_app printed no throughput: {out[-400:]}")
     return {"images_per_second": float(found.group(1)) * BATCH, "streams": int(streams.group(1)) if streams else None}
-
-
-def ganforge_rate(runner, count: int, seconds: float) -> dict:
-    """Images/s of ``count`` runners (the first and its copies), each computing batch after batch on its own thread."""
-    if count == 1:
-        return scenarios.offline(runner, BATCH, seconds)
-    runners = [runner, *copies(runner, count - 1)]
-    z = latents_for_seeds(range(BATCH), runner.info.z_dim)
-    for r in runners:
-        r.infer(z)  # warm-up
-    done = [0] * count
-    stop = time.perf_counter() + seconds
-
-    def work(index: int) -> None:
-        while time.perf_counter() < stop:
-            runners[index].infer(z)
-            done[index] += 1
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return {"images_per_second": sum(done) * BATCH / (time.perf_counter() - start)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 if who == "benchmark_app":
                     row = benchmark_app(files[precision], z_dim, args.seconds)
                 else:
-                    runner = open_runner("openvino", model, "cpu", precision) if int(who[-1]) > 1 else \
-                        runners[precision]
-                    row = ganforge_rate(runner, int(who.split("x")[1]), args.seconds)
+                    row = scenarios.offline(runners[precision], BATCH, args.seconds,
+                                            in_flight=int(who.split("x")[1]))
                 rows.setdefault(f"{precision} {who}", []).append(row)
                 print(f"round {round_index + 1} {precision} {who:<14} {row['images_per_second']:8.0f} img/s",
                       flush=True)

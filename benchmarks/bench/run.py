@@ -206,7 +206,7 @@ def _io_modes(scenario: str, runner) -> tuple[str, ...]:
 def _measure(config, runner, backend, precision, scenario, batch, io, offline_rates, gflops, ceilings, fields):
     """One row; ``fields`` (accuracy, CUDA graphs) are copied into it."""
     if scenario == "offline":
-        result = scenarios.offline(runner, batch, config.min_duration, io)
+        result = scenarios.offline(runner, batch, config.min_duration, io, in_flight=_in_flight(runner))
         if io == "host":
             offline_rates[batch] = result["images_per_second"]
         if gflops:
@@ -235,6 +235,13 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
     result["images_per_second"] = result["saturated_images_per_second"]
     result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None
     return _row(backend, precision, scenario, max_batch, **result, cuda_graphs=fields["cuda_graphs"])
+
+
+def _in_flight(runner) -> int:
+    """Batches the offline scenario keeps in flight: 2 for CPU runtimes that overlap work within one loaded model
+    (a runner's own ``copies``: OpenVINO's streams, which reach its benchmark_app only so), else 1 (the runtime's own
+    threads already fill the cores)."""
+    return 2 if hasattr(runner, "copies") and runner.info.device == "cpu" else 1
 
 
 def _accuracy(runner, reference) -> dict:

@@ -13,11 +13,14 @@ from ganforge.latents import latents_for_seeds
 from ganforge.timing import measure, measure_device, percentiles
 
 
-def offline(runner, batch_size: int, min_duration: float, io: str = "host") -> dict:
+def offline(runner, batch_size: int, min_duration: float, io: str = "host", in_flight: int = 1) -> dict:
     """Images/s at a fixed batch size. io="host": latents in and float images out through host memory (what a
     server sees); "host-uint8": the same with the images converted to uint8 on the device first (what `ganforge
-    sample` does on a GPU, ``infer_uint8``); "device": a GPU runner's device-only time, by CUDA events."""
+    sample` does on a GPU, ``infer_uint8``); "device": a GPU runner's device-only time, by CUDA events.
+    ``in_flight`` > 1 (host): that many batches at once, on the runner and its ``copies``, one thread each."""
     z = latents_for_seeds(range(batch_size), runner.info.z_dim)
+    if in_flight > 1 and io == "host":
+        return _offline_in_flight(runner, z, min_duration, in_flight)
     if io == "device":
         m = measure_device(runner.device_call(z), batch_size, min_duration=min_duration)
         return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable}
@@ -25,6 +28,38 @@ def offline(runner, batch_size: int, min_duration: float, io: str = "host") -> d
     m = measure(lambda: call(z), batch_size, min_duration=min_duration)
     return {"images_per_second": m.items_per_second, "window_rates": m.window_rates, "stable": m.stable,
             "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()}}
+
+
+def _offline_in_flight(runner, z, seconds: float, count: int) -> dict:
+    """Images/s of ``count`` runners (``runner`` and its copies), each computing batch after batch on its own thread
+    for ``seconds`` after a warm-up batch."""
+    import threading
+
+    from ganforge.serve.runtime.runners import copies
+
+    extra = copies(runner, count - 1)
+    runners = [runner, *extra]
+    try:
+        for each in runners:
+            each.infer(z)  # warm-up
+        done, stop = [0] * count, time.perf_counter() + seconds
+
+        def work(index: int) -> None:
+            while time.perf_counter() < stop:
+                runners[index].infer(z)
+                done[index] += 1
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - start
+    finally:
+        for each in extra:
+            each.close()
+    return {"images_per_second": sum(done) * len(z) / elapsed, "batches_in_flight": count, "stable": None}
 
 
 def offline_for_model(model: str, backend: str, precision: str, batch_size: int, min_duration: float,

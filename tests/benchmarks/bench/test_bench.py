@@ -128,6 +128,23 @@ def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
     assert result["images_per_second"] > 0 and calls and set(calls) == {4}
 
 
+def test_openvino_offline_keeps_two_batches_in_flight_on_its_streams(onnx_model):
+    """OpenVINO overlaps batches within one compiled model (streams): bench keeps two in flight there, as its own
+    benchmark_app does; runtimes whose threads already fill the cores get one."""
+    from ganforge.benchmarks.bench.run import _in_flight
+    from ganforge.benchmarks.bench.scenarios import offline
+    from ganforge.serve.runtime.runners import open_runner
+
+    with open_runner("openvino", onnx_model) as runner:
+        calls = []
+        original = runner.copies
+        runner.copies = lambda count: calls.append(count) or original(count)
+        result = offline(runner, 8, 0.2, in_flight=_in_flight(runner))
+        assert result["batches_in_flight"] == 2 and result["images_per_second"] > 0 and calls == [1]
+    with open_runner("onnxruntime", onnx_model) as runner:
+        assert _in_flight(runner) == 1
+
+
 CRASH = textwrap.dedent("""
     import os, signal
     import ganforge.benchmarks.bench.run as bench
