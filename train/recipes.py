@@ -70,7 +70,8 @@ UNLABELLED_RECIPES: dict[str, dict] = {
     "digits": UNLABELLED,
     # each channel clustered as a digit image of its own (--cluster-channels): whole-stack clusters match the hidden
     # triples 4% (K=40) to 15% (K=200) of the time, per-channel ones the hidden digits 92.5% (cluster_purity.json);
-    # 5 seeds on two CPUs: 1,000 triples on each, KL 0.021-0.026, FD 1.21-1.39 (quality.json, docs/quality.md)
+    # 5 seeds on an AMX Xeon (2 more on an AVX2 EPYC): 1,000 triples on each, KL 0.021-0.028, FD 1.21-1.69, 718 and
+    # 820 s for the two runs timed alone (quality.json, docs/quality.md)
     "stacked-digits": {**UNLABELLED, "width": 64, "cluster_channels": True},
 }
 # Files with labels (class subfolders, an npz "labels" array, IDX label files): the digits' conditional recipe.
