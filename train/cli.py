@@ -9,7 +9,7 @@ from ganforge.errors import UserError
 
 from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS, TrainConfig
 from .precision import PRECISIONS
-from .recipes import UNLABELLED, recipe_for
+from .recipes import UNLABELLED_FILES, recipe_for
 
 EXAMPLES = """\
   ganforge train --data digits --model dcgan --resolution 32 --steps 300
@@ -23,7 +23,7 @@ EXAMPLES = """\
 """
 RESUMABLE = {"steps", "quiet"}  # the only flags that may change when a run is resumed
 RECIPE_EXAMPLES = {"digits": recipe_for("digits"), "stacked-digits": recipe_for("stacked-digits"),
-                   "ring": recipe_for("ring"), "folders without labels": UNLABELLED}
+                   "ring": recipe_for("ring"), "folders without labels": UNLABELLED_FILES}
 
 
 def recipe_default(field: str) -> str:
