@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,10 @@ from ganforge.files import AtomicFile, atomic_write_bytes
 
 from .shards import HashingStream, shard_entry, shard_name, shard_rows
 
-IMAGE_FORMATS = {"png": ("PNG", {}), "jpeg": ("JPEG", {"quality": 95}), "webp": ("WEBP", {"quality": 95})}
+# PNG at zlib level 1: about as small as the default level 6 on generated images, and faster to write
+IMAGE_FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpeg": ("JPEG", {"quality": 95}),
+                 "webp": ("WEBP", {"quality": 95})}
+ENCODERS = min(4, os.cpu_count() or 1)  # threads that encode a batch's images at once (Pillow releases the GIL)
 SUFFIX = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
@@ -47,7 +52,7 @@ class SampleRecord:
 
 
 def encode_image(image: np.ndarray, image_format: str) -> bytes:
-    """uint8 [H, W, C] -> PNG, JPEG (quality 95) or WebP (quality 95) bytes, by Pillow."""
+    """uint8 [H, W, C] -> PNG (lossless), JPEG (quality 95) or WebP (quality 95) bytes, by Pillow."""
     from PIL import Image
 
     name, options = IMAGE_FORMATS[image_format]
@@ -65,14 +70,20 @@ class _RowsShard:
 
     def __init__(self, folder: Path, index: int, seeds: np.ndarray, record: SampleRecord):
         self.folder, self.index, self.seeds, self.record, self.rows = folder, index, seeds, record, 0
+        self.encoders = ThreadPoolExecutor(ENCODERS, thread_name_prefix="ganforge-encode")
 
-    def _take(self, out: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    def _take(self, out: np.ndarray, z: np.ndarray) -> tuple[list[bytes], np.ndarray, list[dict]]:
+        """A batch's encoded images (in order, encoded on several threads), seeds and records."""
         images = shard_rows(out)
         if images.ndim != 4:
             raise UserError("dataset formats hold images; a 2D (points) model samples to npz")
         seeds = self.seeds[self.rows : self.rows + len(images)]
         self.rows += len(images)
-        return images, seeds, self.record.records(seeds, z)
+        encoded = list(self.encoders.map(lambda image: encode_image(image, self.record.image_format), images))
+        return encoded, seeds, self.record.records(seeds, z)
+
+    def _close(self) -> None:
+        self.encoders.shutdown(wait=True)
 
     def _check_complete(self) -> None:
         if self.rows != len(self.seeds):
@@ -96,16 +107,18 @@ class WebDatasetShard(_RowsShard):
         suffix = SUFFIX[self.record.image_format]
         for seed, image, record in zip(seeds, images, records):
             key = sample_key(seed)
-            self._member(f"{key}.{suffix}", encode_image(image, self.record.image_format))
+            self._member(f"{key}.{suffix}", image)
             self._member(f"{key}.json", json.dumps(record, sort_keys=True).encode())
 
     def finish(self) -> dict:
         self._check_complete()
+        self._close()
         self.tar.close()
         self.file.commit()
         return shard_entry(self.index, "webdataset", self.seeds, self.stream.digest.hexdigest())
 
     def abort(self) -> None:
+        self._close()
         with contextlib.suppress(OSError, ValueError, tarfile.TarError):
             self.tar.close()
         self.file.discard()
@@ -120,8 +133,7 @@ class ParquetShard(_RowsShard):
         images, seeds, records = self._take(out, z)
         suffix = SUFFIX[self.record.image_format]
         for seed, image, record in zip(seeds, images, records):
-            self.columns["image"].append({"bytes": encode_image(image, self.record.image_format),
-                                          "path": f"{sample_key(seed)}.{suffix}"})
+            self.columns["image"].append({"bytes": image, "path": f"{sample_key(seed)}.{suffix}"})
             self.columns["seed"].append(int(seed))
             self.columns["class"].append(record.get("class"))
             self.columns["json"].append(json.dumps(record, sort_keys=True))
@@ -130,12 +142,14 @@ class ParquetShard(_RowsShard):
         import hashlib
 
         self._check_complete()
+        self._close()
         data = parquet_bytes(self.columns, conditional=self.record.classes_of is not None)
         self.columns = {}
         atomic_write_bytes(self.folder / shard_name(self.index, "parquet"), data)
         return shard_entry(self.index, "parquet", self.seeds, hashlib.sha256(data).hexdigest())
 
     def abort(self) -> None:
+        self._close()
         self.columns = {}
 
 
