@@ -124,6 +124,18 @@ def helper_costs(model: str, batch_size: int, seconds: float = 0.5) -> dict[str,
     return costs | {"total": sum(costs.values())}
 
 
+def timed_sample(config: SampleConfig) -> tuple[float, float, float]:
+    """`sample(config)`: its wall seconds, and those from the first batch to the last shard on disk with this
+    process's CPU seconds in them (the model load left out)."""
+    start, sampler._run_shards = time.perf_counter(), _timed_shards
+    try:
+        sample(config)
+    finally:
+        sampler._run_shards = _run_shards
+    streaming, cpu = timings.pop()
+    return time.perf_counter() - start, streaming, cpu
+
+
 def _repeat(model: str, backend: str, precision: str, images: int, batch_size: int, device: str) -> dict:
     """`sample()` between two offline measurements, against their mean (this machine's speed drifts by 10% within
     minutes: bracketing cancels a steady drift); the median repeat is the row (of an even count: the lower middle).
@@ -133,13 +145,7 @@ def _repeat(model: str, backend: str, precision: str, images: int, batch_size: i
     with tempfile.TemporaryDirectory() as out:
         config = SampleConfig(model=before["model_path"], out=out, seeds=tuple(range(images)), backend=backend,
                               precision=precision, batch_size=batch_size, quiet=True, device=device)
-        start, sampler._run_shards = time.perf_counter(), _timed_shards
-        try:
-            sample(config)
-        finally:
-            sampler._run_shards = _run_shards
-        seconds = time.perf_counter() - start
-        streaming, cpu = timings.pop()
+        seconds, streaming, cpu = timed_sample(config)
     after = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0, device, io)
     offline = [before["images_per_second"], after["images_per_second"]]
     row = {"offline_images_per_second": sum(offline) / 2, "offline_before_after": offline,

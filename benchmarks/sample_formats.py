@@ -18,40 +18,27 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from ganforge.benchmarks.backends_table import bench_run
 from ganforge.benchmarks.bench.environment import environment
+from ganforge.benchmarks.sample_e2e import timed_sample
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
-from ganforge.serve.sampling import sampler
-from ganforge.serve.sampling.sampler import SampleConfig, sample
+from ganforge.serve.sampling.sampler import SampleConfig
 
 RESULTS = Path(__file__).parent / "results" / "sample_formats.json"
 TARGET = 0.85  # the dataset formats at >= 85% of npz's rate
 
 
-def timed_sample(model: str, backend: str, precision: str, fmt: str, images: int, batch_size: int) -> float:
+def format_rate(model: str, backend: str, precision: str, fmt: str, images: int, batch_size: int) -> float:
     """Images per second of one `sample()` into a fresh folder (deleted after), from its first batch to its last
-    shard on disk (sampler._run_shards, timed)."""
-    seconds = []
-    run_shards = sampler._run_shards
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        result = run_shards(*args, **kwargs)
-        seconds.append(time.perf_counter() - start)
-        return result
-
-    sampler._run_shards = timed
-    try:
-        with tempfile.TemporaryDirectory(prefix="ganforge-formats-") as tmp:
-            sample(SampleConfig(model=model, out=tmp, seeds=tuple(range(images)), backend=backend,
-                                precision=precision, format=fmt, batch_size=batch_size, quiet=True))
-    finally:
-        sampler._run_shards = run_shards
-    return images / seconds[0]
+    shard on disk."""
+    with tempfile.TemporaryDirectory(prefix="ganforge-formats-") as tmp:
+        _, streaming, _ = timed_sample(SampleConfig(model=model, out=tmp, seeds=tuple(range(images)),
+                                                    backend=backend, precision=precision, format=fmt,
+                                                    batch_size=batch_size, quiet=True))
+    return images / streaming
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         if backend == AUTO:
             choice = choose(AutoConfig(model=model, batch_size=args.batch_size))
             backend, precision = choice.backend, choice.precision
-        timed_sample(model, backend, precision, "npz", min(args.images, 2000), args.batch_size)  # warm caches
+        format_rate(model, backend, precision, "npz", min(args.images, 2000), args.batch_size)  # warm caches
         rates = {fmt: [] for fmt in formats}
         for _ in range(args.repeats):
             for fmt in formats:
-                rates[fmt].append(timed_sample(model, backend, precision, fmt, args.images, args.batch_size))
+                rates[fmt].append(format_rate(model, backend, precision, fmt, args.images, args.batch_size))
         for fmt in formats:
             fractions = [rate / npz for rate, npz in zip(rates[fmt], rates["npz"])]
             row = {"asked": asked, "backend": backend, "precision": precision, "format": fmt,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -74,12 +75,25 @@ def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2)
     return grid
 
 
-def save_png(array: np.ndarray, path: Path) -> None:
-    """uint8 [H, W, C] (C = 1 or 3) -> PNG, written atomically."""
+def picture(array: np.ndarray):
+    """uint8 [H, W, C] (C = 1 or 3) -> a Pillow image (grey for one channel)."""
     from PIL import Image
 
-    picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    atomic_write(Path(path), lambda handle: picture.save(handle, format="PNG"))
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def encode_image(array: np.ndarray, image_format: str = "PNG", **options) -> bytes:
+    """uint8 [H, W, C] -> the bytes of an image file in Pillow's ``image_format`` (PNG at Pillow's defaults unless
+    ``options`` say otherwise)."""
+    buffer = io.BytesIO()
+    picture(array).save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    """uint8 [H, W, C] (C = 1 or 3) -> PNG, written atomically."""
+    image = picture(array)
+    atomic_write(Path(path), lambda handle: image.save(handle, format="PNG"))
 
 
 def save_gif(frames: np.ndarray, path: Path, fps: float = 12.0, scale: int = 1) -> None:
@@ -87,7 +101,7 @@ def save_gif(frames: np.ndarray, path: Path, fps: float = 12.0, scale: int = 1) 
     GIF's 256, so it is for looking at, not for measuring). ``scale`` enlarges small images, nearest-neighbour."""
     from PIL import Image
 
-    pictures = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    pictures = [picture(frame) for frame in frames]
     if scale > 1:
         pictures = [p.resize((p.width * scale, p.height * scale), Image.NEAREST) for p in pictures]
     duration = max(20, int(round(1000 / fps)))

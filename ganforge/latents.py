@@ -47,7 +47,7 @@ class LatentControls:
         return self.truncation == 1 and not self.class_ranges
 
     def apply(self, z: np.ndarray) -> np.ndarray:
-        """Change float32 latents [n, z_dim] in place (and return them)."""
+        """Change float32 latents [n, z_dim] in place (and return them); the defaults change nothing."""
         for g, (low, high) in enumerate(self.class_ranges):
             z[:, g] = [_into_range(float(value), low, high) for value in z[:, g]]
         if self.truncation != 1:
@@ -77,7 +77,7 @@ def latents_for_seeds(seeds: Iterable[int], z_dim: int, controls: LatentControls
     out = np.empty((len(seeds), z_dim), dtype=np.float32)
     for i, seed in enumerate(seeds):
         out[i] = latent_for_seed(seed, z_dim)
-    return controls.apply(out) if controls is not None and not controls.is_default else out
+    return controls.apply(out) if controls is not None else out
 
 
 MAX_SEED = 2**63 - 1

@@ -32,19 +32,13 @@ def main(argv: list[str]) -> int:
     sock = listen(args.host, args.port)  # before loading the model: a taken port fails fast, with one line
 
     from ganforge.export.model_source import resolve_model
-    from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
-    from ganforge.serve.runtime.model_files import model_for_backend
+    from ganforge.serve.runtime.auto import backend_file
 
     from .workers import ServeSpec, serve_single, supervise
 
-    source = resolve_model(args.model, args.checkpoint)
-    if args.backend == AUTO:
-        choice = choose(AutoConfig(model=source, device=args.device, batch_size=args.max_batch,
-                                   min_psnr=args.min_psnr, precisions=(args.precision,) if args.precision else None))
-        backend, precision, model_file = choice.backend, choice.precision, choice.model_path
-    else:
-        backend, precision = args.backend, args.precision or "fp32"
-        model_file = model_for_backend(source, backend, precision, device=args.device)
+    backend, precision, model_file = backend_file(resolve_model(args.model, args.checkpoint), args.backend,
+                                                  args.precision, args.device, batch_size=args.max_batch,
+                                                  min_psnr=args.min_psnr)
     spec = ServeSpec(model_file, backend, precision, args.device, args.host, server, args.header_timeout,
                      args.keep_alive, args.http,
                      threads=args.threads or _split_cores(cores, args), workers=args.workers)

@@ -15,7 +15,6 @@ extension (inputs and outputs) are supported. The API key guards every route but
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
 import secrets
@@ -327,9 +326,7 @@ class _Service:
 
     async def sample_png(self, seed: str = "0", truncation: float | None = None, klass: str | None = Query(None,
                          alias="class")):
-        from PIL import Image
-
-        from ganforge.images import to_uint8_nhwc
+        from ganforge.images import encode_image, to_uint8_nhwc
 
         if len(self.info.output_shape) != 3:
             return self.error(400, "this model makes 2D points, not images")
@@ -342,11 +339,8 @@ class _Service:
             return self.error(400, str(bad))
         except QueueFull as full:
             return self.error(503, str(full), headers={"Retry-After": "1"})
-        picture = to_uint8_nhwc(images)[0]
-        buffer = io.BytesIO()
-        Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buffer, format="PNG")
         self.answered.inc()
-        return Response(buffer.getvalue(), media_type="image/png")
+        return Response(encode_image(to_uint8_nhwc(images)[0]), media_type="image/png")
 
     async def prometheus(self):
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -150,6 +150,20 @@ def choose(config: AutoConfig) -> Choice:
     return choice
 
 
+def backend_file(source: ModelSource, backend: str, precision: str | None, device: str = "cpu",
+                 **auto) -> tuple[str, str, str]:
+    """(backend, precision, the file it loads) for a backend as the user names it: for ``auto`` the choice (more
+    AutoConfig fields in ``auto``; a given precision is the only one tried), else that backend in ``precision``
+    (fp32 by default)."""
+    if backend == AUTO:
+        choice = choose(AutoConfig(model=source, device=device, precisions=(precision,) if precision else None,
+                                   **auto))
+        return choice.backend, choice.precision, choice.model_path
+    from .model_files import model_for_backend
+
+    return backend, precision or "fp32", model_for_backend(source, backend, precision or "fp32", device=device)
+
+
 LOAD_SECONDS = 0.5  # opening a runner, beyond its setup (a rough figure: the bound only needs the order)
 DEFAULT_ORDER = ("onnxruntime", "torch", "openvino", "aoti", "tensorrt")  # cheapest to start first
 

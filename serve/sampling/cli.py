@@ -89,10 +89,10 @@ def _interpolate(args, classes) -> int:
 
     if args.seeds is not None or args.count is not None:
         raise UserError("--interpolate takes its seeds itself (A:B[:C...]): leave out --seeds and --count")
-    parts = [parse_seeds(part) if part.strip().isdigit() else [] for part in args.interpolate.split(":")]
-    if not all(len(part) == 1 for part in parts):
+    parts = args.interpolate.split(":")
+    if not all(part.strip().isdigit() for part in parts):
         raise UserError(f"--interpolate takes seeds separated by colons, e.g. 3:17:42; got {args.interpolate!r}")
-    seeds = tuple(part[0] for part in parts)
+    seeds = tuple(parse_seeds(",".join(parts)))  # the seed range check
     strip, gif = interpolate(InterpolateConfig(model=args.model, seeds=seeds, out=args.out, frames=args.frames,
                                                backend=args.backend, precision=args.precision, device=args.device,
                                                checkpoint=args.checkpoint, truncation=args.truncation,

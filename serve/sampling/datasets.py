@@ -27,6 +27,7 @@ import numpy as np
 
 from ganforge.errors import UserError
 from ganforge.files import AtomicFile, atomic_write_bytes
+from ganforge.images import encode_image
 
 from .shards import HashingStream, shard_entry, shard_name, shard_rows
 
@@ -51,14 +52,10 @@ class SampleRecord:
                 for i, seed in enumerate(seeds)]
 
 
-def encode_image(image: np.ndarray, image_format: str) -> bytes:
-    """uint8 [H, W, C] -> PNG (lossless), JPEG (quality 95) or WebP (quality 95) bytes, by Pillow."""
-    from PIL import Image
-
+def encode_sample(image: np.ndarray, image_format: str) -> bytes:
+    """uint8 [H, W, C] -> PNG (lossless), JPEG (quality 95) or WebP (quality 95) bytes."""
     name, options = IMAGE_FORMATS[image_format]
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format=name, **options)
-    return buffer.getvalue()
+    return encode_image(image, name, **options)
 
 
 def sample_key(seed: int) -> str:
@@ -79,7 +76,7 @@ class _RowsShard:
             raise UserError("dataset formats hold images; a 2D (points) model samples to npz")
         seeds = self.seeds[self.rows : self.rows + len(images)]
         self.rows += len(images)
-        encoded = list(self.encoders.map(lambda image: encode_image(image, self.record.image_format), images))
+        encoded = list(self.encoders.map(lambda image: encode_sample(image, self.record.image_format), images))
         return encoded, seeds, self.record.records(seeds, z)
 
     def _close(self) -> None:

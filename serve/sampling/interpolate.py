@@ -62,26 +62,19 @@ def path_latents(seeds: tuple[int, ...], frames: int, z_dim: int, controls: Late
     ends = latents_for_seeds(seeds, z_dim)
     steps = np.arange(frames) / frames
     path = np.concatenate([slerp(ends[i], ends[i + 1], steps) for i in range(len(seeds) - 1)] + [ends[-1:]])
-    return controls.apply(path) if controls is not None and not controls.is_default else path
+    return controls.apply(path) if controls is not None else path
 
 
 def interpolate(config: InterpolateConfig) -> tuple[Path, Path]:
     """Writes OUT/interpolation.png and OUT/interpolation.gif; returns their paths."""
     from ganforge.export.model_source import resolve_model
-    from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
+    from ganforge.serve.runtime.auto import backend_file
     from ganforge.serve.runtime.latent_space import LatentSpace
-    from ganforge.serve.runtime.model_files import model_for_backend
     from ganforge.serve.runtime.runners import open_runner
 
-    source = resolve_model(config.model, config.checkpoint)
-    backend, precision = config.backend, config.precision or "fp32"
     count = (len(config.seeds) - 1) * config.frames + 1
-    if backend == AUTO:
-        choice = choose(AutoConfig(model=source, device=config.device, images=count,
-                                   precisions=(config.precision,) if config.precision else None))
-        backend, precision, path = choice.backend, choice.precision, choice.model_path
-    else:
-        path = model_for_backend(source, backend, precision, device=config.device)
+    backend, precision, path = backend_file(resolve_model(config.model, config.checkpoint), config.backend,
+                                            config.precision, config.device, images=count)
     with open_runner(backend, path, config.device, precision) as runner:
         if len(runner.info.output_shape) != 3:
             raise UserError("--interpolate is for image models; this one makes 2D points")

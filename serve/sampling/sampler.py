@@ -161,14 +161,13 @@ def _sample(config: SampleConfig, context) -> Path:
     if (folder / MANIFEST).exists() and not config.resume:
         raise UserError(f"{folder} already holds samples: add --resume to continue, or choose another --out")
     source = resolve_model(config.model, config.checkpoint, cache=folder)  # the only resolution of the model
-    LatentSpace.from_generator_config(source.generator_config).controls(config.truncation, config.classes)  # early
+    space = LatentSpace.from_generator_config(source.generator_config)
+    controls = space.controls(config.truncation, config.classes)  # checked before a backend is chosen
     folder.mkdir(parents=True, exist_ok=True)
     config, model_path = _resolve_backend(config, source, context, folder)
     seeds = np.asarray(config.seeds, dtype=np.int64)
     shards = [seeds[i : i + config.shard_size] for i in range(0, len(seeds), config.shard_size)]
     with open_runner(config.backend, model_path, config.device, config.precision) as runner:
-        space = LatentSpace.of(runner.info)
-        controls = space.controls(config.truncation, config.classes)
         points = len(runner.info.output_shape) == 1
         if points and config.format != "npz":
             raise UserError(f"{config.model} is a 2D (points) model: its samples are coordinates, not images; "

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ganforge.files import AtomicFile, atomic_write_bytes
-from ganforge.images import to_uint8_nhwc
+from ganforge.images import encode_image, to_uint8_nhwc
 
 SUFFIXES = {"npz": ".npz", "png": "", "webdataset": ".tar", "parquet": ".parquet"}  # png: a folder
 
@@ -133,16 +132,13 @@ class PngShard:
         self.images.append(shard_rows(out))
 
     def finish(self) -> dict:
-        from PIL import Image
 
         shard_dir = self.folder / shard_name(self.index, "png")
         shard_dir.mkdir(exist_ok=True)
         digest = hashlib.sha256()
         images, self.images = np.concatenate(self.images), []  # the sampler keeps its shards until the run ends
         for seed, image in zip(self.seeds, images):
-            buffer = io.BytesIO()
-            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buffer, format="PNG")
-            data = buffer.getvalue()
+            data = encode_image(image)
             atomic_write_bytes(shard_dir / f"seed{seed:010d}.png", data)
             digest.update(data)
         return shard_entry(self.index, "png", self.seeds, digest.hexdigest())
