@@ -10,7 +10,7 @@ import torch
 
 import ganforge
 from ganforge.errors import UserError
-from ganforge.train.models import output_shape
+from ganforge.train.models import makes_images, output_shape
 
 SIDECAR_SUFFIX = ".json"
 CHECKSUM_SUFFIX = ".sha256"  # `sha256sum -c MODEL.sha256` format, beside every exported file
@@ -51,7 +51,7 @@ def generator_metadata(info: dict, weights: str) -> dict[str, str]:
     """Metadata for a generator rebuilt by ``load_generator``; all values are strings (as ONNX stores them)."""
     config = info["generator_config"]
     shape = output_shape(config)
-    images = config["kind"] == "dcgan" or config.get("tanh", False)
+    images = makes_images(config)
     return {
         "ganforge_version": ganforge.__version__,
         "producer": "ganforge export",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,14 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
                   device="cpu", out=str(tmp_path / "run"))
     values.update(changes)
     return TrainConfig(**values).resolved()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dataset_cache(tmp_path_factory) -> Path:
+    """Folders' dataset caches go to a temporary folder (subprocesses inherit it), never to ~/.cache."""
+    folder = tmp_path_factory.mktemp("dataset-cache")
+    os.environ["GANFORGE_CACHE"] = str(folder)
+    return folder
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ EXAMPLES = """\
   ganforge train --data digits --model dcgan --resolution 32 --steps 300
   ganforge train --data ring --model mlp --pack 4 --steps 2000 --batch-size 256 --lr-g 1e-3 --lr-d 1e-3
   ganforge train --data folder:~/faces --resolution 64 --loss hinge --spectral-norm --steps 500
+  ganforge train --data shapes --model residual --loss rpgan --r1 0.1 --r2 0.1 --steps 300
+  ganforge train --data folder:~/faces --init-from runs/00003-shapes-residual --freeze-d 2 --mirror --steps 100
+  ganforge train --data folder:~/faces --fit pad --resolution 64 --steps 100
   ganforge train --data digits --labels ignore --steps 300
   ganforge train --resume runs/00000-digits-dcgan --steps 600
   torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
@@ -45,12 +48,17 @@ def build_parser() -> Parser:
         "idx:PATH (default digits)")
     add("--model", choices=MODELS, default=S, help=recipe_default("model"))
     add("--resolution", type=int, default=S,
-        help=f"image size: 16, 32 or 64 for dcgan ({recipe_default('resolution')})")
+        help=f"image size: 16, 32 or 64 for dcgan, 16 to 1024 (powers of 2) for residual "
+        f"({recipe_default('resolution')})")
     add("--z-dim", type=int, default=S, help=f"latent size ({recipe_default('z_dim')})")
-    add("--width", type=int, default=S, help=f"dcgan base channels / mlp hidden units ({recipe_default('width')})")
-    add("--depth", type=int, default=S, help=f"mlp hidden layers ({recipe_default('depth')})")
-    add("--loss", choices=LOSSES, default=S, help=f"ns (non-saturating), hinge, wgan-gp ({recipe_default('loss')})")
+    add("--width", type=int, default=S, help="dcgan base channels, residual channels at full size, mlp hidden units "
+        f"({recipe_default('width')}; residual 32)")
+    add("--depth", type=int, default=S, help="mlp hidden layers (3), residual blocks per stage (1)")
+    add("--loss", choices=LOSSES, default=S, help="ns (non-saturating), hinge, wgan-gp, rpgan (relativistic "
+        f"pairing) ({recipe_default('loss')})")
     add("--r1", type=float, default=S, help=f"R1 penalty weight gamma, 0 = off ({recipe_default('r1')})")
+    add("--r2", type=float, default=S, help=f"R2 penalty weight (R1 on generated images), 0 = off "
+        f"({recipe_default('r2')})")
     add("--pack", type=int, default=S, help="PacGAN packing: D judges M samples at once (default 1)")
     add("--spectral-norm", action="store_true", default=S, help="spectral normalisation in D")
     add("--augment", default=S, help="DiffAugment for small image sets: comma-separated color, translation, "
@@ -67,8 +75,16 @@ def build_parser() -> Parser:
     add("--cluster-features", choices=("pixels16", "centred16"), default=S, help="with --self-conditional: the "
         "embedding k-means clusters, the images' pooled pixels (pixels16) or those of each image shifted so its "
         "ink is centred (centred16: what is drawn, not where) (default: the recipe's; centred16 for folders)")
+    add("--mirror", action="store_true", default=S, help="x-flipped copies of the images as more data (default off)")
+    add("--fit", choices=("crop", "pad"), default=S, help="folders: non-square images keep their centred square "
+        "(crop, default) or get black borders (pad)")
     add("--labels", choices=LABEL_USES, default=S, help="use (default) or ignore the data's labels: ignore trains "
         "as if there were none (the self-conditional recipe); quality is still measured with them")
+    add("--init-from", metavar="RUN_OR_CHECKPOINT", default=S, help="fine-tune: G, D and the EMA start from this "
+        "run folder (its latest checkpoint) or checkpoint file, of the same model, size and class count; the "
+        "optimizers start fresh")
+    add("--freeze-d", type=int, metavar="N", default=S, help="keep D's first N blocks from the image side as they "
+        "are (FreezeD, for fine-tuning on little data; default 0)")
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")

@@ -16,15 +16,18 @@ from ganforge.errors import UserError
 
 from .augment import POLICIES as AUGMENT_POLICIES
 from .data import POINT_SOURCES, check_spec
+from .data.cache import FITS
+from .models import IMAGE_MODELS
 from .precision import PRECISIONS
 
-LOSSES = ("ns", "hinge", "wgan-gp")
+LOSSES = ("ns", "hinge", "wgan-gp", "rpgan")
 LABEL_USES = ("use", "ignore")  # ignore: train as if the data had no labels (evaluation still measures with them)
 LR_SCHEDULES = ("constant", "linear")  # linear: both learning rates fall linearly to 0 at --steps
-MODELS = ("mlp", "dcgan")
-DCGAN_RESOLUTIONS = (16, 32, 64)
-# per-model defaults for the fields left as None
-MODEL_DEFAULTS = {"mlp": {"z_dim": 16, "width": 256}, "dcgan": {"z_dim": 100, "width": 64}}
+MODELS = ("mlp", *IMAGE_MODELS)
+RESOLUTIONS = {"dcgan": (16, 32, 64), "residual": (16, 32, 64, 128, 256, 512, 1024)}
+# per-model defaults for the fields left as None (the DCGAN has no depth to set)
+MODEL_DEFAULTS = {"mlp": {"z_dim": 16, "width": 256, "depth": 3}, "dcgan": {"z_dim": 100, "width": 64},
+                  "residual": {"z_dim": 64, "width": 32, "depth": 1}}
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,13 @@ class TrainConfig:
     data: str = "digits"
     model: str = "dcgan"
     resolution: int = 32
-    z_dim: int | None = None  # None: 100 for dcgan, 16 for mlp
-    width: int | None = None  # dcgan: channels of the last hidden layer (ngf/ndf); mlp: hidden units
-    depth: int = 3  # mlp hidden layers
+    z_dim: int | None = None  # None: the model's default (MODEL_DEFAULTS)
+    width: int | None = None  # dcgan: channels of the last hidden layer (ngf/ndf); residual: channels at full size;
+    # mlp: hidden units
+    depth: int | None = None  # mlp: hidden layers; residual: blocks per stage; unused by dcgan
     loss: str = "ns"
     r1: float = 0.0  # R1 gradient penalty weight (gamma) on real data
+    r2: float = 0.0  # R2: the same penalty on generated data (R3GAN pairs it with R1 and the rpgan loss)
     gp_weight: float = 10.0  # WGAN-GP lambda
     pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
     spectral_norm: bool = False
@@ -46,6 +51,10 @@ class TrainConfig:
     cluster_channels: bool = False  # --self-conditional on each channel alone (channels that are separate images)
     cluster_features: str = "pixels16"  # the embedding k-means clusters: pixels16, or centred16 (each image centred)
     labels: str = "use"  # "ignore": hide the data's labels from training (the unlabelled setting on labelled data)
+    mirror: bool = False  # x-flipped copies of the images as more data
+    fit: str = "crop"  # how a folder's non-square images become square: crop (the centre) or pad (black borders)
+    init_from: str = ""  # fine-tuning: G, D and the EMA start from this run folder or checkpoint (same architecture)
+    freeze_d: int = 0  # FreezeD: D's first N blocks (from the image side) keep their weights
     precision: str = "auto"
     device: str = "auto"
     ema: float = 0.999  # EMA decay of the generator's weights; 0 turns EMA off
@@ -75,21 +84,30 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("labels", self.labels, LABEL_USES)
+        _choice("fit", self.fit, FITS)
+        if self.mirror and self.is_points:
+            raise UserError(f"--mirror flips images; --data {self.data} is 2D points")
         for policy in self.augment_policy:
             _choice("augment", policy, AUGMENT_POLICIES)
         if self.augment_policy and self.is_points:
             raise UserError(f"--augment transforms images; --data {self.data} is 2D points")
-        if self.model == "dcgan" and self.resolution not in DCGAN_RESOLUTIONS:
-            raise UserError(f"unsupported --resolution {self.resolution} for dcgan (choose from 16, 32, 64)")
-        if self.model == "dcgan" and self.is_points:
+        if self.model in IMAGE_MODELS and self.resolution not in RESOLUTIONS[self.model]:
+            raise UserError(f"unsupported --resolution {self.resolution} for {self.model} (choose from "
+                            f"{', '.join(map(str, RESOLUTIONS[self.model]))})")
+        if self.model in IMAGE_MODELS and self.is_points:
             raise UserError(f"--data {self.data} is 2D points: use --model mlp")
-        for name in ("steps", "batch_size", "pack", "depth", "checkpoint_every", "sample_every",
+        if self.model == "residual" and self.spectral_norm:
+            raise UserError("--spectral-norm is for the dcgan and mlp discriminators; the residual one is kept stable "
+                            "by its initialisation and R1/R2 (--r1, --r2)")
+        for name in ("steps", "batch_size", "pack", "checkpoint_every", "sample_every",
                      "keep_checkpoints", "log_every", "resolution"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.freeze_d < 0:
+            raise UserError(f"--freeze-d must be 0 (off) or more, got {self.freeze_d}")
         if self.eval_every < 0:
             raise UserError(f"--eval-every must be 0 (off) or more, got {self.eval_every}")
-        for name in ("z_dim", "width"):
+        for name in ("z_dim", "width", "depth"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size % self.pack:
@@ -100,11 +118,11 @@ class TrainConfig:
             raise UserError("--lr-g and --lr-d must be positive")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise UserError(f"--betas takes two numbers in [0, 1), got {self.betas}")
-        if self.r1 < 0 or self.gp_weight < 0:
-            raise UserError("--r1 and the gradient-penalty weight must be non-negative")
-        if self.conditional and (self.model != "dcgan" or self.pack != 1):
-            raise UserError("--conditional needs --model dcgan and --pack 1 (add --no-conditional to train without "
-                            "classes)")
+        if self.r1 < 0 or self.r2 < 0 or self.gp_weight < 0:
+            raise UserError("--r1, --r2 and the gradient-penalty weight must be non-negative")
+        if self.conditional and (self.model not in IMAGE_MODELS or self.pack != 1):
+            raise UserError("--conditional needs an image model (dcgan, residual) and --pack 1 (add --no-conditional "
+                            "to train without classes)")
         self._check_self_conditional()
 
     def _check_self_conditional(self) -> None:
@@ -124,8 +142,8 @@ class TrainConfig:
                             "without labels (add --no-conditional)")
         if self.is_points:
             raise UserError(f"--self-conditional clusters images; --data {self.data} is 2D points")
-        if self.model != "dcgan" or self.pack != 1:
-            raise UserError("--self-conditional needs --model dcgan and --pack 1")
+        if self.model not in IMAGE_MODELS or self.pack != 1:
+            raise UserError("--self-conditional needs an image model (dcgan, residual) and --pack 1")
 
     @property
     def augment_policy(self) -> tuple[str, ...]:

@@ -57,7 +57,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
         # config.json states what ran: the resolved precision, device (its type under torchrun) and folder
         config = dataclasses.replace(config, precision=precision.name, out=str(run_dir),
                                      device=precision.device.type if context.enabled else str(precision.device))
-        data = load_data(config.data, config.resolution, config.seed)
+        data = load_data(config.data, config.resolution, config.seed, config.fit, config.mirror,
+                         quiet=config.quiet or not context.is_main)
         train_data = data.without_labels() if config.labels == "ignore" else data
         if checkpoint is None and config.self_conditional:
             config = affordable_classes(config, train_data)

@@ -14,23 +14,31 @@ Tensor = torch.Tensor
 @dataclass(frozen=True)
 class GANLoss:
     discriminator: Callable[[Tensor, Tensor], Tensor]  # (real_logits, fake_logits) -> loss
-    generator: Callable[[Tensor], Tensor]  # fake_logits -> loss
+    generator: Callable[[Tensor, Tensor | None], Tensor]  # (fake_logits, real_logits or None) -> loss
+    relativistic: bool = False  # G's loss needs D's logits of real data too
 
 
 # Non-saturating loss (Goodfellow et al. 2014): the classic DCGAN's BCE, written with softplus.
 NON_SATURATING = GANLoss(
     discriminator=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-    generator=lambda fake: F.softplus(-fake).mean(),
+    generator=lambda fake, real: F.softplus(-fake).mean(),
 )
 HINGE = GANLoss(
     discriminator=lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(),
-    generator=lambda fake: -fake.mean(),
+    generator=lambda fake, real: -fake.mean(),
 )
 WASSERSTEIN = GANLoss(
     discriminator=lambda real, fake: fake.mean() - real.mean(),
-    generator=lambda fake: -fake.mean(),
+    generator=lambda fake, real: -fake.mean(),
 )
-LOSSES = {"ns": NON_SATURATING, "hinge": HINGE, "wgan-gp": WASSERSTEIN}
+# Relativistic pairing GAN (Jolicoeur-Martineau 2019; R3GAN's loss): each real sample is paired with a fake one and D
+# learns to rank the real above it; G the reverse. With R1 and R2 it converges locally (Huang et al. 2024).
+RPGAN = GANLoss(
+    discriminator=lambda real, fake: F.softplus(fake - real).mean(),
+    generator=lambda fake, real: F.softplus(real - fake).mean(),
+    relativistic=True,
+)
+LOSSES = {"ns": NON_SATURATING, "hinge": HINGE, "wgan-gp": WASSERSTEIN, "rpgan": RPGAN}
 
 
 def _input_gradients(discriminator: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -48,6 +56,7 @@ def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fa
     return (_input_gradients(discriminator, mixed).norm(dim=1) - 1).square().mean()
 
 
-def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): ||grad D(x)||^2 on real data; the caller multiplies by gamma / 2."""
-    return _input_gradients(discriminator, real).square().sum(dim=1).mean()
+def r1_penalty(discriminator: Callable[[Tensor], Tensor], samples: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): ||grad D(x)||^2 on real data, or R2 on generated data; the caller multiplies by
+    gamma / 2."""
+    return _input_gradients(discriminator, samples).square().sum(dim=1).mean()

@@ -10,6 +10,7 @@ checks the chosen ones against the targets. Flags given on the command line alwa
 
 from __future__ import annotations
 
+from .checkpoint import find_checkpoint, load_checkpoint
 from .config import TrainConfig
 from .data import has_labels, spec_name
 
@@ -96,9 +97,18 @@ def recipe_for(data: str, labels: str = "use") -> dict:
     return dict(LABELLED_FILES if labelled else UNLABELLED_FILES)
 
 
+# what a fine-tuned run takes from the run it starts from (--init-from), under the flags given
+ARCHITECTURE = ("model", "resolution", "z_dim", "width", "depth", "pack", "spectral_norm", "conditional",
+                "self_conditional", "cluster_channels", "cluster_features")
+
+
 def recipe_config(data: str = "digits", **given) -> TrainConfig:
-    """A TrainConfig for ``data``: its recipe's values, with ``given`` on top."""
+    """A TrainConfig for ``data``: its recipe's values, with ``given`` on top (and, with ``init_from``, the
+    architecture of the run it names between the two)."""
     recipe = recipe_for(data, given.get("labels", "use"))
+    if given.get("init_from"):
+        source = load_checkpoint(find_checkpoint(given["init_from"]))["train_config"]
+        return TrainConfig(data=data, **{**recipe, **{k: source[k] for k in ARCHITECTURE if k in source}, **given})
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
         recipe = {k: v for k, v in recipe.items()
                   if k not in ("model", "z_dim", "width", "depth", "conditional", "self_conditional",

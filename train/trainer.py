@@ -17,7 +17,7 @@ from ganforge.distributed import DistContext, all_reduce_mean_, broadcast_, rank
 from ganforge.errors import UserError
 
 from .augment import DiffAugment
-from .checkpoint import FORMAT, VERSION, load_module_state
+from .checkpoint import FORMAT, VERSION, find_checkpoint, load_checkpoint, load_module_state
 from .clusters import MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters
 from .config import TrainConfig
 from .data import DataSource
@@ -53,14 +53,22 @@ class Trainer:
                                                  config.pack, batch_norm, config.spectral_norm,
                                                  num_classes=len(prior) if prior else 0,
                                                  class_groups=self.generator_config.get("class_groups", 1)).to(device)
+        for module in (self.generator, self.discriminator):  # channels_last where a model runs faster in it
+            module.to(memory_format=getattr(module, "memory_format", torch.contiguous_format))
+        if config.init_from:
+            self._init_from(config.init_from)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        if config.init_from:
+            load_module_state(self.generator_ema, self._initial["generator_ema"], "EMA generator", config.init_from)
+            del self._initial
+        self.trainable_d = trainable_parameters(self.discriminator, config.freeze_d)
         # On a GPU, fused Adam: it takes the skip decision as a device tensor (found_inf), so no step waits for the
         # device. On a CPU the device is the host (reading a tensor costs nothing) and the default Adam stays:
         # the recipes' quality was measured with it, and fused rounds differently.
         self.fused = device.type == "cuda" if fused is None else fused
         self.optimizer_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=config.betas,
                                             fused=self.fused or None)
-        self.optimizer_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=config.betas,
+        self.optimizer_d = torch.optim.Adam(self.trainable_d, lr=config.lr_d, betas=config.betas,
                                             fused=self.fused or None)
         self.scaler_g, self.scaler_d = precision.grad_scaler(), precision.grad_scaler()
         self.latent_rng = torch.Generator(device).manual_seed(config.seed + 1)
@@ -86,14 +94,16 @@ class Trainer:
             real_logits = self._judge(augment(real), real_labels)
             fake_logits = self._judge(augment(fake.detach()), fake_labels)
             loss_d = self.loss.discriminator(real_logits.float(), fake_logits.float())
-        penalty = self._penalty(real, fake, real_labels, part)
+        penalty = self._penalty(real, fake, real_labels, fake_labels, part)
         self._apply(loss_d + penalty, self.optimizer_d, self.scaler_d, self.discriminator, 0)
 
         self.discriminator.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         with self.precision.autocast():
-            loss_g = self.loss.generator(self._judge(augment(fake), fake_labels).float())
+            real_logits = self._judge(augment(real), real_labels).float() if self.loss.relativistic else None
+            loss_g = self.loss.generator(self._judge(augment(fake), fake_labels).float(), real_logits)
         self._apply(loss_g, self.optimizer_g, self.scaler_g, self.generator, 1)
-        self.discriminator.requires_grad_(True)
+        for parameter in self.trainable_d:  # frozen blocks (--freeze-d) stay frozen
+            parameter.requires_grad_(True)
 
         self._update_ema()
         if self.context.enabled:  # BatchNorm statistics differ per rank's data: keep the average
@@ -101,7 +111,24 @@ class Trainer:
         self.step += 1
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "penalty": penalty.detach()}
 
+    def _init_from(self, source: str) -> None:
+        """Fine-tuning: G, D and (after the deep copy) the EMA from another run of the same architecture."""
+        state = load_checkpoint(find_checkpoint(source))
+        if architecture(state["generator_config"]) != architecture(self.generator_config):
+            raise UserError(f"--init-from {source}: its generator {state['generator_config']} is not this run's "
+                            f"{self.generator_config} (fine-tuning needs the same model, size and class count)")
+        load_module_state(self.generator, state["generator"], "generator", source)
+        load_module_state(self.discriminator, state["discriminator"], "discriminator", source)
+        self._initial = state
+
     def _real_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images, labels = self._stream_batch(part)
+        if images.ndim == 4:
+            images = images.contiguous(memory_format=getattr(self.discriminator, "memory_format",
+                                                             torch.contiguous_format))
+        return images, labels
+
+    def _stream_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         device, stream, size = self.precision.device, self.data.stream, self.config.batch_size
         if self.clusters is not None:  # a real image's pseudo-class is its nearest centroid
             images = stream.next_batch(size)[part]
@@ -126,9 +153,9 @@ class Trainer:
                 group["lr"] = lr * scale
 
     def _penalty(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
-                 part: slice) -> torch.Tensor:
+                 fake_labels: torch.Tensor | None, part: slice) -> torch.Tensor:
         """Gradient penalties in fp32 outside autocast: input gradients overflow easily in fp16. A conditional D
-        is judged with the real images' labels (for WGAN-GP's interpolates too)."""
+        is judged with the real images' labels (for WGAN-GP's interpolates too), and R2 with the fakes' own."""
         config = self.config
         penalty = torch.zeros((), device=self.precision.device)
         critic = lambda x: self._judge(x, labels)  # noqa: E731
@@ -137,6 +164,8 @@ class Trainer:
             penalty = penalty + config.gp_weight * gradient_penalty(critic, real, fake, alpha)
         if config.r1 > 0:
             penalty = penalty + config.r1 / 2 * r1_penalty(critic, real)
+        if config.r2 > 0:
+            penalty = penalty + config.r2 / 2 * r1_penalty(lambda x: self._judge(x, fake_labels), fake)
         return penalty
 
     def _apply(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
@@ -218,6 +247,25 @@ class Trainer:
         self.data.stream.load_state_dict(state["data"])
         self.step = int(state["step"])
         self.skipped_steps.copy_(torch.tensor([state["skipped_steps"]["d"], state["skipped_steps"]["g"]]))
+
+
+def architecture(generator_config: dict) -> dict:
+    """What fixes a generator's weights: its config but the class shares (a buffer rebuilt from the config), so a
+    run can fine-tune on data with the same number of classes in other proportions."""
+    config = {k: v for k, v in generator_config.items() if k not in ("class_prior", "class_source")}
+    return {**config, "classes": len(generator_config.get("class_prior") or [])}
+
+
+def trainable_parameters(discriminator: nn.Module, frozen_blocks: int) -> list[nn.Parameter]:
+    """D's parameters but those of its first ``frozen_blocks`` blocks from the image side (FreezeD, Mo et al. 2020),
+    which are set not to need gradients."""
+    blocks = discriminator.blocks()
+    if frozen_blocks >= len(blocks):
+        raise UserError(f"--freeze-d {frozen_blocks}: this discriminator has {len(blocks)} blocks; freeze fewer")
+    frozen = {id(p) for block in blocks[:frozen_blocks] for p in block.parameters()}
+    for parameter in discriminator.parameters():
+        parameter.requires_grad_(id(parameter) not in frozen)
+    return [p for p in discriminator.parameters() if id(p) not in frozen]
 
 
 CLUSTER_POOL = 20_000  # images drawn to cluster data that is generated without end (stacked digits)

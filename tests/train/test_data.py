@@ -107,3 +107,97 @@ def test_idx_source_reads_gzipped_mnist_format_with_labels(tmp_path):
 def test_bad_data_is_one_clear_error(tmp_path, make, message):
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_data(make(tmp_path), resolution=16, seed=0)
+
+
+def _photos(folder, count=5, size=(30, 20)):
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(count)
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    return folder
+
+
+def test_a_folder_is_decoded_once_into_its_cache_and_read_back_identical(tmp_path, monkeypatch):
+    from ganforge.train.data import cache
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    folder = _photos(tmp_path / "photos")
+    first = load_data(f"folder:{folder}", resolution=16, seed=0)
+    (built,) = (tmp_path / "cache").iterdir()
+    manifest = __import__("json").loads((built / "manifest.json").read_text())
+    assert manifest["images"] == 5 and manifest["shape"] == [5, 3, 16, 16] and manifest["fit"] == "crop"
+    expected = np.stack([cache.decode(folder / f"{i}.png", "RGB", 16, "crop") for i in range(5)])
+    assert np.array_equal(first.stream.images[torch.arange(5)].numpy(), expected)
+    monkeypatch.setattr(cache, "decode", lambda *a: pytest.fail("decoded again"))
+    again = load_data(f"folder:{folder}", resolution=16, seed=0)  # the cache, not the files
+    assert torch.equal(again.stream.images[torch.tensor([4, 0, 4])], first.stream.images[torch.tensor([4, 0, 4])])
+    assert torch.equal(again.stream.next_batch(7), first.stream.next_batch(7))
+
+
+def test_an_edited_folder_or_another_size_or_fit_gets_its_own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    folder = _photos(tmp_path / "photos")
+    load_data(f"folder:{folder}", resolution=16, seed=0)
+    load_data(f"folder:{folder}", resolution=8, seed=0)
+    load_data(f"folder:{folder}", resolution=8, seed=0, fit="pad")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(folder / "new.png")
+    assert load_data(f"folder:{folder}", resolution=16, seed=0).num_samples == 6
+    assert len(list((tmp_path / "cache").iterdir())) == 4
+
+
+def test_fit_crops_the_centre_or_pads_with_black(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "wide").mkdir()
+    wide = np.zeros((10, 30, 3), np.uint8)
+    wide[:, 10:20] = 255  # a white centre square between black sides
+    Image.fromarray(wide).save(tmp_path / "wide" / "a.png")
+    crop = load_data(f"folder:{tmp_path / 'wide'}", resolution=10, seed=0).stream.images[0]
+    pad = load_data(f"folder:{tmp_path / 'wide'}", resolution=30, seed=0, fit="pad").stream.images[0]
+    assert crop.min() >= 250  # only the white square is left
+    assert pad[:, :10].max() == 0 and pad[:, 20:].max() == 0 and pad[:, 12:18, 12:18].min() >= 250
+    with pytest.raises(UserError, match="not a folder"):
+        load_data("digits", resolution=16, seed=0, fit="pad")
+
+
+def test_an_interrupted_cache_build_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from ganforge.train.data import cache
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "CHUNK", 2)
+    folder = _photos(tmp_path / "photos")
+    real, calls = cache.decode, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(cache, "decode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_data(f"folder:{folder}", resolution=16, seed=0)
+    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(cache, "decode", real)
+    assert load_data(f"folder:{folder}", resolution=16, seed=0).num_samples == 5
+
+
+def test_mirror_adds_the_flipped_images_and_resumes_exactly():
+    plain = load_data("digits", resolution=8, seed=2)
+    mirrored = load_data("digits", resolution=8, seed=2, mirror=True)
+    n = plain.num_samples
+    epoch = torch.cat([mirrored.stream.next_batch(100) for _ in range(2 * n // 100)] +
+                      [mirrored.stream.next_batch(2 * n % 100)])
+    stored = (plain.stream.images.float() / 127.5) - 1
+    expected = torch.cat([stored, stored.flip(-1)])
+    assert torch.equal(epoch.sort(dim=0).values, expected.sort(dim=0).values)  # each image and its mirror, once
+    state = mirrored.stream.state_dict()
+    ahead = mirrored.stream.next_batch(50)
+    mirrored.stream.load_state_dict(state)
+    assert torch.equal(mirrored.stream.next_batch(50), ahead)
+    images, labels = mirrored.stream.next_labelled_batch(64)
+    digits = plain.stream.images.float() / 127.5 - 1
+    for image, label in zip(images, labels):  # a flipped image keeps its own label
+        match = ((digits == image).flatten(1).all(1) | (digits.flip(-1) == image).flatten(1).all(1)).nonzero()
+        assert label in plain.labels[match.flatten()]
+    with pytest.raises(UserError, match="--mirror"):
+        load_data("stacked-digits", resolution=16, seed=0, mirror=True)

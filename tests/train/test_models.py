@@ -3,6 +3,7 @@ import torch
 
 from ganforge.train.models import build_discriminator, build_generator, generator_config, pack_samples
 from ganforge.train.models.classes import LatentClasses, class_prior
+from ganforge.train.models.residual import stage_channels
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 64])
@@ -96,3 +97,54 @@ def test_grouped_projection_discriminator_adds_one_class_logit_per_group():
     per_class = discriminator.net(images).flatten(1)  # [N, 1 + 3 * 4]
     expected = per_class[:, 0] + sum(per_class[torch.arange(5), 1 + 4 * g + labels[:, g]] for g in range(3))
     assert torch.allclose(discriminator(images, labels), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("resolution, channels", [(16, 1), (32, 3), (128, 3)])
+def test_residual_shapes_range_and_widths(resolution, channels):
+    config = generator_config("residual", 12, (channels, resolution, resolution), width=8, depth=2, images=True)
+    assert config["blocks"] == 2
+    generator = build_generator(config)
+    images = generator(torch.randn(5, 12) * 10)
+    assert images.shape == (5, channels, resolution, resolution) and images.abs().max() <= 1
+    discriminator = build_discriminator("residual", (channels, resolution, resolution), 8, 2, pack=1,
+                                        batch_norm=False, spectral_norm=False)
+    assert discriminator(images).shape == (5,)
+    assert len(generator.stages) == len(discriminator.stages) == len(stage_channels(resolution, 8))
+    assert all(len(stage) == 2 for stage in generator.stages)  # blocks per stage
+
+
+def test_residual_channels_halve_as_the_size_doubles_up_to_eight_times_the_width():
+    assert stage_channels(32, 16) == {4: 128, 8: 64, 16: 32, 32: 16}
+    assert stage_channels(256, 16) == {4: 128, 8: 128, 16: 128, 32: 128, 64: 64, 128: 32, 256: 16}
+
+
+def test_residual_blocks_start_as_the_identity_and_the_output_away_from_tanh_tails():
+    """Fix-up initialisation: no normalisation layers, yet a deep net starts well scaled (each branch's last
+    convolution is zero, so the stream passes unchanged; the images are not saturated)."""
+    generator = build_generator(generator_config("residual", 16, (3, 64, 64), width=8, depth=3, images=True))
+    block = generator.stages[2][0]
+    x = torch.randn(2, block.expand.in_channels, 16, 16)
+    assert torch.equal(block(x), x)
+    images = generator(torch.randn(64, 16))
+    assert 0.1 < images.std() < 0.6 and (images.abs() > 0.99).float().mean() < 0.01
+
+
+def test_conditional_residual_reads_its_class_from_z_and_projects_per_group():
+    config = generator_config("residual", 12, (3, 16, 16), width=8, depth=1, images=True, class_prior=[0.25] * 4,
+                              class_groups=3)
+    generator = build_generator(config)
+    z = torch.randn(6, 12)
+    moved = z.clone()
+    moved[:, 0] = torch.where(z[:, 0] > 0, -1.5, 1.5)  # group 0's class changes, nothing else
+    with torch.no_grad():
+        for stage in generator.stages:  # let the blocks act (they start as the identity)
+            for block in stage:
+                block.project.weight.normal_(0, 0.1)
+    assert not torch.allclose(generator(moved), generator(z), atol=1e-3)
+    discriminator = build_discriminator("residual", (3, 16, 16), 8, 1, pack=1, batch_norm=False,
+                                        spectral_norm=False, num_classes=4, class_groups=3)
+    images, labels = generator(z), generator.classes.labels(z)
+    assert labels.shape == (6, 3)
+    assert not torch.equal(discriminator(images, labels), discriminator(images, (labels + 1) % 4))
+    with pytest.raises(ValueError, match="labels"):
+        discriminator(images)

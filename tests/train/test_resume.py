@@ -27,7 +27,8 @@ def assert_identical(a, b, where="checkpoint"):
 @pytest.mark.parametrize("schedule, augment, classes", [
     ("constant", "", {}), ("linear", "color,translation,cutout", {}),
     ("linear", "translation", {"labels": "ignore", "self_conditional": 6}),  # pseudo-classes, checkpointed too
-    ("constant", "", {"data": "stacked-digits", "labels": "ignore", "self_conditional": 6, "cluster_channels": True})])
+    ("constant", "", {"data": "stacked-digits", "labels": "ignore", "self_conditional": 6, "cluster_channels": True}),
+    ("linear", "translation", {"model": "residual", "loss": "rpgan", "r1": 0.1, "r2": 0.1, "conditional": True})])
 def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule, augment, classes):
     common = dict(steps=200, checkpoint_every=100, sample_every=100, log_every=50, lr_schedule=schedule,
                   augment=augment, **classes)

@@ -32,6 +32,31 @@ def test_one_step_is_finite_and_changes_weights(tiny, precision, loss):
     assert any(not torch.equal(a, b) for a, b in zip(before_ema, trainer.generator_ema.parameters()))
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_residual_model_trains_with_rpgan_r1_and_r2(tiny, precision):
+    trainer = _trainer(tiny(model="residual", loss="rpgan", r1=0.1, r2=0.1, conditional=True, precision=precision))
+    before_g = [p.detach().clone() for p in trainer.generator.parameters()]
+    for _ in range(3):
+        losses = trainer.train_step()
+    assert all(torch.isfinite(v) for v in losses.values()) and losses["penalty"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before_g, trainer.generator.parameters()))
+    if precision != "fp16":
+        assert trainer.skipped == {"d": 0, "g": 0}
+
+
+def test_rpgan_is_relativistic_and_r2_penalises_generated_samples():
+    from ganforge.train.losses import RPGAN, r1_penalty
+
+    real, fake = torch.randn(8), torch.randn(8)
+    # only the difference of a real and a fake logit counts: a constant shift of D changes nothing
+    assert torch.allclose(RPGAN.discriminator(real + 3, fake + 3), RPGAN.discriminator(real, fake))
+    assert torch.allclose(RPGAN.generator(fake + 3, real + 3), RPGAN.generator(fake, real))
+    assert RPGAN.discriminator(real + 5, fake) < RPGAN.discriminator(real, fake) < RPGAN.discriminator(real, fake + 5)
+    quadratic = lambda x: x.square().flatten(1).sum(1)  # noqa: E731  grad = 2x: penalty = mean ||2x||^2
+    samples = torch.randn(4, 1, 2, 2)
+    assert torch.allclose(r1_penalty(quadratic, samples), (2 * samples).square().flatten(1).sum(1).mean())
+
+
 @pytest.mark.parametrize("fused", [False, True])
 def test_non_finite_step_is_skipped_and_counted(tiny, fused):
     trainer = _trainer(tiny(), fused)
@@ -49,7 +74,8 @@ def test_non_finite_step_is_skipped_and_counted(tiny, fused):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("options", [{}, {"conditional": True, "data": "digits", "augment": "translation,cutout"},
                                      {"conditional": True, "data": "stacked-digits"}, {"loss": "wgan-gp"},
-                                     {"loss": "hinge", "r1": 1.0}])
+                                     {"loss": "hinge", "r1": 1.0},
+                                     {"model": "residual", "loss": "rpgan", "r1": 0.1, "r2": 0.1}])
 def test_a_step_never_waits_for_the_device(tiny, monkeypatch, precision, options):
     """With fused Adam (a GPU's default, forced here) no tensor becomes a Python number inside train_step (on a GPU
     each would be a host sync): the skip decision and the skipped counts stay on the device, also when skipping."""
@@ -159,8 +185,7 @@ def test_stacked_digits_labels_are_the_digits_of_each_channel():
 
 
 @pytest.mark.parametrize("changes, message", [
-    (dict(data="ring"), "--model dcgan"),
-    (dict(data="ring"), "--model dcgan"),
+    (dict(data="ring"), "an image model"),
     (dict(pack=2), "--pack 1"),
 ])
 def test_conditional_needs_labelled_images_and_dcgan(tiny, changes, message):
@@ -180,3 +205,39 @@ def test_the_digits_recipe_is_conditional_until_a_flag_contradicts_it():
     with pytest.raises(UserError, match="--no-conditional"):
         recipe_config("digits", pack=2)
     assert recipe_config("digits", pack=2, conditional=False).pack == 2
+
+
+def test_init_from_starts_g_d_and_ema_from_another_run_with_fresh_optimizers(tiny, tmp_path):
+    from ganforge.errors import UserError
+    from ganforge.train.loop import train
+    from ganforge.train.recipes import recipe_config
+
+    source = train(tiny(model="residual", steps=3, out=str(tmp_path / "source")))
+    state = torch.load(source / "checkpoints" / "latest.pt", weights_only=True)
+    config = recipe_config("shapes", init_from=str(source), resolution=16, steps=1, device="cpu", precision="fp32",
+                           quiet=True)
+    # the architecture comes from the source run (the shapes recipe is a 32 px DCGAN; shapes have 3 channels)
+    assert (config.model, config.resolution, config.width, config.z_dim) == ("residual", 16, 8, 8)
+    with pytest.raises(UserError, match="not this run's"):  # 3 channels here, 1 in the digits run
+        _trainer(config)
+    trainer = _trainer(tiny(model="residual", init_from=str(source)))
+    for name, module in (("generator", trainer.generator), ("discriminator", trainer.discriminator),
+                         ("generator_ema", trainer.generator_ema)):
+        assert all(torch.equal(v, state[name][k]) for k, v in module.state_dict().items())
+    assert trainer.step == 0 and not trainer.optimizer_g.state and not trainer.optimizer_d.state
+
+
+@pytest.mark.parametrize("model", ["dcgan", "residual"])
+def test_freeze_d_keeps_the_first_blocks_of_d_fixed(tiny, model):
+    from ganforge.errors import UserError
+
+    trainer = _trainer(tiny(model=model, freeze_d=1, r1=0.1))
+    blocks = trainer.discriminator.blocks()
+    frozen = [p.detach().clone() for p in blocks[0].parameters()]
+    rest = [p.detach().clone() for block in blocks[1:] for p in block.parameters()]
+    for _ in range(2):
+        trainer.train_step()
+    assert all(torch.equal(a, b) for a, b in zip(frozen, blocks[0].parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(rest, (p for block in blocks[1:] for p in block.parameters())))
+    with pytest.raises(UserError, match="--freeze-d 99"):
+        _trainer(tiny(model=model, freeze_d=99))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ganforge.errors import UserError
 
-from .base import DataSource
+from .base import DataSource, TensorStream
 from .digits import load_digits_source, load_stacked_digits_source
 from .files import file_source_has_labels, load_folder, load_idx, load_npz
 from .shapes import load_shapes_source
@@ -48,12 +48,26 @@ def has_labels(spec: str) -> bool:
     return file_source_has_labels(prefix, Path(rest).expanduser())
 
 
-def load_data(spec: str, resolution: int, seed: int) -> DataSource:
+def load_data(spec: str, resolution: int, seed: int, fit: str = "crop", mirror: bool = False,
+              quiet: bool = True) -> DataSource:
+    """``fit``: how a folder's non-square images become square (crop or pad); ``mirror``: x-flipped copies as more
+    data (``TensorStream``); ``quiet``: no progress bar while a folder's dataset cache is built."""
     check_spec(spec)
-    if spec in BUILTIN:
-        return BUILTIN[spec](resolution, seed)
     prefix, _, rest = spec.partition(":")
-    return FILE_SOURCES[prefix](Path(rest).expanduser(), resolution, seed)
+    if fit != "crop" and prefix != "folder":
+        raise UserError(f"--fit {fit} fits a folder's images to a square; --data {spec} is not a folder")
+    if spec in BUILTIN:
+        source = BUILTIN[spec](resolution, seed)
+    elif prefix == "folder":
+        source = load_folder(Path(rest).expanduser(), resolution, seed, fit, quiet)
+    else:
+        source = FILE_SOURCES[prefix](Path(rest).expanduser(), resolution, seed)
+    if mirror:
+        if not isinstance(source.stream, TensorStream):
+            raise UserError(f"--mirror adds x-flipped copies of stored images; --data {spec} has none")
+        stream = source.stream
+        source.stream = TensorStream(stream.images, seed, stream.labels, mirror=True)
+    return source
 
 
 __all__ = ["DataSource", "POINT_SOURCES", "check_spec", "has_labels", "load_data", "spec_name"]

@@ -56,44 +56,63 @@ def shuffled_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class TensorStream:
-    """Epoch-shuffled batches from a fixed uint8 image tensor (and its labels); the position is (epoch, cursor)."""
+    """Epoch-shuffled batches from fixed uint8 images (and their labels); the position is (epoch, cursor).
 
-    def __init__(self, images: torch.Tensor, seed: int, labels: torch.Tensor | None = None):
+    ``images``: a uint8 [N, C, H, W] tensor, or anything indexed like one (a folder's ``CachedImages``).
+    ``mirror``: x-flips as more data, as StyleGAN's ``--mirror``: the stream draws from 2N images, the N stored ones
+    and their mirror images, so the order and a resumed position stay a function of the seed alone.
+    """
+
+    def __init__(self, images, seed: int, labels: torch.Tensor | None = None, mirror: bool = False):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError("TensorStream wants uint8 [N, C, H, W] images")
         if labels is not None and labels.shape != (len(images),):
             raise UserError(f"labels of shape {list(labels.shape)} for {len(images)} images: want one label per image")
-        self.images, self.labels, self.seed = images, labels, seed
+        self.images, self.labels, self.seed, self.mirror = images, labels, seed, mirror
+        self.size = len(images) * (2 if mirror else 1)
         self.epoch, self.cursor = 0, 0
-        self._order = shuffled_order(len(images), seed, 0)
+        self._order = shuffled_order(self.size, seed, 0)
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
-        return to_unit_range(self.images[self._next_indices(batch_size)])
+        return to_unit_range(self._images(self._next_indices(batch_size)))
 
     def pool(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """uint8 images to fit pseudo-classes on, and their labels (None without): here the whole stored set."""
-        return self.images, self.labels
+        """uint8 images to fit pseudo-classes on, and their labels (None without): the stored set, or ``count`` of
+        them drawn with ``seed`` where it is not held in memory."""
+        if isinstance(self.images, torch.Tensor) or len(self.images) <= count:
+            picks = torch.arange(len(self.images))
+        else:
+            picks = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(seed))[:count].sort()[0]
+        return self.images[picks], None if self.labels is None else self.labels[picks]
 
     def next_labelled_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The next batch and its int64 labels (the same batch ``next_batch`` would have given)."""
         if self.labels is None:
             raise UserError("this data has no labels")
         picks = self._next_indices(batch_size)
-        return to_unit_range(self.images[picks]), self.labels[picks]
+        return to_unit_range(self._images(picks)), self.labels[picks % len(self.images)]
+
+    def _images(self, picks: torch.Tensor) -> torch.Tensor:
+        """uint8 images of stream indices: i < N is stored image i, N + i its mirror image."""
+        images = self.images[picks % len(self.images)]
+        if self.mirror:
+            flipped = picks >= len(self.images)
+            images[flipped] = images[flipped].flip(-1)
+        return images
 
     def _next_indices(self, batch_size: int) -> torch.Tensor:
         picks = []
         while batch_size > 0:
-            take = min(batch_size, len(self.images) - self.cursor)
+            take = min(batch_size, self.size - self.cursor)
             picks.append(self._order[self.cursor : self.cursor + take])
             self.cursor += take
             batch_size -= take
-            if self.cursor == len(self.images):
+            if self.cursor == self.size:
                 self._set_position(self.epoch + 1, 0)
         return torch.cat(picks)
 
     def _set_position(self, epoch: int, cursor: int) -> None:
-        self._order = shuffled_order(len(self.images), self.seed, epoch)  # cheap: once per epoch or load
+        self._order = shuffled_order(self.size, self.seed, epoch)  # cheap: once per epoch or load
         self.epoch, self.cursor = epoch, cursor
 
     def state_dict(self) -> dict:

@@ -12,16 +12,9 @@ import torch
 from ganforge.errors import UserError
 
 from .base import DataSource, TensorStream, resize_images
+from .cache import folder_images
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
-
-
-def _center_square(image):
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return image.crop((left, top, left + side, top + side))
 
 
 def image_files(path: Path) -> list[Path]:
@@ -47,23 +40,10 @@ def file_source_has_labels(prefix: str, path: Path) -> bool:
     return _idx_label_path(path) is not None
 
 
-def load_folder(path: Path, resolution: int, seed: int) -> DataSource:
-    from PIL import Image, UnidentifiedImageError
-
+def load_folder(path: Path, resolution: int, seed: int, fit: str = "crop", quiet: bool = False) -> DataSource:
+    """Read through the folder's dataset cache (``cache.py``): decoded once per resolution, never all in memory."""
     files = image_files(path)
-    opened = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                image.load()
-                opened.append(image.copy())
-        except (UnidentifiedImageError, OSError) as error:
-            raise UserError(f"folder:{path}: cannot read image {file}: {error}") from error
-    mode = "L" if all(image.mode in GRAY_MODES for image in opened) else "RGB"
-    arrays = [np.asarray(_center_square(image.convert(mode)).resize((resolution, resolution), Image.LANCZOS))
-              for image in opened]
-    images = torch.from_numpy(np.stack(arrays))  # [N, H, W] or [N, H, W, 3]
-    images = images[:, None] if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+    images = folder_images(path, files, resolution, fit, quiet)
     labels = _labels_from_subfolders(path, files)
     return DataSource(name="folder", kind="images", sample_shape=tuple(images.shape[1:]),
                       stream=TensorStream(images, seed, labels), num_samples=len(images), labels=labels)

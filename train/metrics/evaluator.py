@@ -29,6 +29,7 @@ from .prdc import prdc
 
 CONFIDENT = 0.9  # a sample is "recognised" when the classifier gives its class at least this probability
 PRDC_MAX = 5000  # precision/recall use at most this many samples per side (k-NN cost grows as N^2)
+REFERENCE_LIMIT = 10_000  # real images a folder's metrics are measured against (all of smaller sets)
 STACKED_REFERENCE = 10_000  # stacked digits: reference stacks drawn from the classifier's train split
 MIN_SAMPLES = {"points": 100, "images": 50}
 
@@ -55,25 +56,28 @@ class Evaluator:
         self.primary = Primary("mode_overlap", True) if self.kind == "points" else Primary("fd", False)
         if self.kind == "points":
             return
-        labelled = data.labels is not None
-        images = data.stream.images  # uint8 [N, C, H, W] (stacked digits: the single digits)
+        images, labels = data.stream.images, data.labels  # uint8 [N, C, H, W] (stacked digits: the single digits)
+        if len(images) > REFERENCE_LIMIT:  # a folder larger than memory: an evenly spaced subset of its cache
+            keep = torch.linspace(0, len(images) - 1, REFERENCE_LIMIT).round().long()
+            images, labels = images[keep], None if labels is None else labels[keep]
+        labelled = labels is not None
         size = input_size(images.shape[-1], data.extra.get("detail"))
         self.extractor = extractor or (
-            domain_classifier(images, data.labels, cache / "classifier.pt" if cache else None, size,
+            domain_classifier(images, labels, cache / "classifier.pt" if cache else None, size,
                               per_channel=self.stacked) if labelled
             else random_embedding(images.shape[1], size))
         train_idx, held_idx = split_indices(len(images))
         if only_class is not None:
-            if not labelled or self.stacked or not 0 <= only_class <= int(data.labels.max()):
+            if not labelled or self.stacked or not 0 <= only_class <= int(labels.max()):
                 raise UserError(f"per-class metrics need single-label data with class {only_class}")
-            train_idx = train_idx[(data.labels[train_idx] == only_class).numpy()]
-            held_idx = held_idx[(data.labels[held_idx] == only_class).numpy()]
+            train_idx = train_idx[(labels[train_idx] == only_class).numpy()]
+            held_idx = held_idx[(labels[held_idx] == only_class).numpy()]
         self.train_images, self.held_images = images[train_idx], images[held_idx]
         if self.stacked:
             self.train_images = stack_digits(self.train_images, STACKED_REFERENCE, seed=1)
             self.held_images = stack_digits(self.held_images, STACKED_REFERENCE, seed=2)
         if labelled and not self.stacked:
-            counts = torch.bincount(data.labels[train_idx], minlength=int(data.labels.max()) + 1).double()
+            counts = torch.bincount(labels[train_idx], minlength=int(labels.max()) + 1).double()
             self.class_prior = (counts / counts.sum()).numpy()
         self.reference, _ = self.extractor.run(to_unit_range(self.train_images))
 

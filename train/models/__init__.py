@@ -9,14 +9,21 @@ from ganforge.errors import UserError
 
 from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
+from .residual import ResidualDiscriminator, ResidualGenerator
+
+
+IMAGE_MODELS = ("dcgan", "residual")
 
 
 def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], width: int, depth: int,
                      images: bool, class_prior: list[float] | None = None, class_groups: int = 1,
                      pseudo_classes: bool = False) -> dict:
-    if model == "dcgan":
+    """``depth``: the MLP's hidden layers, the residual model's blocks per stage (the DCGAN has none to set)."""
+    if model in IMAGE_MODELS:
         channels, resolution, _ = sample_shape
-        config = {"kind": "dcgan", "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
+        config = {"kind": model, "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
+        if model == "residual":
+            config["blocks"] = depth
         if class_prior:
             config["class_prior"] = class_prior
         if class_prior and class_groups > 1:  # left out at 1: the configs of earlier conditional runs stay valid
@@ -34,6 +41,9 @@ def build_generator(config: dict) -> nn.Module:
         if kind == "dcgan":
             return DCGANGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"],
                                   config.get("class_prior"), config.get("class_groups", 1))
+        if kind == "residual":
+            return ResidualGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"],
+                                     config["blocks"], config.get("class_prior"), config.get("class_groups", 1))
         if kind == "mlp":
             return MLPGenerator(config["z_dim"], tuple(config["out_shape"]), config["width"], config["depth"],
                                 config["tanh"])
@@ -44,9 +54,14 @@ def build_generator(config: dict) -> nn.Module:
 
 def output_shape(config: dict) -> tuple[int, ...]:
     """Per-sample output shape: (C, H, W) for image generators, (2,) for 2D ones."""
-    if config["kind"] == "dcgan":
+    if config["kind"] in IMAGE_MODELS:
         return (config["channels"], config["resolution"], config["resolution"])
     return tuple(config["out_shape"])
+
+
+def makes_images(config: dict) -> bool:
+    """Whether the generator's outputs are images in [-1, 1] (else unbounded 2D points)."""
+    return config["kind"] in IMAGE_MODELS or config.get("tanh", False)
 
 
 def build_discriminator(model: str, sample_shape: tuple[int, ...], width: int, depth: int, pack: int,
@@ -56,6 +71,9 @@ def build_discriminator(model: str, sample_shape: tuple[int, ...], width: int, d
         channels, resolution, _ = sample_shape
         return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm, num_classes,
                                   class_groups)
+    if model == "residual":
+        channels, resolution, _ = sample_shape
+        return ResidualDiscriminator(channels, resolution, width, depth, pack, num_classes, class_groups)
     return MLPDiscriminator(sample_shape, pack, width, depth, spectral_norm)
 
 
@@ -66,4 +84,5 @@ def pack_samples(x: torch.Tensor, pack: int) -> torch.Tensor:
     return x.reshape(x.shape[0] // pack, pack * x.shape[1], *x.shape[2:])
 
 
-__all__ = ["build_discriminator", "build_generator", "generator_config", "output_shape", "pack_samples"]
+__all__ = ["IMAGE_MODELS", "build_discriminator", "build_generator", "generator_config", "makes_images", "output_shape",
+           "pack_samples"]

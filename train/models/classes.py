@@ -56,6 +56,17 @@ class LatentClasses(nn.Module):
         return labels[:, 0] if self.groups == 1 else labels
 
 
+def projection_logits(out: torch.Tensor, labels: torch.Tensor | None, num_classes: int, groups: int) -> torch.Tensor:
+    """A projection discriminator's logits (Miyato & Koyama 2018) from its last layer's [N, 1 + groups * K] outputs:
+    the shared one plus, per group, the one of the sample's class ([N] or [N, groups] labels)."""
+    if not num_classes:
+        return out[:, 0]
+    if labels is None:
+        raise ValueError("a class-conditional discriminator needs the samples' labels")
+    per_class = out[:, 1:].view(len(out), groups, num_classes)
+    return out[:, 0] + per_class.gather(2, labels.view(len(out), groups, 1)).sum(dim=(1, 2))
+
+
 def class_prior(labels: torch.Tensor) -> list[float]:
     """The share of each class 0..max(labels) in ``labels`` (every class must occur)."""
     if len(labels) == 0 or labels.min() < 0:

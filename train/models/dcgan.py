@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from .classes import LatentClasses
-from .layers import dcgan_init, maybe_spectral_norm
+from .classes import LatentClasses, projection_logits
+from .layers import blocks_of, dcgan_init, maybe_spectral_norm
 
 
 def _num_upsamplings(resolution: int) -> int:
@@ -73,10 +73,8 @@ class DCGANDiscriminator(nn.Module):
         self.apply(dcgan_init)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.net(x).flatten(1)  # [N, 1 + G * K]
-        if not self.num_classes:
-            return out[:, 0]
-        if labels is None:
-            raise ValueError("a class-conditional discriminator needs the samples' labels")
-        per_class = out[:, 1:].view(len(out), self.class_groups, self.num_classes)
-        return out[:, 0] + per_class.gather(2, labels.view(len(out), self.class_groups, 1)).sum(dim=(1, 2))
+        return projection_logits(self.net(x).flatten(1), labels, self.num_classes, self.class_groups)
+
+    def blocks(self) -> list[nn.Module]:
+        """From the image side: each convolution with its BatchNorm and activation (for ``--freeze-d``)."""
+        return blocks_of(self.net)

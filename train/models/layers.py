@@ -19,3 +19,15 @@ def dcgan_init(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def blocks_of(layers: nn.Sequential) -> list[nn.Module]:
+    """A plain stack's blocks from its input side: each weighted layer with the weightless ones after it (a conv
+    with its BatchNorm and activation), for ``--freeze-d``."""
+    blocks: list[list[nn.Module]] = []
+    for layer in layers:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)) or not blocks:
+            blocks.append([layer])
+        else:
+            blocks[-1].append(layer)
+    return [nn.ModuleList(block) for block in blocks]

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import maybe_spectral_norm
+from .layers import blocks_of, maybe_spectral_norm
 
 
 class MLPGenerator(nn.Module):
@@ -43,3 +43,6 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1)).view(-1)  # [N] logits
+
+    def blocks(self) -> list[nn.Module]:
+        return blocks_of(self.net)
