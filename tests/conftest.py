@@ -54,6 +54,16 @@ def conditional_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def residual_run(tmp_path_factory):
+    """A class-conditional run of the residual model (16 px digits, rpgan with R1 and R2)."""
+    from ganforge.train.loop import train
+
+    root = tmp_path_factory.mktemp("residual")
+    return train(tiny_config(root, model="residual", conditional=True, loss="rpgan", r1=0.1, r2=0.1, steps=2,
+                             checkpoint_every=2, sample_every=2))
+
+
+@pytest.fixture(scope="session")
 def ganforge_cli() -> str:
     """The installed `ganforge` console script: CLI tests run it as a user does."""
     return str(Path(sys.executable).parent / "ganforge")

@@ -20,13 +20,20 @@ POLICIES = ("color", "translation", "cutout")
 
 
 class DiffAugment:
-    def __init__(self, policy: tuple[str, ...], generator: torch.Generator):
-        self.policy, self.generator = policy, generator
+    """``probability``: a tensor holding the share of samples augmented (adaptive augmentation); None: every one."""
+
+    def __init__(self, policy: tuple[str, ...], generator: torch.Generator, probability: torch.Tensor | None = None):
+        self.policy, self.generator, self.probability = policy, generator, probability
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        augmented = x
         for name in self.policy:
-            x = getattr(self, name)(x)
-        return x
+            augmented = getattr(self, name)(augmented)
+        if self.probability is None:
+            return augmented
+        chosen = torch.rand(len(x), generator=self.generator, device=x.device) < self.probability  # per sample
+        return torch.where(chosen.view(-1, *[1] * (x.ndim - 1)), augmented, x)
+
 
     def _rand(self, *shape: int, x: torch.Tensor) -> torch.Tensor:
         return torch.rand(*shape, generator=self.generator, device=x.device, dtype=torch.float32).to(x.dtype)
@@ -62,3 +69,35 @@ class DiffAugment:
         inside = ((rows - cy + ch // 2).clamp(0, h) < ch) & ((rows - cy + ch // 2) >= 0) & \
             ((cols - cx + cw // 2) >= 0) & ((cols - cx + cw // 2) < cw)
         return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+class AdaptiveStrength:
+    """ADA's overfitting heuristic (Karras et al. 2020) driving DiffAugment's probability p: every ``interval`` steps
+    r = E[sign(D(real))] over them; p rises when r is above ``target`` (D is sure of the training images: it is
+    overfitting) and falls below it, at a speed that could take p from 0 to 1 in ``speed_images`` images. Every
+    value stays on the device (no step waits for it), and all of it is checkpointed."""
+
+    def __init__(self, target: float, batch_size: int, device: torch.device, interval: int = 4,
+                 speed_images: int = 100_000):
+        self.target, self.interval = target, interval
+        self.step_size = batch_size * interval / speed_images
+        self.probability = torch.zeros((), device=device)
+        self.signs = torch.zeros(2, device=device)  # sum of sign(D(real)), count
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        self.signs += torch.stack([real_logits.detach().float().sign().sum(), torch.tensor(float(len(real_logits)),
+                                                                                           device=self.signs.device)])
+
+    def update(self, step: int) -> None:
+        if step % self.interval:
+            return
+        heuristic = self.signs[0] / self.signs[1].clamp_min(1)
+        self.probability.add_(torch.sign(heuristic - self.target) * self.step_size).clamp_(0, 1)
+        self.signs.zero_()
+
+    def state_dict(self) -> dict:
+        return {"probability": self.probability.clone(), "signs": self.signs.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.probability.copy_(state["probability"])
+        self.signs.copy_(state["signs"])

@@ -19,6 +19,7 @@ EXAMPLES = """\
   ganforge train --data folder:~/faces --init-from runs/00003-shapes-residual --freeze-d 2 --mirror --steps 100
   ganforge train --data folder:~/faces --fit pad --resolution 64 --steps 100
   ganforge train --data digits --labels ignore --steps 300
+  ganforge train --data digits --augment translation,cutout --ada-target 0.6 --steps 300
   ganforge train --resume runs/00000-digits-dcgan --steps 600
   torchrun --nproc-per-node 2 --no-python ganforge train --data shapes --steps 300
   ganforge train --data ring --steps 3000 --tensorboard         # then: tensorboard --logdir runs/
@@ -63,6 +64,9 @@ def build_parser() -> Parser:
     add("--spectral-norm", action="store_true", default=S, help="spectral normalisation in D")
     add("--augment", default=S, help="DiffAugment for small image sets: comma-separated color, translation, "
         "cutout (default: the recipe's)")
+    add("--ada-target", type=float, metavar="R", default=S, help="adaptive augmentation: the --augment policies "
+        "apply to a share p of the samples, raised while E[sign D(real)] is above R (ADA uses 0.6) and lowered "
+        "below it; 0 = off, every sample augmented (default 0)")
     add("--conditional", action=argparse.BooleanOptionalAction, default=S, help="labelled images: G draws a "
         "class from its latent, D is a projection discriminator; samples stay seed-in, image-out (default: the "
         "recipe's; on for digits and stacked-digits)")

@@ -136,7 +136,9 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     if not 2 <= k <= most_clusters(len(images)):
         raise UserError(f"--self-conditional {k}: {len(images)} images fill 2 to {most_clusters(len(images))} "
                         f"pseudo-classes ({MIN_PER_CLUSTER} images each on average)")
-    embedded = EMBEDDINGS[features](to_unit_range(images)).numpy().astype(np.float64)
+    # in chunks: 20,000 images at 128 px would be 3.9 GB as floats, their embedding 61 MB
+    embedded = torch.cat([EMBEDDINGS[features](to_unit_range(chunk)) for chunk in images.split(1024)])
+    embedded = embedded.numpy().astype(np.float64)
     kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embedded)
     centroids = torch.from_numpy(kmeans.cluster_centers_).float()
     # the shares of the assignment the training loop will make (nearest centroid in float32), not k-means' own

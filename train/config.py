@@ -46,6 +46,7 @@ class TrainConfig:
     pack: int = 1  # PacGAN: the discriminator judges `pack` samples at once
     spectral_norm: bool = False
     augment: str = ""  # DiffAugment policies for D's inputs, comma-separated: color, translation, cutout
+    ada_target: float = 0.0  # adaptive augmentation: DiffAugment's probability steered to keep E[sign D(real)] here
     conditional: bool = False  # labelled images: G draws its class from z0, D is a projection discriminator
     self_conditional: int = 0  # images without labels: K pseudo-classes by clustering, then as --conditional; 0 = off
     cluster_channels: bool = False  # --self-conditional on each channel alone (channels that are separate images)
@@ -89,6 +90,9 @@ class TrainConfig:
             raise UserError(f"--mirror flips images; --data {self.data} is 2D points")
         for policy in self.augment_policy:
             _choice("augment", policy, AUGMENT_POLICIES)
+        if self.ada_target and not (0 < self.ada_target < 1 and self.augment_policy):
+            raise UserError(f"--ada-target takes a number in (0, 1) (0.6 in ADA) and needs --augment policies to "
+                            f"steer, got {self.ada_target} with --augment {self.augment!r}")
         if self.augment_policy and self.is_points:
             raise UserError(f"--augment transforms images; --data {self.data} is 2D points")
         if self.model in IMAGE_MODELS and self.resolution not in RESOLUTIONS[self.model]:

@@ -16,7 +16,7 @@ import ganforge
 from ganforge.distributed import DistContext, all_reduce_mean_, broadcast_, rank_slice
 from ganforge.errors import UserError
 
-from .augment import DiffAugment
+from .augment import AdaptiveStrength, DiffAugment
 from .checkpoint import FORMAT, VERSION, find_checkpoint, load_checkpoint, load_module_state
 from .clusters import MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters
 from .config import TrainConfig
@@ -74,7 +74,9 @@ class Trainer:
         self.latent_rng = torch.Generator(device).manual_seed(config.seed + 1)
         self.augment_rng = torch.Generator(device).manual_seed(config.seed + 2)
         policy = config.augment_policy
-        self.augment = DiffAugment(policy, self.augment_rng) if policy else (lambda images: images)
+        self.ada = AdaptiveStrength(config.ada_target, config.batch_size, device) if config.ada_target else None
+        self.augment = (DiffAugment(policy, self.augment_rng, self.ada.probability if self.ada else None) if policy
+                        else (lambda images: images))
         self.loss = LOSSES[config.loss]
         self.step = 0
         self.skipped_steps = torch.zeros(2, dtype=torch.int64, device=device)  # d, g: counted on the device
@@ -94,6 +96,8 @@ class Trainer:
             real_logits = self._judge(augment(real), real_labels)
             fake_logits = self._judge(augment(fake.detach()), fake_labels)
             loss_d = self.loss.discriminator(real_logits.float(), fake_logits.float())
+        if self.ada is not None:
+            self.ada.observe(real_logits)
         penalty = self._penalty(real, fake, real_labels, fake_labels, part)
         self._apply(loss_d + penalty, self.optimizer_d, self.scaler_d, self.discriminator, 0)
 
@@ -106,9 +110,13 @@ class Trainer:
             parameter.requires_grad_(True)
 
         self._update_ema()
+        self.step += 1
+        if self.ada is not None:
+            if self.context.enabled:  # every rank steers by the whole batch
+                all_reduce_mean_([self.ada.signs])
+            self.ada.update(self.step)
         if self.context.enabled:  # BatchNorm statistics differ per rank's data: keep the average
             all_reduce_mean_(self._float_buffers())
-        self.step += 1
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "penalty": penalty.detach()}
 
     def _init_from(self, source: str) -> None:
@@ -224,6 +232,7 @@ class Trainer:
                     "augment": self.augment_rng.get_state()},
             "data": self.data.stream.state_dict(), "skipped_steps": dict(self.skipped),
             **({"clusters": self.clusters.state_dict()} if self.clusters is not None else {}),
+            **({"ada": self.ada.state_dict()} if self.ada is not None else {}),
         }
 
     def load_state_dict(self, state: dict, path: str = "checkpoint") -> None:
@@ -245,6 +254,8 @@ class Trainer:
         if "augment" in state["rng"]:  # checkpoints from before --augment
             self.augment_rng.set_state(state["rng"]["augment"])
         self.data.stream.load_state_dict(state["data"])
+        if self.ada is not None:
+            self.ada.load_state_dict(state["ada"])
         self.step = int(state["step"])
         self.skipped_steps.copy_(torch.tensor([state["skipped_steps"]["d"], state["skipped_steps"]["g"]]))
 

@@ -68,7 +68,8 @@ def model_description(config: EvalConfig) -> tuple[ModelSource, str, str, dict]:
     source = resolve_model(config.model, config.checkpoint)
     if source.is_checkpoint:
         state = source.checkpoint_state
-        meta = {"data": state["train_config"]["data"], "step": state["step"], "checkpoint": str(source.file),
+        meta = {"data": state["train_config"]["data"], "fit": state["train_config"].get("fit", "crop"),
+                "step": state["step"], "checkpoint": str(source.file),
                 "pseudo_classes": pseudo_classes(state["generator_config"], state.get("clusters"))}
     else:
         step = source.metadata.get("training_step")
@@ -120,7 +121,8 @@ def evaluate_model(config: EvalConfig) -> dict:
     with open_runner(backend, model_path, config.device) as runner:
         shape = runner.info.output_shape
         kind = "points" if len(shape) == 1 else "images"
-        data = load_data(data_spec, shape[-1] if kind == "images" else 32, seed=0)
+        fit = meta.get("fit", "crop") if data_spec.startswith("folder:") else "crop"  # as trained (checkpoints say)
+        data = load_data(data_spec, shape[-1] if kind == "images" else 32, seed=0, fit=fit, quiet=config.quiet)
         if data.kind != kind or (kind == "images" and tuple(data.sample_shape) != tuple(shape)):
             raise UserError(f"the model makes {kind} of shape {list(shape)} but --data {data_spec} has "
                             f"{data.kind} of shape {list(data.sample_shape)}: wrong model or --data")

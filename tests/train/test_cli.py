@@ -45,6 +45,18 @@ def test_help_states_the_defaults_a_run_takes_from_its_recipe():
     (["--data", "ring", "--model", "dcgan"], "use --model mlp"),
     (["--precision", "fp8"], "invalid choice"),
     (["--data", "folder:/nonexistent/folder", "--steps", "1"], "not a directory"),
+    (["--model", "residual", "--resolution", "2048"], "unsupported --resolution 2048 for residual"),
+    (["--model", "residual", "--spectral-norm"], "--spectral-norm is for the dcgan and mlp"),
+    (["--fit", "stretch"], "invalid choice"),
+    (["--fit", "pad", "--steps", "1"], "not a folder"),
+    (["--data", "ring", "--mirror"], "--mirror flips images"),
+    (["--data", "stacked-digits", "--mirror", "--steps", "1"], "has none"),
+    (["--freeze-d", "-1"], "--freeze-d must be 0"),
+    (["--freeze-d", "9", "--steps", "1"], "--freeze-d 9"),
+    (["--ada-target", "0.6", "--augment", ""], "--ada-target"),
+    (["--ada-target", "1.5"], "--ada-target"),
+    (["--r2", "-1"], "non-negative"),
+    (["--init-from", "/nonexistent/run", "--steps", "1"], "/nonexistent/run"),
 ])
 def test_bad_flags_fail_with_one_line(capsys, tmp_path, args, message):
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "r"), *args)

@@ -25,7 +25,7 @@ def assert_identical(a, b, where="checkpoint"):
 
 
 @pytest.mark.parametrize("schedule, augment, classes", [
-    ("constant", "", {}), ("linear", "color,translation,cutout", {}),
+    ("constant", "", {}), ("linear", "color,translation,cutout", {"ada_target": 0.6}),
     ("linear", "translation", {"labels": "ignore", "self_conditional": 6}),  # pseudo-classes, checkpointed too
     ("constant", "", {"data": "stacked-digits", "labels": "ignore", "self_conditional": 6, "cluster_channels": True}),
     ("linear", "translation", {"model": "residual", "loss": "rpgan", "r1": 0.1, "r2": 0.1, "conditional": True})])

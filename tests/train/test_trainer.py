@@ -241,3 +241,38 @@ def test_freeze_d_keeps_the_first_blocks_of_d_fixed(tiny, model):
     assert any(not torch.equal(a, b) for a, b in zip(rest, (p for block in blocks[1:] for p in block.parameters())))
     with pytest.raises(UserError, match="--freeze-d 99"):
         _trainer(tiny(model=model, freeze_d=99))
+
+
+def test_adaptive_augmentation_applies_to_a_share_p_of_the_samples():
+    from ganforge.train.augment import DiffAugment
+
+    x = torch.randn(400, 1, 8, 8)
+    for p in (0.0, 0.25, 1.0):
+        augment = DiffAugment(("cutout",), torch.Generator().manual_seed(0), torch.tensor(p))
+        changed = (augment(x) != x).flatten(1).any(1).float().mean()
+        assert abs(changed - p) < 0.07
+
+
+@pytest.mark.parametrize("sure, direction", [(True, 1), (False, -1)])
+def test_ada_raises_p_while_d_is_sure_of_the_training_images_and_lowers_it_otherwise(sure, direction):
+    from ganforge.train.augment import AdaptiveStrength
+
+    ada = AdaptiveStrength(0.6, batch_size=64, device=torch.device("cpu"), interval=4, speed_images=2560)
+    ada.probability.fill_(0.5)
+    for step in range(1, 9):  # two updates of 64 * 4 / 2560 = 0.1 each
+        logits = torch.full((64,), 1.0) if sure else torch.cat([torch.ones(32), -torch.ones(32)])  # r = 1 or 0
+        ada.observe(logits)
+        ada.update(step)
+    assert torch.isclose(ada.probability, torch.tensor(0.5 + direction * 0.2))
+
+
+def test_ada_is_steered_in_training_and_needs_a_policy(tiny):
+    from ganforge.errors import UserError
+
+    trainer = _trainer(tiny(augment="translation,cutout", ada_target=0.01))  # below any D: p must rise
+    trainer.discriminator.net[-1].bias.data.fill_(5.0)  # D sure that everything is real: r = 1
+    for _ in range(8):
+        trainer.train_step()
+    assert trainer.ada.probability > 0 and trainer.augment.probability is trainer.ada.probability
+    with pytest.raises(UserError, match="--ada-target"):
+        tiny(ada_target=0.6)

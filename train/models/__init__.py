@@ -11,7 +11,6 @@ from .dcgan import DCGANDiscriminator, DCGANGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .residual import ResidualDiscriminator, ResidualGenerator
 
-
 IMAGE_MODELS = ("dcgan", "residual")
 
 

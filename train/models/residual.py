@@ -10,7 +10,8 @@ residual stages with no normalisation layers, trained with the relativistic pair
   and the same block at one width with a dense 3x3 trained a 32 px step 1.15x as fast (269 against 308 ms, 1 thread,
   ``benchmarks/results/residual_blocks.json``), so the blocks keep one width;
 - between stages a transition: a 1x1 convolution that changes the width and bilinear x2 upsampling in G (average
-  pooling and the 1x1 convolution in D; the two commute, so each runs on the fewer channels); channels halve as the resolution doubles, from ``width`` at full size up to 8 x ``width``;
+  pooling and the 1x1 convolution in D; the two commute, so each runs on the fewer channels); channels halve as
+  the resolution doubles, from ``width`` at full size up to 8 x ``width``;
 - no normalisation: each branch's last convolution starts at zero and the others are scaled by L^-1/4 (L = blocks
   in the network, Fix-up initialisation), so every block starts as the identity and training stays stable;
 - G: z (with the class one-hots of ``LatentClasses``, as the DCGAN) -> linear -> 4x4 -> stages -> 1x1 -> tanh;
