@@ -55,6 +55,9 @@ def shuffled_order(num_samples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(num_samples, generator=generator)
 
 
+POOL_BYTES = 256 * 2**20  # a folder's clustering pool: 20,000 images at 64 px, 5,461 at 128 px
+
+
 class TensorStream:
     """Epoch-shuffled batches from fixed uint8 images (and their labels); the position is (epoch, cursor).
 
@@ -77,8 +80,9 @@ class TensorStream:
         return to_unit_range(self._images(self._next_indices(batch_size)))
 
     def pool(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """uint8 images to fit pseudo-classes on, and their labels (None without): the stored set, or ``count`` of
-        them drawn with ``seed`` where it is not held in memory."""
+        """uint8 images to fit pseudo-classes on, and their labels (None without): the stored set, or where it is not
+        held in memory ``count`` of them (at most ``POOL_BYTES`` of them) drawn with ``seed``."""
+        count = min(count, max(1, POOL_BYTES // self.images[0].numel()))
         if isinstance(self.images, torch.Tensor) or len(self.images) <= count:
             picks = torch.arange(len(self.images))
         else:

@@ -16,19 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ganforge.errors import UserError
 from ganforge.images import to_uint8
 
-from ..data.base import DataSource, to_unit_range
+from ..data.base import DataSource
 from .features import Extractor, domain_classifier, input_size, random_embedding, split_indices
 from .frechet import frechet_distance_of, kernel_distance
-from .memorization import near_copy_share
+from .memorization import copy_threshold, near_copy_share
 from .modes import kl_to_uniform, mode_coverage
 from .prdc import prdc
 
 CONFIDENT = 0.9  # a sample is "recognised" when the classifier gives its class at least this probability
 PRDC_MAX = 5000  # precision/recall use at most this many samples per side (k-NN cost grows as N^2)
+COPY_SIZE = 64  # the near-copy check compares images at up to this size
 REFERENCE_LIMIT = 10_000  # real images a folder's metrics are measured against (all of smaller sets)
 STACKED_REFERENCE = 10_000  # stacked digits: reference stacks drawn from the classifier's train split
 MIN_SAMPLES = {"points": 100, "images": 50}
@@ -45,6 +47,19 @@ class Primary:
         return old is None or (new > old if self.higher_is_better else new < old)
 
 
+def copy_space(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Images (uint8, or floats in [-1, 1]) as the near-copy check compares them, a chunk at a time: uint8, as they
+    are up to 64 x 64 and larger ones area-pooled to it (a copy stays a copy; 10,000 reference images at 256 px
+    would take 7.9 GB as floats)."""
+    def chunk_space(chunk: torch.Tensor) -> torch.Tensor:
+        chunk = chunk if chunk.dtype == torch.uint8 else torch.from_numpy(to_uint8(chunk))
+        if chunk.shape[-1] <= COPY_SIZE:
+            return chunk
+        return F.adaptive_avg_pool2d(chunk.float(), COPY_SIZE).round().to(torch.uint8)
+
+    return torch.cat([chunk_space(chunk) for chunk in torch.as_tensor(images).split(1000)]).numpy()
+
+
 class Evaluator:
     """``only_class`` k (labelled single-label data): the reference is class k's real images, and "recognised" is
     the share of samples confidently classified as k (per-class metrics for samples of a chosen class)."""
@@ -57,29 +72,34 @@ class Evaluator:
         if self.kind == "points":
             return
         images, labels = data.stream.images, data.labels  # uint8 [N, C, H, W] (stacked digits: the single digits)
+        rows = torch.arange(len(images))
         if len(images) > REFERENCE_LIMIT:  # a folder larger than memory: an evenly spaced subset of its cache
-            keep = torch.linspace(0, len(images) - 1, REFERENCE_LIMIT).round().long()
-            images, labels = images[keep], None if labels is None else labels[keep]
+            rows = torch.linspace(0, len(images) - 1, REFERENCE_LIMIT).round().long()
+            labels = None if labels is None else labels[rows]
         labelled = labels is not None
+        if labelled and len(rows) < len(images):  # the classifier trains on the whole subset: read it once
+            images, rows = images[rows], torch.arange(len(rows))
         size = input_size(images.shape[-1], data.extra.get("detail"))
         self.extractor = extractor or (
             domain_classifier(images, labels, cache / "classifier.pt" if cache else None, size,
                               per_channel=self.stacked) if labelled
             else random_embedding(images.shape[1], size))
-        train_idx, held_idx = split_indices(len(images))
+        train_idx, held_idx = split_indices(len(rows))
         if only_class is not None:
             if not labelled or self.stacked or not 0 <= only_class <= int(labels.max()):
                 raise UserError(f"per-class metrics need single-label data with class {only_class}")
             train_idx = train_idx[(labels[train_idx] == only_class).numpy()]
             held_idx = held_idx[(labels[held_idx] == only_class).numpy()]
-        self.train_images, self.held_images = images[train_idx], images[held_idx]
+        self.train_images, self.held_images = images[rows[train_idx]], images[rows[held_idx]]
         if self.stacked:
             self.train_images = stack_digits(self.train_images, STACKED_REFERENCE, seed=1)
             self.held_images = stack_digits(self.held_images, STACKED_REFERENCE, seed=2)
         if labelled and not self.stacked:
             counts = torch.bincount(labels[train_idx], minlength=int(labels.max()) + 1).double()
             self.class_prior = (counts / counts.sum()).numpy()
-        self.reference, _ = self.extractor.run(to_unit_range(self.train_images))
+        self.reference, _ = self.extractor.run(self.train_images)  # uint8: made floats a chunk at a time
+        self.copy_reference = copy_space(self.train_images)
+        self.copy_threshold = None if self.stacked else copy_threshold(self.copy_reference)
 
     @property
     def description(self) -> str:
@@ -108,18 +128,17 @@ class Evaluator:
         features, probs = self.extractor.run(generated)
         report = {"n": len(generated), **self._distribution_metrics(features, probs)}
         if not self.stacked:  # stacked digits have 1797^3 possible training images: no copies to look for
-            report.update(near_copy_share(to_uint8(generated), self.train_images.numpy()))
+            report.update(near_copy_share(copy_space(generated), self.copy_reference, self.copy_threshold))
         return report
 
     def real_floor(self) -> dict:
         """Held-out real images (stacked: stacks of held-out digits) against the same reference."""
         if self.kind == "points":
             return {}
-        held = to_unit_range(self.held_images)
-        features, probs = self.extractor.run(held)
-        report = {"n": len(held), **self._distribution_metrics(features, probs)}
+        features, probs = self.extractor.run(self.held_images)
+        report = {"n": len(self.held_images), **self._distribution_metrics(features, probs)}
         if not self.stacked:
-            report.update(near_copy_share(self.held_images.numpy(), self.train_images.numpy()))
+            report.update(near_copy_share(copy_space(self.held_images), self.copy_reference, self.copy_threshold))
         return report
 
     def _distribution_metrics(self, features: np.ndarray, probs: np.ndarray | None) -> dict:

@@ -77,12 +77,14 @@ class Extractor:
 
     @torch.no_grad()
     def run(self, images: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
-        """float [N, C, H, W] -> features [N, D'] and class probabilities ([N, K], per channel [N, C, K])."""
+        """float [N, C, H, W] in [-1, 1] (or uint8, turned into floats a chunk at a time) -> features [N, D'] and class
+        probabilities ([N, K], per channel [N, C, K])."""
         self.body.eval()
         features, probs = [], []
         for chunk in images.split(batch):
             n, c = chunk.shape[:2]
-            x = chunk.float().reshape(n * c, 1, *chunk.shape[2:]) if self.per_channel else chunk.float()
+            chunk = to_unit_range(chunk) if chunk.dtype == torch.uint8 else chunk.float()
+            x = chunk.reshape(n * c, 1, *chunk.shape[2:]) if self.per_channel else chunk
             f = self.body(x)
             if self.head is not None:
                 p = self.head.eval()(f).softmax(dim=1)
