@@ -15,7 +15,7 @@ EXAMPLES = """\
   ganforge train --data digits --model dcgan --resolution 32 --steps 300
   ganforge train --data ring --model mlp --pack 4 --steps 2000 --batch-size 256 --lr-g 1e-3 --lr-d 1e-3
   ganforge train --data folder:~/faces --resolution 64 --loss hinge --spectral-norm --steps 500
-  ganforge train --data shapes --model residual --loss rpgan --r1 0.1 --r2 0.1 --steps 300
+  ganforge train --data shapes --model residual --width 16 --loss rpgan --r1 0.1 --r2 0.1 --steps 100
   ganforge train --data folder:~/faces --init-from runs/00003-shapes-residual --freeze-d 2 --mirror --steps 100
   ganforge train --data folder:~/faces --fit pad --resolution 64 --steps 100
   ganforge train --data digits --labels ignore --steps 300
