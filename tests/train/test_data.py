@@ -201,3 +201,15 @@ def test_mirror_adds_the_flipped_images_and_resumes_exactly():
         assert label in plain.labels[match.flatten()]
     with pytest.raises(UserError, match="--mirror"):
         load_data("stacked-digits", resolution=16, seed=0, mirror=True)
+
+
+def test_a_process_holding_a_folder_cache_exits_cleanly(tmp_path):
+    """The cache's file is closed with its object, also when the interpreter shuts down holding it."""
+    import subprocess
+    import sys
+
+    folder = _photos(tmp_path / "photos")
+    code = f"from ganforge.train.data import load_data; source = load_data('folder:{folder}', 16, 0)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ, "GANFORGE_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0 and "Exception ignored" not in done.stderr, done.stderr

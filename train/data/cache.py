@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class CachedImages:
         if path.stat().st_size != shape[0] * self.item_bytes:
             raise UserError(f"{path}: {path.stat().st_size} bytes, not the {shape[0]} images of its manifest")
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        weakref.finalize(self, os.close, self._fd)  # closed with the object, at exit too (a __del__ can run late)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -71,11 +73,6 @@ class CachedImages:
         for row, item in enumerate(indices.tolist()):
             flat[row] = np.frombuffer(os.pread(self._fd, self.item_bytes, item * self.item_bytes), dtype=np.uint8)
         return torch.from_numpy(out)
-
-    def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            os.close(fd)
 
 
 def fingerprint(files: list[Path]) -> str:
