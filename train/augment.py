@@ -82,16 +82,16 @@ class AdaptiveStrength:
         self.target, self.interval = target, interval
         self.step_size = batch_size * interval / speed_images
         self.probability = torch.zeros((), device=device)
-        self.signs = torch.zeros(2, device=device)  # sum of sign(D(real)), count
+        self.signs = torch.zeros((), device=device)  # sum over this interval's steps of each step's mean sign
 
     def observe(self, real_logits: torch.Tensor) -> None:
-        self.signs += torch.stack([real_logits.detach().float().sign().sum(), torch.tensor(float(len(real_logits)),
-                                                                                           device=self.signs.device)])
+        """Once per step: every step sees as many real images, so the mean of the steps' means is r."""
+        self.signs += real_logits.detach().float().sign().mean()
 
     def update(self, step: int) -> None:
         if step % self.interval:
             return
-        heuristic = self.signs[0] / self.signs[1].clamp_min(1)
+        heuristic = self.signs / self.interval
         self.probability.add_(torch.sign(heuristic - self.target) * self.step_size).clamp_(0, 1)
         self.signs.zero_()
 

@@ -53,14 +53,13 @@ class Trainer:
                                                  config.pack, batch_norm, config.spectral_norm,
                                                  num_classes=len(prior) if prior else 0,
                                                  class_groups=self.generator_config.get("class_groups", 1)).to(device)
-        for module in (self.generator, self.discriminator):  # channels_last where a model runs faster in it
+        # channels_last where a model runs faster in it (the residual one); real batches follow D's format
+        self.memory_format = getattr(self.discriminator, "memory_format", torch.contiguous_format)
+        for module in (self.generator, self.discriminator):
             module.to(memory_format=getattr(module, "memory_format", torch.contiguous_format))
-        if config.init_from:
-            self._init_from(config.init_from)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         if config.init_from:
-            load_module_state(self.generator_ema, self._initial["generator_ema"], "EMA generator", config.init_from)
-            del self._initial
+            self._init_from(config.init_from)
         self.trainable_d = trainable_parameters(self.discriminator, config.freeze_d)
         # On a GPU, fused Adam: it takes the skip decision as a device tensor (found_inf), so no step waits for the
         # device. On a CPU the device is the host (reading a tensor costs nothing) and the default Adam stays:
@@ -120,21 +119,18 @@ class Trainer:
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "penalty": penalty.detach()}
 
     def _init_from(self, source: str) -> None:
-        """Fine-tuning: G, D and (after the deep copy) the EMA from another run of the same architecture."""
+        """Fine-tuning: G, D and the EMA from another run of the same architecture."""
         state = load_checkpoint(find_checkpoint(source))
         if architecture(state["generator_config"]) != architecture(self.generator_config):
             raise UserError(f"--init-from {source}: its generator {state['generator_config']} is not this run's "
                             f"{self.generator_config} (fine-tuning needs the same model, size and class count)")
         load_module_state(self.generator, state["generator"], "generator", source)
+        load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", source)
         load_module_state(self.discriminator, state["discriminator"], "discriminator", source)
-        self._initial = state
 
     def _real_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         images, labels = self._stream_batch(part)
-        if images.ndim == 4:
-            images = images.contiguous(memory_format=getattr(self.discriminator, "memory_format",
-                                                             torch.contiguous_format))
-        return images, labels
+        return (images.contiguous(memory_format=self.memory_format) if images.ndim == 4 else images), labels
 
     def _stream_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         device, stream, size = self.precision.device, self.data.stream, self.config.batch_size

@@ -8,6 +8,7 @@ same batches as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -82,7 +83,7 @@ class TensorStream:
     def pool(self, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """uint8 images to fit pseudo-classes on, and their labels (None without): the stored set, or where it is not
         held in memory ``count`` of them (at most ``POOL_BYTES`` of them) drawn with ``seed``."""
-        count = min(count, max(1, POOL_BYTES // self.images[0].numel()))
+        count = min(count, max(1, POOL_BYTES // math.prod(self.images.shape[1:])))
         if isinstance(self.images, torch.Tensor) or len(self.images) <= count:
             picks = torch.arange(len(self.images))
         else:
