@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from .metadata import generator_metadata, write_checksum, write_sidecar
 
 FORMATS = {".onnx": "onnx", ".pt2": "aoti"}
 PRECISIONS = {"onnx": ("fp32", "fp16", "int8"), "aoti": ("fp32",)}
+# the most values one verification batch may hold: the largest batch is verified up to batch 1,024 of 3 x 64 x 64
+# images (the reference and the candidate each hold that output and the activations behind it); at 256 px that is
+# batch 64, at 1,024 px batch 4, so verifying a large generator does not run the machine out of memory
+VERIFY_VALUES = 1024 * 3 * 64 * 64
 
 
 @dataclass(frozen=True)
@@ -62,9 +67,11 @@ class ExportConfig:
             raise UserError(f"cannot tell the format from {self.out!r}: use a .onnx or .pt2 name, or --format")
         return FORMATS[suffix]
 
-    @property
-    def batch_sizes(self) -> list[int]:
-        return sorted({b for b in (*self.verify_batches, self.max_batch) if b <= self.max_batch})
+    def batch_sizes(self, values_per_sample: int) -> list[int]:
+        """The batches verified: ``verify_batches`` and the largest batch, both within ``max_batch`` and the memory
+        bound ``VERIFY_VALUES`` (for a sample of ``values_per_sample`` output values)."""
+        largest = min(self.max_batch, max(1, VERIFY_VALUES // values_per_sample))
+        return sorted({b for b in (*self.verify_batches, largest) if b <= largest})
 
 
 @dataclass
@@ -93,7 +100,8 @@ def export(config: ExportConfig) -> ExportResult:
             metadata["device"] = config.device
         comparisons = []
         if config.verify:
-            comparisons = _verify(generator, candidate, z_dim, config)
+            values = math.prod(json.loads(metadata["output_shape"]))
+            comparisons = _verify(generator, candidate, z_dim, config, config.batch_sizes(values))
             metadata["verified_max_abs_error"] = f"{max(c.max_abs for c in comparisons):.6g}"
             metadata["verified_min_psnr_db"] = f"{min(c.psnr_db for c in comparisons):.2f}"
         if fmt == "onnx":
@@ -140,10 +148,10 @@ def _export_aoti(generator, z_dim: int, tmp: Path, config: ExportConfig):
     return lambda z: package(torch.from_numpy(z).to(device)).cpu().numpy()
 
 
-def _verify(generator, candidate, z_dim: int, config: ExportConfig) -> list:
+def _verify(generator, candidate, z_dim: int, config: ExportConfig, batch_sizes: list[int]) -> list:
     with torch.no_grad():
         reference = lambda z: generator(torch.from_numpy(z)).numpy()  # noqa: E731
-        comparisons = verification.verify(reference, candidate, z_dim, config.batch_sizes)
+        comparisons = verification.verify(reference, candidate, z_dim, batch_sizes)
     problems = verification.failures(comparisons, config.precision)
     if problems:
         raise UserError(f"verification failed, nothing written to {config.out}: {'; '.join(problems)}")

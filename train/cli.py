@@ -6,6 +6,7 @@ import argparse
 
 from ganforge.cliutil import Parser
 from ganforge.errors import UserError
+from ganforge.images import VIDEO_FORMATS
 
 from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS, TrainConfig
 from .precision import PRECISIONS
@@ -110,8 +111,9 @@ def build_parser() -> Parser:
         "N steps and at the end, best one kept as checkpoints/best.pt; 0 = off (default: the recipe's)")
     add("--log-every", type=int, default=S, help="metrics.jsonl record every N steps (default 10)")
     add("--quiet", action="store_true", default=S, help="no progress bar")
-    add("--progress-video", action="store_true", default=S, help="at the end, write RUN/progress.gif: the "
-        "fixed-seed sample grids of samples/ in step order (default off)")
+    add("--progress-video", nargs="?", const="gif", choices=VIDEO_FORMATS, default=S, help="at the end, write "
+        "RUN/progress.gif (or .mp4 with --progress-video mp4): the fixed-seed sample grids of samples/ in step order "
+        "(default off)")
     add("--tensorboard", action="store_true", default=S, help="also write TensorBoard event files (losses, "
         "images/s, quality metrics, sample grids) under RUN/tensorboard/ (default off; needs the tensorboard extra)")
     add("--resume", metavar="RUN_DIR", default=S, help="continue this run from its latest checkpoint")

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ganforge.errors import UserError
+from ganforge.images import VIDEO_FORMATS
 
 from .augment import POLICIES as AUGMENT_POLICIES
 from .data import POINT_SOURCES, check_spec
@@ -74,7 +75,7 @@ class TrainConfig:
     log_every: int = 10
     quiet: bool = False
     tensorboard: bool = False  # also write TensorBoard event files under RUN/tensorboard/
-    progress_video: bool = False  # write progress.gif of the sample grids at the end of the run
+    progress_video: str | None = None  # gif or mp4: write RUN/progress.<format> of the sample grids at the end
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):  # a hand-edited config.json can hold anything
@@ -86,6 +87,8 @@ class TrainConfig:
         _choice("lr-schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("labels", self.labels, LABEL_USES)
         _choice("fit", self.fit, FITS)
+        if self.progress_video is not None:
+            _choice("progress-video", self.progress_video, VIDEO_FORMATS)
         if self.mirror and self.is_points:
             raise UserError(f"--mirror flips images; --data {self.data} is 2D points")
         for policy in self.augment_policy:
@@ -173,6 +176,8 @@ class TrainConfig:
             raise UserError(f"config has unknown fields: {', '.join(sorted(unknown))}")
         if "betas" in values:
             values = {**values, "betas": tuple(values["betas"])}
+        if isinstance(values.get("progress_video"), bool):  # a run made before the format could be chosen
+            values = {**values, "progress_video": "gif" if values["progress_video"] else None}
         return cls(**values)
 
 

@@ -19,7 +19,7 @@ from .clusters import Clusters
 from .config import TrainConfig
 from .data import DataSource, load_data, spec_name
 from .metrics.evaluator import Evaluator
-from .plots import plot_losses, plot_points, plot_quality, progress_gif
+from .plots import plot_losses, plot_points, plot_quality, progress_video
 from .precision import resolve_precision
 from .records import finite_or_none
 from .run_folder import RunFolder, next_run_dir, read_config
@@ -138,7 +138,7 @@ class Loop:
             bar.update(1)
         bar.close()
         if config.progress_video and self.folder.writer:
-            progress_gif(self.folder.samples, self.folder.path / "progress.gif")
+            progress_video(self.folder.samples, self.folder.path / f"progress.{config.progress_video}")
         self._summary(start_step, time.perf_counter() - start_time, last)
 
     def _log_window(self, step: int, sums: dict, steps: int, elapsed: float) -> dict:

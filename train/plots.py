@@ -80,11 +80,12 @@ def plot_points(samples: np.ndarray, modes: np.ndarray, path: Path, title: str) 
     _save_figure(figure, path)
 
 
-def progress_gif(samples: Path, path: Path, fps: float = 4.0) -> Path | None:
-    """The fixed-seed sample grids of samples/step-*.png, in step order, as a looping GIF (None: fewer than two)."""
+def progress_video(samples: Path, path: Path, fps: float = 4.0) -> Path | None:
+    """The fixed-seed sample grids of samples/step-*.png, in step order, as a video in the format of ``path``'s
+    suffix, .gif or .mp4 (None: fewer than two grids)."""
     from PIL import Image
 
-    from ganforge.images import save_gif
+    from ganforge.images import save_video
 
     files = sorted(samples.glob("step-*.png"))
     if len(files) < 2:
@@ -95,5 +96,5 @@ def progress_gif(samples: Path, path: Path, fps: float = 4.0) -> Path | None:
             frames.append(np.asarray(picture.convert("RGB")))
     if len({frame.shape for frame in frames}) > 1:
         return None  # grids of another size (a changed grid): nothing to animate
-    save_gif(np.stack(frames), path, fps)
+    save_video(np.stack(frames), path, fps)
     return path

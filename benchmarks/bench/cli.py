@@ -13,6 +13,7 @@ EXAMPLES = """\
   ganforge bench runs/00000-digits-dcgan --backends onnxruntime,openvino --precisions fp32,int8 --batch-sizes 1,64 \\
       --out bench-int8/
   ganforge bench g.onnx --backends onnxruntime --scenarios offline,single-stream --min-duration 1 --out bench-ort/
+  ganforge bench runs/00000-digits-dcgan --backends onnxruntime --precisions fp32 --truncation 0.7 --out bench-psi/
 """
 
 
@@ -35,6 +36,9 @@ def main(argv: list[str]) -> int:
                         "latency a rate must stay within to pass; the report gives the highest passing rate "
                         "(default 100)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--truncation", type=float, default=1.0, metavar="PSI", help="truncation psi in (0, 1] "
+                        "for the latents and the server scenarios' requests, as sample and serve apply it; the rows "
+                        "record it (default 1: off)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
@@ -46,7 +50,7 @@ def main(argv: list[str]) -> int:
                          precisions=split(args.precisions), batch_sizes=tuple(args.batch_sizes),
                          scenarios=split(args.scenarios), min_duration=args.min_duration,
                          server_duration=args.server_duration, latency_bound_ms=args.latency_bound_ms,
-                         device=args.device)
+                         device=args.device, truncation=args.truncation)
     report = bench(config, progress=not args.quiet)
     paths = write_reports(report, Path(args.out))
     print(table(report))

@@ -14,14 +14,16 @@ import time
 from .scenarios import load_point, poisson_arrivals, summarize_load
 
 
-def seed_request(seeds: list[int]) -> dict:
-    """A KServe v2 infer request for these seeds, images answered as raw bytes (the binary tensor extension)."""
+def seed_request(seeds: list[int], truncation: float = 1.0) -> dict:
+    """A KServe v2 infer request for these seeds, images answered as raw bytes (the binary tensor extension), with
+    a truncation psi where it is not 1."""
+    parameters = {"binary_data_output": True} | ({"truncation": truncation} if truncation != 1.0 else {})
     return {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [len(seeds)], "data": list(seeds)}],
-            "parameters": {"binary_data_output": True}}
+            "parameters": parameters}
 
 
 async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: int, drain_s: float,
-                        seed: int) -> dict:
+                        seed: int, truncation: float = 1.0) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -34,7 +36,7 @@ async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: i
             nonlocal errors
             started = time.perf_counter()
             try:
-                response = await http.post(url, json=seed_request([request_seed]))
+                response = await http.post(url, json=seed_request([request_seed], truncation))
             except httpx.HTTPError:
                 errors += 1
                 return
@@ -65,14 +67,14 @@ async def _poisson_http(url: str, rate: float, duration: float, max_in_flight: i
 
 
 def server_http(base_url: str, rates: list[float], duration: float, latency_bound_ms: float,
-                max_in_flight: int = 128, model_name: str = "generator") -> dict:
+                max_in_flight: int = 128, model_name: str = "generator", truncation: float = 1.0) -> dict:
     """Rates in rising order; stops after the first rate at which requests were dropped, refused or timed out."""
     url = f"{base_url}/v2/models/{model_name}/infer"
     drain_s = max(2.0, 4 * latency_bound_ms / 1e3)
     asyncio.run(_poisson_http(url, rates[0], min(1.0, duration), max_in_flight, drain_s, seed=999))  # warm-up
     points = []
     for i, rate in enumerate(rates):
-        points.append(asyncio.run(_poisson_http(url, rate, duration, max_in_flight, drain_s, seed=i)))
+        points.append(asyncio.run(_poisson_http(url, rate, duration, max_in_flight, drain_s, i, truncation)))
         if points[-1]["rejected"]:
             break
     return summarize_load(points, latency_bound_ms) | {"max_in_flight": max_in_flight}

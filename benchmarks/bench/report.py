@@ -41,7 +41,8 @@ def table(report: dict) -> str:
                          for p, v in env.get("matmul_gflops", {}).items()) or "-"
     lines.append(f"{env['date']} | {env['cpu']} | {env['cores']} cores | torch threads {env['torch_threads']} | "
                  f"GPU {env['gpu'] or 'none'} | matmul ceiling GFLOP/s: {ceilings} | "
-                 f"generator {_fmt(env.get('generator_gflops_per_image'), 3)} GFLOP/image")
+                 f"generator {_fmt(env.get('generator_gflops_per_image'), 3)} GFLOP/image"
+                 + (f" | truncation psi {report['truncation']:g}" if report.get("truncation", 1.0) != 1.0 else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -15,8 +15,9 @@ from ganforge.errors import UserError, one_line
 from ganforge.export.model_source import ModelSource, resolve_model
 from ganforge.export.verify import psnr
 from ganforge.isolation import child_main, run_isolated
-from ganforge.latents import latents_for_seeds
+from ganforge.latents import LatentControls, latents_for_seeds
 from ganforge.serve.runtime.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose, generator_reference, native_precisions
+from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import backends, open_runner
 
@@ -46,8 +47,10 @@ class BenchConfig:
     server_max_batch: int = 64
     server_delay_us: int = 2000
     device: str = "cpu"
+    truncation: float = 1.0  # the latents (and the server's requests) with truncation psi, as sample and serve take it
 
     def __post_init__(self) -> None:
+        LatentControls(self.truncation)  # psi in (0, 1]
         unknown = set(self.scenarios) - set(SCENARIOS)
         if unknown:
             raise UserError(f"unknown scenario {', '.join(sorted(unknown))} (choose from {', '.join(SCENARIOS)})")
@@ -86,7 +89,7 @@ def bench(config: BenchConfig, progress: bool = True) -> dict:
     ceilings = _ceilings(config)
     env = environment(ceilings.get("fp32")) | {"matmul_gflops": ceilings, "device": config.device,
                                                 "generator_gflops_per_image": gflops, "model": str(config.model)}
-    report = {"environment": env, "results": []}
+    report = {"environment": env, "truncation": config.truncation, "results": []}
     combos = [[b, p] for b in names for p in config.precisions if b != AUTO and p in backends()[b].precisions]
     combos = [[AUTO, AUTO]] * (AUTO in names) + combos
     if not combos:
@@ -205,8 +208,10 @@ def _io_modes(scenario: str, runner) -> tuple[str, ...]:
 
 def _measure(config, runner, backend, precision, scenario, batch, io, offline_rates, gflops, ceilings, fields):
     """One row; ``fields`` (accuracy, CUDA graphs) are copied into it."""
+    controls = LatentSpace.of(runner.info).controls(config.truncation)
+    fields = fields | ({"truncation": config.truncation} if config.truncation != 1.0 else {})
     if scenario == "offline":
-        result = scenarios.offline(runner, batch, config.min_duration, io, in_flight=_in_flight(runner))
+        result = scenarios.offline(runner, batch, config.min_duration, io, _in_flight(runner), controls)
         if io == "host":
             offline_rates[batch] = result["images_per_second"]
         if gflops:
@@ -215,7 +220,7 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
                 result["ceiling_precision"] = precision
         return _row(backend, precision, scenario, batch, io=io, **result, **fields)
     if scenario == "single-stream":
-        return _row(backend, precision, scenario, 1, **scenarios.single_stream(runner, config.min_duration),
+        return _row(backend, precision, scenario, 1, **scenarios.single_stream(runner, config.min_duration, controls),
                     **fields)
     max_batch = min(config.server_max_batch, runner.info.max_batch)
     capacity = offline_rates.get(max_batch) or max(offline_rates.values(), default=0.0) or \
@@ -223,14 +228,15 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
     rates = [f * capacity for f in SERVER_LOAD]
     if scenario == "server":
         result = scenarios.server(runner, rates, config.server_duration, config.latency_bound_ms, max_batch,
-                                  config.server_delay_us)
+                                  config.server_delay_us, truncation=config.truncation)
     else:
         from .http_scenario import server_http
         from .http_server import serving
 
         with serving(runner.info.model_path, backend, precision, config.device, max_batch,
                      config.server_delay_us) as url:
-            result = server_http(url, rates, config.server_duration, config.latency_bound_ms)
+            result = server_http(url, rates, config.server_duration, config.latency_bound_ms,
+                                 truncation=config.truncation)
     result["offline_images_per_second"] = capacity
     result["images_per_second"] = result["saturated_images_per_second"]
     result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None

@@ -9,16 +9,18 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from ganforge.latents import latents_for_seeds
+from ganforge.latents import LatentControls, latents_for_seeds
 from ganforge.timing import measure, measure_device, percentiles
 
 
-def offline(runner, batch_size: int, min_duration: float, io: str = "host", in_flight: int = 1) -> dict:
+def offline(runner, batch_size: int, min_duration: float, io: str = "host", in_flight: int = 1,
+            controls: LatentControls | None = None) -> dict:
     """Images/s at a fixed batch size. io="host": latents in and float images out through host memory (what a
     server sees); "host-uint8": the same with the images converted to uint8 on the device first (what `ganforge
     sample` does on a GPU, ``infer_uint8``); "device": a GPU runner's device-only time, by CUDA events.
-    ``in_flight`` > 1 (host): that many batches at once, on the runner and its ``copies``, one thread each."""
-    z = latents_for_seeds(range(batch_size), runner.info.z_dim)
+    ``in_flight`` > 1 (host): that many batches at once, on the runner and its ``copies``, one thread each.
+    ``controls`` (truncation) change the latents as sampling does; the time is the runner's either way."""
+    z = latents_for_seeds(range(batch_size), runner.info.z_dim, controls)
     if in_flight > 1 and io == "host":
         return _offline_in_flight(runner, z, min_duration, in_flight)
     if io == "device":
@@ -74,8 +76,8 @@ def offline_for_model(model: str, backend: str, precision: str, batch_size: int,
         return offline(runner, batch_size, min_duration, io) | {"model_path": path}
 
 
-def single_stream(runner, min_duration: float) -> dict:
-    z = latents_for_seeds([0], runner.info.z_dim)
+def single_stream(runner, min_duration: float, controls: LatentControls | None = None) -> dict:
+    z = latents_for_seeds([0], runner.info.z_dim, controls)
     m = measure(lambda: runner.infer(z), 1, min_duration=min_duration)
     return {"images_per_second": m.items_per_second, "stable": m.stable, "samples": len(m.latencies_s),
             "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()},
@@ -109,12 +111,14 @@ def load_point(rate: float, requests: int, latencies: list[float], rejected: int
             **extra}
 
 
-async def _poisson_load(runner, rate: float, duration: float, config, seed: int) -> dict:
+async def _poisson_load(runner, rate: float, duration: float, config, seed: int, truncation: float) -> dict:
     """Poisson single-seed KServe v2 requests (binary output) into the real server app, in process: the request
     parser, the dynamic batcher and the response encoder all run, only the sockets are left out."""
     import httpx
 
     from ganforge.serve.http.server import create_app
+
+    from .http_scenario import seed_request
 
     app = create_app(runner, config)
     latencies, rejected, tasks = [], 0, []
@@ -122,10 +126,8 @@ async def _poisson_load(runner, rate: float, duration: float, config, seed: int)
 
     async def one(client: httpx.AsyncClient, index: int) -> None:
         nonlocal rejected
-        body = {"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [index]}],
-                "parameters": {"binary_data_output": True}}
         started = time.perf_counter()
-        response = await client.post("/v2/models/generator/infer", json=body)
+        response = await client.post("/v2/models/generator/infer", json=seed_request([index], truncation))
         if response.status_code == 503:
             rejected += 1
             return
@@ -143,7 +145,7 @@ async def _poisson_load(runner, rate: float, duration: float, config, seed: int)
 
 
 def server(runner, rates: list[float], duration: float, latency_bound_ms: float, max_batch: int = 64,
-           delay_us: int = 2000, max_queue: int = 4096) -> dict:
+           delay_us: int = 2000, max_queue: int = 4096, truncation: float = 1.0) -> dict:
     """Poisson single-seed requests at each rate into the server app in process (on a GPU two batches in flight, the
     server's default there); the highest rate whose p99 <= the bound passes."""
     from ganforge.serve.http.server import ServerConfig
@@ -151,7 +153,8 @@ def server(runner, rates: list[float], duration: float, latency_bound_ms: float,
 
     config = ServerConfig(max_batch=max_batch, max_queue_delay_us=delay_us, max_queue=max_queue)
     with settled_garbage_collector():  # as `ganforge serve` runs
-        points = [asyncio.run(_poisson_load(runner, rate, duration, config, seed=i)) for i, rate in enumerate(rates)]
+        points = [asyncio.run(_poisson_load(runner, rate, duration, config, i, truncation))
+                  for i, rate in enumerate(rates)]
     return summarize_load(points, latency_bound_ms) | {"in_flight": config.batches_in_flight(runner.info.device)}
 
 

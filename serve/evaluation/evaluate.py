@@ -8,6 +8,7 @@ the same metrics training's --eval-every uses (ganforge.train.metrics), against 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from ganforge.latents import LatentControls
 from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import open_runner
+from ganforge.train.clusters import Clusters
 from ganforge.train.data import load_data
+from ganforge.train.data.base import to_unit_range
 from ganforge.train.metrics.evaluator import Evaluator
 from ganforge.train.records import finite_or_none
 
@@ -70,7 +73,8 @@ def model_description(config: EvalConfig) -> tuple[ModelSource, str, str, dict]:
         state = source.checkpoint_state
         meta = {"data": state["train_config"]["data"], "fit": state["train_config"].get("fit", "crop"),
                 "step": state["step"], "checkpoint": str(source.file),
-                "pseudo_classes": pseudo_classes(state["generator_config"], state.get("clusters"))}
+                "pseudo_classes": pseudo_classes(state["generator_config"], state.get("clusters")),
+                "clusters": state.get("clusters")}
     else:
         step = source.metadata.get("training_step")
         meta = {"data": source.metadata.get("data"), "step": int(step) if step else None,
@@ -92,12 +96,28 @@ def pseudo_classes(generator_config: dict, clusters: dict | None) -> dict | None
     return report
 
 
-def _per_class(config: EvalConfig, data, meta: dict) -> int | None:
-    """The class whose real images are the reference: a chosen class of a model trained on the data's own labels
-    (one per sample); pseudo-classes and stacked classes are compared with the whole data."""
-    if not config.classes or len(config.classes) != 1 or data.labels is None or meta.get("pseudo_classes"):
+def _per_class(config: EvalConfig, data, meta: dict) -> tuple[int | None, Callable | None]:
+    """The class whose real images are the reference, and how real images get their class where it is not their
+    label: a chosen class of a model trained on the data's own labels, or a pseudo-class of a self-conditioned
+    checkpoint (the real images its clusters put there). Classes per channel (stacked digits), and pseudo-classes of
+    an exported file (which does not carry the clusters), are compared with the whole data."""
+    if not config.classes or len(config.classes) != 1:
+        return None, None
+    if meta.get("pseudo_classes"):
+        if not meta.get("clusters"):
+            return None, None
+        clusters = Clusters.from_state(meta["clusters"], meta["checkpoint"])
+        return config.classes[0], lambda images: clusters.assign(to_unit_range(images))
+    if data.labels is None or data.name == "stacked-digits":
+        return None, None
+    return config.classes[0], None
+
+
+def _per_class_by(evaluator) -> str | None:
+    """How the per-class reference was chosen: the real images with that label, or in that cluster."""
+    if evaluator.only_class is None:
         return None
-    return None if data.name == "stacked-digits" else config.classes[0]
+    return "clusters" if evaluator.pseudo else "labels"
 
 
 def generate(runner, n: int, batch_size: int, quiet: bool, space: LatentSpace,
@@ -136,7 +156,8 @@ def evaluate_model(config: EvalConfig) -> dict:
             extractor = inception_extractor(Path(config.weights))
         space = LatentSpace.of(runner.info)
         controls = space.controls(config.truncation, config.classes)
-        evaluator = Evaluator(data, cache=out, extractor=extractor, only_class=_per_class(config, data, meta))
+        only_class, classes_of = _per_class(config, data, meta)
+        evaluator = Evaluator(data, cache=out, extractor=extractor, only_class=only_class, classes_of=classes_of)
         n = config.n or DEFAULT_N.get(data.name, DEFAULT_N[kind])
         if n < evaluator.minimum_samples():
             raise UserError(f"--n {n} is too few: these metrics need at least {evaluator.minimum_samples()}")
@@ -146,7 +167,7 @@ def evaluate_model(config: EvalConfig) -> dict:
               "step": meta.get("step"), "checkpoint": meta.get("checkpoint"), "seeds": f"0-{n - 1}",
               "features": evaluator.description, "primary": evaluator.primary.name,
               "truncation": config.truncation, "class": list(config.classes) if config.classes else None,
-              "per_class": evaluator.only_class,
+              "per_class": evaluator.only_class, "per_class_by": _per_class_by(evaluator),
               "pseudo_classes": meta.get("pseudo_classes"),
               "generated": evaluator.evaluate(generated), "real": evaluator.real_floor(),
               "precision": info.precision, "device": info.device}

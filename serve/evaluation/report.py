@@ -32,16 +32,26 @@ def table(result: dict) -> str:
     generated, real = result["generated"], result["real"]
     controls = "".join([f", truncation {result['truncation']:g}" if result.get("truncation", 1) != 1 else "",
                         f", class {','.join(map(str, result['class']))}" if result.get("class") else "",
-                        " (reference: that class's real images)" if result.get("per_class") is not None else ""])
+                        _reference(result)])
     lines = [f"{result['model']} (step {result['step']}, {result['backend']}, seeds {result['seeds']}{controls}) "
              f"vs --data {result['data']}; {result['features']}",
              "| metric | generated | real held-out (floor) |", "|---|---|---|"]
     for key, label, digits in ROWS:
+        if key == "class_share" and "cluster_label" in generated:
+            label = f"classified as {generated['cluster_label']}, the label most of its real images have"
         if key in generated:
             lines.append(f"| {label} | {_cell(generated[key], digits)} | {_cell(real.get(key), digits)} |")
     if result.get("pseudo_classes"):
         lines.append(pseudo_class_line(result["pseudo_classes"]))
     return "\n".join(lines)
+
+
+def _reference(result: dict) -> str:
+    if result.get("per_class") is None:
+        return ""
+    if result.get("per_class_by") == "clusters":
+        return " (reference: the real images of that pseudo-class, by the run's clusters)"
+    return " (reference: that class's real images)"
 
 
 def pseudo_class_line(pseudo: dict) -> str:

@@ -15,6 +15,7 @@ EXAMPLES = """\
   ganforge sample runs/00000-digits-dcgan --checkpoint best --seeds 0-9999 --out best/
   ganforge sample runs/00000-digits-dcgan --seeds 0-63 --class 7 --truncation 0.7 --format png --out sevens/
   ganforge sample runs/00000-digits-dcgan --interpolate 3:17:42 --frames 16 --out walk/   # strip PNG and GIF
+  ganforge sample runs/00000-digits-dcgan --interpolate 3:17 --video mp4 --out walk-mp4/    # strip PNG and MP4
   ganforge sample g.onnx --seeds 0-199999 --out big/ --resume                    # continue after a crash
   torchrun --nproc-per-node 2 --no-python ganforge sample g.onnx --seeds 0-99999 --out big-2p/
 """
@@ -52,7 +53,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--class", dest="classes", metavar="K", help="a conditional model's class for every "
                         "sample (one per channel for stacked digits: 3,1,4); default: each seed's own")
     parser.add_argument("--interpolate", metavar="A:B[:C...]", help="instead of --seeds: frames along the path "
-                        "between these seeds' latents, written as interpolation.png (a strip) and .gif in --out")
+                        "between these seeds' latents, written as interpolation.png (a strip) and .gif (or "
+                        ".mp4, --video) in --out")
+    parser.add_argument("--video", choices=("gif", "mp4"), help="--interpolate: the video's format, "
+                        "gif (loops; 256 colours) or mp4 (H.264, full colour; needs the video extra) (default gif)")
     parser.add_argument("--frames", type=int, default=16, help="--interpolate: frames from each seed to the next "
                         "(16)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -66,6 +70,8 @@ def main(argv: list[str]) -> int:
     classes = parse_classes(args.classes) if args.classes is not None else None
     if args.interpolate is not None:
         return _interpolate(args, classes)
+    if args.video is not None:
+        raise UserError("--video is the format of --interpolate's video; without --interpolate there is none")
     if (args.seeds is None) == (args.count is None):
         raise UserError("give either --seeds or --count (or --interpolate)")
     if args.count is not None and (args.count < 1 or args.seed_start < 0):
@@ -93,9 +99,9 @@ def _interpolate(args, classes) -> int:
     if not all(part.strip().isdigit() for part in parts):
         raise UserError(f"--interpolate takes seeds separated by colons, e.g. 3:17:42; got {args.interpolate!r}")
     seeds = tuple(parse_seeds(",".join(parts)))  # the seed range check
-    strip, gif = interpolate(InterpolateConfig(model=args.model, seeds=seeds, out=args.out, frames=args.frames,
+    strip, video = interpolate(InterpolateConfig(model=args.model, seeds=seeds, out=args.out, frames=args.frames,
                                                backend=args.backend, precision=args.precision, device=args.device,
                                                checkpoint=args.checkpoint, truncation=args.truncation,
-                                               classes=classes))
-    print(f"interpolation: {strip}, {gif}")
+                                               classes=classes, video=args.video or "gif"))
+    print(f"interpolation: {strip}, {video}")
     return 0

@@ -1,5 +1,5 @@
 """`ganforge sample --interpolate A:B[:C...] --frames N`: the generator's images along the path between seeds'
-latents, as a strip PNG (a row per pair of seeds) and a looping GIF.
+latents, as a strip PNG (a row per pair of seeds) and a video there and back (GIF, or MP4 by ``video``).
 
 Each step goes from seed A's latent to seed B's by spherical interpolation (slerp: Gaussian latents keep their
 norm on the way, where a straight line would pass through unlikely, too-short latents); the latent controls
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.errors import UserError
-from ganforge.images import image_grid, save_gif, save_png, to_uint8
+from ganforge.images import VIDEO_FORMATS, image_grid, save_png, save_video, to_uint8
 from ganforge.latents import LatentControls, latents_for_seeds
 
 
@@ -33,12 +33,15 @@ class InterpolateConfig:
     truncation: float = 1.0
     classes: tuple[int, ...] | None = None
     fps: float = 12.0
+    video: str = "gif"  # or mp4
 
     def __post_init__(self) -> None:
         if len(self.seeds) < 2:
             raise UserError("--interpolate needs two or more seeds, e.g. 3:17 or 3:17:42")
         if not 2 <= self.frames <= 1000:
             raise UserError(f"--frames must be between 2 and 1000, got {self.frames}")
+        if self.video not in VIDEO_FORMATS:
+            raise UserError(f"unknown --video {self.video!r} (choose from {', '.join(VIDEO_FORMATS)})")
         LatentControls(self.truncation)
 
 
@@ -66,7 +69,7 @@ def path_latents(seeds: tuple[int, ...], frames: int, z_dim: int, controls: Late
 
 
 def interpolate(config: InterpolateConfig) -> tuple[Path, Path]:
-    """Writes OUT/interpolation.png and OUT/interpolation.gif; returns their paths."""
+    """Writes OUT/interpolation.png and OUT/interpolation.gif (or .mp4); returns their paths."""
     from ganforge.export.model_source import resolve_model
     from ganforge.serve.runtime.auto import backend_file
     from ganforge.serve.runtime.latent_space import LatentSpace
@@ -88,6 +91,7 @@ def interpolate(config: InterpolateConfig) -> tuple[Path, Path]:
     strip = np.concatenate([image_grid(row, columns=config.frames + 1) for row in rows], axis=0)
     save_png(strip, out / "interpolation.png")
     frames = np.transpose(images, (0, 2, 3, 1))
-    save_gif(np.concatenate([frames, frames[::-1][1:-1]]), out / "interpolation.gif", config.fps,
-             scale=max(1, 128 // frames.shape[1]))  # there and back, so the loop has no jump
-    return out / "interpolation.png", out / "interpolation.gif"
+    video = out / f"interpolation.{config.video}"
+    save_video(np.concatenate([frames, frames[::-1][1:-1]]), video, config.fps,
+               scale=max(1, 128 // frames.shape[1]))  # there and back, so the loop has no jump
+    return out / "interpolation.png", video

@@ -178,3 +178,14 @@ def test_a_residual_model_at_256_px_trains_on_a_folder_and_exports_verified(tmp_
         result = export(ExportConfig(source=str(run), out=str(out), precision=precision, max_batch=4))
         assert max(c.max_abs for c in result.comparisons) <= bound
         assert json.loads(read_metadata(out)["output_shape"]) == [3, 256, 256]
+
+
+def test_the_largest_verified_batch_is_bounded_by_memory():
+    """A 64 px generator is verified up to its maximum batch; larger images at proportionally smaller batches, so
+    verifying a 256 or 1,024 px generator fits in memory (the file still takes every batch up to the maximum)."""
+    config = ExportConfig(source="unused", out="g.onnx", max_batch=1024)
+    assert config.batch_sizes(3 * 64 * 64) == [1, 3, 64, 1024]
+    assert config.batch_sizes(3 * 128 * 128) == [1, 3, 64, 256]
+    assert config.batch_sizes(3 * 256 * 256) == [1, 3, 64]
+    assert config.batch_sizes(3 * 1024 * 1024) == [1, 3, 4]
+    assert ExportConfig(source="unused", out="g.onnx", max_batch=70).batch_sizes(2) == [1, 3, 64, 70]

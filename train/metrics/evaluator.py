@@ -62,11 +62,15 @@ def copy_space(images: torch.Tensor | np.ndarray) -> np.ndarray:
 
 class Evaluator:
     """``only_class`` k (labelled single-label data): the reference is class k's real images, and "recognised" is
-    the share of samples confidently classified as k (per-class metrics for samples of a chosen class)."""
+    the share of samples confidently classified as k (per-class metrics for samples of a chosen class).
+    ``classes_of`` (uint8 images -> int64 classes) puts the real images in classes other than the data's labels: a
+    self-conditioned run's pseudo-classes by its clusters. Class k's reference is then the real images of
+    pseudo-class k; where the data has labels, "cluster_label" is the label most of those real images have and
+    "class_share" the share of samples classified as it."""
 
     def __init__(self, data: DataSource, cache: Path | None = None, extractor: Extractor | None = None,
-                 only_class: int | None = None):
-        self.data, self.kind, self.only_class = data, data.kind, only_class
+                 only_class: int | None = None, classes_of=None):
+        self.data, self.kind, self.only_class, self.pseudo = data, data.kind, only_class, classes_of is not None
         self.stacked = data.name == "stacked-digits"
         self.primary = Primary("mode_overlap", True) if self.kind == "points" else Primary("fd", False)
         if self.kind == "points":
@@ -86,10 +90,15 @@ class Evaluator:
             else random_embedding(images.shape[1], size))
         train_idx, held_idx = split_indices(len(rows))
         if only_class is not None:
-            if not labelled or self.stacked or not 0 <= only_class <= int(labels.max()):
+            chosen = labels if classes_of is None else torch.cat([classes_of(images[rows[i : i + 1024]])
+                                                                  for i in range(0, len(rows), 1024)])
+            if chosen is None or self.stacked or not 0 <= only_class <= int(chosen.max()):
                 raise UserError(f"per-class metrics need single-label data with class {only_class}")
-            train_idx = train_idx[(labels[train_idx] == only_class).numpy()]
-            held_idx = held_idx[(labels[held_idx] == only_class).numpy()]
+            train_idx = train_idx[(chosen[train_idx] == only_class).numpy()]
+            held_idx = held_idx[(chosen[held_idx] == only_class).numpy()]
+            if min(len(train_idx), len(held_idx)) < 2:
+                raise UserError(f"class {only_class} has {len(train_idx) + len(held_idx)} real images here: too few "
+                                f"to measure it on its own")
         self.train_images, self.held_images = images[rows[train_idx]], images[rows[held_idx]]
         if self.stacked:
             self.train_images = stack_digits(self.train_images, STACKED_REFERENCE, seed=1)
@@ -156,6 +165,10 @@ class Evaluator:
                            "recognised": float((probs.max(axis=2) >= CONFIDENT).all(axis=1).mean())})
             return report
         classes = probs.argmax(axis=1)
+        if self.only_class is not None and self.pseudo:  # the label most of the pseudo-class's real images have
+            label = int(np.argmax(self.class_prior))
+            return report | {"cluster_label": label, "class_share": float((classes == label).mean()),
+                             "recognised": float((probs.max(axis=1) >= CONFIDENT).mean())}
         if self.only_class is not None:
             chosen = classes == self.only_class
             report.update({"recognised": float((chosen & (probs.max(axis=1) >= CONFIDENT)).mean()),

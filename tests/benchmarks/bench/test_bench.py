@@ -3,6 +3,7 @@ import os
 import subprocess
 import textwrap
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -172,3 +173,33 @@ def test_a_backend_that_crashes_the_process_costs_its_rows_only(onnx_copy, tmp_p
                     ("onnxruntime", "single-stream", "error", "crashed the process (killed by SIGSEGV)"),
                     ("openvino", "offline", "ok", None), ("openvino", "single-stream", "ok", None)]
     assert json.loads((tmp_path / "b" / "bench.json").read_text())["results"][1]["error"].startswith("crashed")
+
+
+def test_truncation_reaches_the_latents_and_the_requests_that_bench_times(trained_run, tmp_path):
+    """`bench --truncation` times the runner on the latents `sample --truncation` makes, and the server scenarios
+    send it as the request parameter `serve` reads; psi outside (0, 1] is one clear error."""
+    from ganforge.benchmarks.bench.http_scenario import seed_request
+    from ganforge.benchmarks.bench.scenarios import offline, single_stream
+    from ganforge.latents import LatentControls, latents_for_seeds
+    from ganforge.serve.runtime.runners import open_runner
+
+    with open_runner("torch", str(trained_run)) as runner:
+        seen = []
+        infer = runner.infer
+        runner.infer = lambda z: seen.append(z.copy()) or infer(z)
+        controls = LatentControls(0.5)
+        offline(runner, 4, 0.05, controls=controls)
+        single_stream(runner, 0.05, controls)
+    z_dim = seen[0].shape[1]
+    assert np.array_equal(seen[0], latents_for_seeds(range(4), z_dim, controls))
+    assert np.array_equal(seen[-1], latents_for_seeds([0], z_dim, controls))
+    assert not np.array_equal(seen[0], latents_for_seeds(range(4), z_dim))
+    assert seed_request([7], 0.5)["parameters"] == {"binary_data_output": True, "truncation": 0.5}
+    assert "truncation" not in seed_request([7])["parameters"]  # psi 1: today's request, byte for byte
+    report = bench(BenchConfig(model=str(trained_run), out=str(tmp_path), backends=("torch",), precisions=("fp32",),
+                               batch_sizes=(4,), scenarios=("offline", "server"), min_duration=0.1,
+                               server_duration=0.2, truncation=0.5), progress=False)
+    assert report["truncation"] == 0.5 and all(r["status"] == "ok" and r["truncation"] == 0.5
+                                               for r in report["results"])
+    with pytest.raises(UserError, match="truncation"):
+        BenchConfig(model=str(trained_run), out=str(tmp_path), truncation=1.5)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from ganforge.errors import UserError
 from ganforge.serve.evaluation.evaluate import EvalConfig, evaluate_model
 from ganforge.serve.evaluation.inception import torchmetrics_fid_kid
 from ganforge.train.data import load_data
@@ -60,6 +61,28 @@ def test_per_class_metrics_compare_with_that_class_s_real_images(evaluated_run, 
     other = threes.evaluate(fives)
     assert other["class_share"] < 0.1 and other["fd"] > 10 * floor["fd"]
     assert digits_evaluator.evaluate(fives)["fd"] < other["fd"]  # against all digits, fives are no outliers
+
+
+def test_a_pseudo_class_is_measured_against_the_real_images_its_clusters_hold(digits_evaluator):
+    """With the labels hidden, pseudo-class k's reference is the real images the clusters put in k: held-out images
+    of k sit near that reference, the images of another pseudo-class far from it, and the class report gives the
+    share of samples showing the digit most of k's real images show."""
+    from ganforge.train.clusters import fit_clusters
+    from ganforge.train.data.base import to_unit_range
+
+    data = load_data("digits", 16, 0)
+    clusters = fit_clusters(data.stream.images, 10, seed=0)
+    classes_of = lambda images: clusters.assign(to_unit_range(images))  # noqa: E731
+    assigned = classes_of(data.stream.images)
+    k, other = (int(c) for c in torch.bincount(assigned).argsort(descending=True)[:2])
+    cluster = Evaluator(data, extractor=digits_evaluator.extractor, only_class=k, classes_of=classes_of)
+    assert len(cluster.train_images) + len(cluster.held_images) == int((assigned == k).sum())
+    floor = cluster.real_floor()
+    away = cluster.evaluate(torch.from_numpy(data.stream.images[assigned == other].numpy() / 127.5 - 1.0))
+    assert away["fd"] > 5 * floor["fd"] and floor["cluster_label"] == away["cluster_label"]
+    assert floor["class_share"] > 0.5 > 0.2 > away["class_share"]  # k's digit, as its real images show it
+    with pytest.raises(UserError, match="class 99"):
+        Evaluator(data, extractor=digits_evaluator.extractor, only_class=99, classes_of=classes_of)
 
 
 def test_eval_with_a_chosen_class_and_truncation_records_them(conditional_run, evaluated_run, tmp_path):
@@ -146,10 +169,17 @@ def test_eval_reports_a_self_conditioned_runs_pseudo_classes(tmp_path):
     pseudo = result["pseudo_classes"]
     assert pseudo["count"] == 4 and abs(sum(pseudo["shares"]) - 1) < 1e-9 and 0.3 < pseudo["purity"] <= 1
     assert "pseudo-classes (self-conditional): 4" in table(result) and "purity" in table(result)
+    largest = int(np.argmax(pseudo["shares"]))
+    chosen = evaluate_model(EvalConfig(model=str(run), n=200, quiet=True, classes=(largest,)))
+    assert (chosen["per_class"], chosen["per_class_by"]) == (largest, "clusters")
+    assert "the real images of that pseudo-class" in table(chosen)
     onnx_path = export(ExportConfig(source=str(run), out=str(tmp_path / "g.onnx"), max_batch=8)).path
     from ganforge.serve.evaluation.evaluate import model_description
 
     *_, meta = model_description(EvalConfig(model=str(onnx_path), quiet=True))
     assert meta["pseudo_classes"]["shares"] == pseudo["shares"] and "purity" not in meta["pseudo_classes"]
+    # an export does not carry the clusters: its pseudo-class is measured against the whole data, and says so
+    whole = evaluate_model(EvalConfig(model=str(onnx_path), n=200, quiet=True, classes=(largest,)))
+    assert whole["per_class"] is None and "reference" not in table(whole)
     plain = evaluate_model(EvalConfig(model=str(train(tiny_config(tmp_path / "plain", steps=2))), n=100, quiet=True))
     assert plain["pseudo_classes"] is None and "pseudo-classes" not in table(plain)

@@ -38,8 +38,26 @@ def test_interpolation_writes_a_strip_and_a_looping_gif_from_the_seeds_images(co
     assert np.array_equal(picture[2:18, 2:18], seed3)  # frame 0 is seed 3's own image
 
 
+def test_interpolation_as_mp4_plays_every_frame_there_and_back(conditional_run, tmp_path):
+    """Read back with PyAV's own decoder: H.264, the frames there and back, at 128 px (16 px images enlarged), and
+    frame 0 close to seed 3's image (H.264 is lossy: within a few grey levels on average)."""
+    import av
+
+    strip, video = interpolate(InterpolateConfig(model=str(conditional_run), seeds=(3, 17, 42), frames=4,
+                                                 out=str(tmp_path / "walk"), backend="torch", video="mp4"))
+    assert video.name == "interpolation.mp4" and not (tmp_path / "walk" / "interpolation.gif").exists()
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 9 + 7 and frames[0].shape == (128, 128, 3)
+    first = np.asarray(Image.open(strip))[2:18, 2:18].astype(float)  # seed 3's image, grey
+    decoded = frames[0][::8, ::8, 0].astype(float)  # nearest-neighbour enlargement by 8, undone
+    assert np.abs(decoded - first).mean() < 6
+
+
 @pytest.mark.parametrize("changes, message", [({"seeds": (3,)}, "two or more seeds"),
                                               ({"frames": 1}, "--frames must be between"),
+                                              ({"video": "avi"}, "unknown --video"),
                                               ({"truncation": 0.0}, "truncation psi")])
 def test_what_cannot_be_interpolated_is_one_clear_error(changes, message):
     with pytest.raises(UserError, match=message):
