@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from ganforge.images import image_grid, to_uint8
@@ -53,3 +54,22 @@ def test_the_torch_conversion_gives_the_same_bytes_as_numpy():
         assert np.array_equal(converted.numpy(), to_uint8_nhwc(batch))
     half = torch.from_numpy(batches[0]).to(torch.bfloat16)  # a bf16 runner's output, as infer() would widen it
     assert np.array_equal(to_uint8_nhwc_torch(half).numpy(), to_uint8_nhwc(half.float().numpy()))
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (16, 16, 1), (3, 5, 3), (7, 2, 4), (1, 1, 2)])
+def test_png_bytes_decode_to_the_same_pixels_in_pillow(shape):
+    """ganforge's unfiltered PNG writer: any decoder reads back the exact pixels (Pillow here; webdataset and the
+    datasets library read the sampler's shards in their own tests), grey, grey + alpha, RGB and RGBA."""
+    import io
+
+    from PIL import Image
+
+    from ganforge.images import encode_image, png_bytes
+
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    for data in (png_bytes(image, 1), png_bytes(image), encode_image(image, "PNG", compress_level=1)):
+        with Image.open(io.BytesIO(data)) as decoded:
+            decoded.load()
+            assert np.array_equal(np.asarray(decoded).reshape(shape), image)
+    flat = np.zeros((32, 32, 3), dtype=np.uint8)
+    assert len(png_bytes(flat, 0)) > 3000 > 100 > len(png_bytes(flat, 9))  # the level reaches zlib
