@@ -41,7 +41,7 @@ def measure(data: str, how: str, k: int, features: str = "pixels16", resolution:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=CASES, help="comma-separated DATA:whole|channels:K[:FEATURES] (features: "
-                        "pixels16, the default, or centred16)")
+                        "pixels16, the default, centred16 or framed16)")
     parser.add_argument("--out", default="benchmarks/results/cluster_purity.json")
     args = parser.parse_args(argv)
     rows = []

@@ -77,9 +77,10 @@ def build_parser() -> Parser:
     add("--cluster-channels", action=argparse.BooleanOptionalAction, default=S, help="with --self-conditional: "
         "cluster each channel as an image of its own, a pseudo-class per channel, for channels that are separate "
         "images (default: the recipe's; on for stacked-digits with --labels ignore)")
-    add("--cluster-features", choices=("pixels16", "centred16"), default=S, help="with --self-conditional: the "
-        "embedding k-means clusters, the images' pooled pixels (pixels16) or those of each image shifted so its "
-        "ink is centred (centred16: what is drawn, not where) (default: the recipe's; centred16 for folders)")
+    add("--cluster-features", choices=("pixels16", "centred16", "framed16"), default=S, help="with "
+        "--self-conditional: the embedding k-means clusters, the images' pooled pixels (pixels16), or those of each "
+        "image shifted so its ink is centred (centred16: what is drawn, not where), or with its ink framed to fill "
+        "the image (framed16: not where, nor how large) (default: the recipe's)")
     add("--mirror", action="store_true", default=S, help="x-flipped copies of the images as more data (default off)")
     add("--fit", choices=("crop", "pad"), default=S, help="folders: non-square images keep their centred square "
         "(crop, default) or get black borders (pad)")

@@ -59,17 +59,22 @@ def pixel_features(images: torch.Tensor) -> torch.Tensor:
     return images.flatten(1)
 
 
+def ink(images: torch.Tensor) -> torch.Tensor:
+    """float [N, C, H, W] -> [N, H, W]: each pixel's distance from the mean colour of its image's border (the
+    background, for a thing drawn on one)."""
+    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
+    return (images - border.mean(dim=2)[..., None, None]).abs().sum(dim=1)
+
+
 def centred(images: torch.Tensor) -> torch.Tensor:
-    """Each image shifted (cyclically, whole pixels) so that the centroid of its ink, its pixels' distance from the
-    colour of its border, sits at the centre: where a thing is drawn no longer tells images apart, what is drawn
-    does. Centred images (digits) stay as they were."""
+    """Each image shifted (cyclically, whole pixels) so that the centroid of its ink sits at the centre: where a
+    thing is drawn no longer tells images apart, what is drawn does. Centred images (digits) stay as they were."""
     images = images.float()
     n, _, h, w = images.shape
-    border = torch.cat([images[:, :, 0], images[:, :, -1], images[:, :, :, 0], images[:, :, :, -1]], dim=2)
-    ink = (images - border.mean(dim=2)[..., None, None]).abs().sum(dim=1)  # [N, H, W]
-    total = ink.sum(dim=(1, 2)).clamp_min(1e-6)
-    rows = (ink.sum(dim=2) * torch.arange(h)).sum(dim=1) / total
-    cols = (ink.sum(dim=1) * torch.arange(w)).sum(dim=1) / total
+    weights = ink(images)  # [N, H, W]
+    total = weights.sum(dim=(1, 2)).clamp_min(1e-6)
+    rows = (weights.sum(dim=2) * torch.arange(h)).sum(dim=1) / total
+    cols = (weights.sum(dim=1) * torch.arange(w)).sum(dim=1) / total
     down, right = (h / 2 - 0.5 - rows).round().long(), (w / 2 - 0.5 - cols).round().long()
     y = (torch.arange(h)[None, :] - down[:, None]) % h  # [N, H]: the source row of each output row
     x = (torch.arange(w)[None, :] - right[:, None]) % w
@@ -77,9 +82,29 @@ def centred(images: torch.Tensor) -> torch.Tensor:
                   y[:, None, :, None], x[:, None, None, :]]
 
 
+def framed(images: torch.Tensor) -> torch.Tensor:
+    """Each image's ink framed: the smallest square around its pixels with ink (a quarter of its strongest ink or
+    more), resampled to the whole image (bilinear; outside the image, its border colour). Where a thing is drawn
+    and how large no longer tell images apart, what is drawn does. An image without ink stays whole."""
+    images = images.float()
+    n, _, h, w = images.shape
+    weights = ink(images)
+    marked = weights > 0.25 * weights.amax(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+    rows, cols = marked.any(dim=2).float(), marked.any(dim=1).float()  # [N, H], [N, W]
+    top, bottom = rows.argmax(dim=1), h - rows.flip(1).argmax(dim=1)  # the box's edges, in pixels
+    left, right = cols.argmax(dim=1), w - cols.flip(1).argmax(dim=1)
+    side = torch.maximum(bottom - top, right - left).float()
+    theta = torch.zeros(n, 2, 3)  # output [-1, 1] -> input [-1, 1]: the square around the box's centre
+    theta[:, 0, 0], theta[:, 1, 1] = side / w, side / h
+    theta[:, 0, 2], theta[:, 1, 2] = (left + right).float() / w - 1, (top + bottom).float() / h - 1
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 # the embeddings clusters can live in (recorded in the checkpoint, so a resumed run assigns as it was fitted):
-# pooled pixels, or pooled pixels of the centred image (--cluster-features)
-EMBEDDINGS = {"pixels16": pixel_features, "centred16": lambda images: pixel_features(centred(images))}
+# pooled pixels, or pooled pixels of the centred or framed image (--cluster-features)
+EMBEDDINGS = {"pixels16": pixel_features, "centred16": lambda images: pixel_features(centred(images)),
+              "framed16": lambda images: pixel_features(framed(images))}
 
 
 @dataclass

@@ -51,7 +51,7 @@ class TrainConfig:
     conditional: bool = False  # labelled images: G draws its class from z0, D is a projection discriminator
     self_conditional: int = 0  # images without labels: K pseudo-classes by clustering, then as --conditional; 0 = off
     cluster_channels: bool = False  # --self-conditional on each channel alone (channels that are separate images)
-    cluster_features: str = "pixels16"  # the embedding k-means clusters: pixels16, or centred16 (each image centred)
+    cluster_features: str = "pixels16"  # the embedding k-means clusters: pixels16, centred16 or framed16
     labels: str = "use"  # "ignore": hide the data's labels from training (the unlabelled setting on labelled data)
     mirror: bool = False  # x-flipped copies of the images as more data
     fit: str = "crop"  # how a folder's non-square images become square: crop (the centre) or pad (black borders)
@@ -141,7 +141,7 @@ class TrainConfig:
                 raise UserError("--cluster-channels clusters each channel into pseudo-classes: it needs "
                                 "--self-conditional K")
             return
-        _choice("cluster-features", self.cluster_features, ("pixels16", "centred16"))
+        _choice("cluster-features", self.cluster_features, ("pixels16", "centred16", "framed16"))
         if self.self_conditional < 2:
             raise UserError(f"--self-conditional takes 2 or more pseudo-classes (0 = off), got {self.self_conditional}")
         if self.conditional:

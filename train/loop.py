@@ -207,9 +207,10 @@ class Loop:
             parts.append(f"modes {last['modes_captured']}/{last['num_modes']}, "
                          f"high-quality {100 * last['high_quality']:.1f}%, reverse KL {_number(last['reverse_kl'])}")
         elif "fd" in last:
-            parts.append(f"FD {_number(last['fd'], 2)} (n={last['n']})")
+            parts.append(f"FD {_number(last['fd'], significant=True)} (n={last['n']})")
         print(f"{' | '.join(parts)}\nrun folder: {self.folder.path}")
 
 
-def _number(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _number(value: float | None, digits: int = 3, significant: bool = False) -> str:
+    """``digits`` decimals, or ``digits`` significant digits (a random embedding's FD can be 0.003)."""
+    return "n/a" if value is None else f"{value:.{digits}{'g' if significant else 'f'}}"

@@ -68,7 +68,7 @@ def metric_line(report: dict) -> str:
     if "modes_captured" in report:
         return (f"modes {report['modes_captured']}/{report['num_modes']}, high quality "
                 f"{100 * report['high_quality']:.1f}%, reverse KL {_cell(report['reverse_kl'], 3)}")
-    parts = [f"FD {report['fd']:.2f}", f"KID {report['kid']:.4f}", f"P {report['precision']:.2f}",
+    parts = [f"FD {report['fd']:.3g}", f"KID {report['kid']:.4f}", f"P {report['precision']:.2f}",
              f"R {report['recall']:.2f}"]
     if "modes" in report:
         parts.append(f"modes {report['modes']}/1000, KL {_cell(report['mode_kl'], 3)}")

@@ -49,6 +49,24 @@ def test_centring_moves_what_is_drawn_to_the_middle_and_clusters_shapes_by_shape
     assert torch.equal(again.assign(images[:64].float() / 127.5 - 1), what.assign(images[:64].float() / 127.5 - 1))
 
 
+def test_framing_fills_the_image_with_what_is_drawn_whatever_its_place_and_size():
+    from ganforge.train.clusters import framed
+
+    small, large = -torch.ones(2, 3, 16, 16), -torch.ones(1, 3, 16, 16)
+    small[0, 0, 1:4, 10:13] = 1.0  # a small red square in the top right corner
+    small[1, 1, 9:15, 2:8] = 1.0  # a larger green one, bottom left
+    large[0, 0, 2:14, 2:14] = 1.0  # a red square filling most of the image
+    boxes = framed(torch.cat([small, large]))
+    assert ((boxes.amax(dim=1) > 0).float().mean(dim=(1, 2)) > 0.85).all()  # each square now fills the image
+    assert (boxes[0] - boxes[2]).abs().mean() < 0.2 < 0.5 < (boxes[0] - boxes[1]).abs().mean()  # its colour stays
+    assert torch.equal(framed(-torch.ones(1, 1, 8, 8)), -torch.ones(1, 1, 8, 8))  # nothing drawn: unchanged
+    shapes = load_data("shapes", 16, 0)
+    images, labels = shapes.stream.images[:1500], shapes.labels[:1500]
+    what = fit_clusters(images, k=18, seed=0, true_labels=labels, features="framed16")
+    centred = fit_clusters(images, k=18, seed=0, true_labels=labels, features="centred16")
+    assert what.purity > max(0.9, centred.purity)  # size no longer splits a shape x colour class either
+
+
 def test_purity_counts_majority_labels_also_for_rows_of_labels():
     assigned = torch.tensor([0, 0, 0, 1, 1, 1])
     assert cluster_purity(assigned, torch.tensor([3, 3, 5, 2, 2, 2])) == pytest.approx(5 / 6)
