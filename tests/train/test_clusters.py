@@ -161,6 +161,21 @@ def _folder(root, labelled: bool, count: int = 12):
     return f"folder:{root}"
 
 
+def test_a_folder_with_class_subfolders_trains_and_is_evaluated_with_its_labels(tmp_path):
+    """Read through the dataset cache, a labelled folder's images are what the domain classifier learns from: the
+    run's evaluation measures the samples with it (a cached folder once broke this)."""
+    import json
+
+    from ganforge.train.loop import train
+    from tests.conftest import tiny_config
+
+    data = _folder(tmp_path / "nested", True, count=60)
+    run = train(tiny_config(tmp_path, data=data, conditional=True, eval_every=2, steps=2))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluation = next(record["eval"] for record in records if "eval" in record)
+    assert evaluation["fd"] >= 0 and evaluation["num_classes"] == 2 and "class_kl" in evaluation
+
+
 def test_recipes_condition_on_labels_where_there_are_labels_and_on_clusters_where_not(tmp_path):
     flat, nested = _folder(tmp_path / "flat", False), _folder(tmp_path / "nested", True)
     assert not has_labels(flat) and has_labels(nested) and has_labels("digits") and not has_labels("ring")

@@ -81,8 +81,8 @@ class Evaluator:
             rows = torch.linspace(0, len(images) - 1, REFERENCE_LIMIT).round().long()
             labels = None if labels is None else labels[rows]
         labelled = labels is not None
-        if labelled and len(rows) < len(images):  # the classifier trains on the whole subset: read it once
-            images, rows = images[rows], torch.arange(len(rows))
+        if labelled and (len(rows) < len(images) or not torch.is_tensor(images)):
+            images, rows = images[rows], torch.arange(len(rows))  # the classifier trains on them all: read them once
         size = input_size(images.shape[-1], data.extra.get("detail"))
         self.extractor = extractor or (
             domain_classifier(images, labels, cache / "classifier.pt" if cache else None, size,
