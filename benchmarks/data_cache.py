@@ -61,23 +61,32 @@ def write_photos(folder: Path, count: int, resolution: int) -> None:
             bar.update(n)
 
 
+PEAK_RSS = "peak_rss_kib"
+
+
+def measured_child(code: str, args: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float,
+                                                                                 int | None]:
+    """Python ``code`` (with ``args`` as sys.argv[1:]) in a child process: the finished process, its wall seconds
+    and its peak resident memory in MiB (its own ru_maxrss; None if it failed before reporting it)."""
+    report = (f"import atexit, resource, sys; atexit.register(lambda: print('{PEAK_RSS}', "
+              "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); ")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", report + code, *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    peak = next((int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith(PEAK_RSS)), None)
+    return done, seconds, None if peak is None else round(peak / 1024)
+
+
 def train_child(folder: Path, resolution: int, cache: Path, out: Path) -> dict:
     """One `ganforge train` in a child process: its wall time and peak resident memory (its own ru_maxrss)."""
     env = {**os.environ, "GANFORGE_CACHE": str(cache)}
     args = ["train", "--data", f"folder:{folder}", "--model", "residual", "--width", "8", "--resolution",
             str(resolution), "--steps", "20", "--eval-every", "10", "--sample-every", "20", "--checkpoint-every",
             "20", "--out", str(out), "--quiet"]
-    code = ("import resource, sys; from ganforge.cli import main; code = main(sys.argv[1:]); "
-            "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-            "sys.exit(code)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if done.returncode:
+    done, seconds, peak = measured_child("from ganforge.cli import main; sys.exit(main(sys.argv[1:]))", args, env)
+    if done.returncode or peak is None:
         raise SystemExit(f"train failed:\n{done.stderr[-3000:]}")
-    peak = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("peak_rss_kib"))
-    return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak / 1024),
-            "stdout": done.stdout.strip().splitlines()[-3:]}
+    return {"seconds": round(seconds, 1), "peak_rss_mib": peak, "stdout": done.stdout.strip().splitlines()[-3:]}
 
 
 def steps_per_second(folder: Path, images: int, steps: int, repeats: int) -> dict:

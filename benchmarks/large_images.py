@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from ganforge.benchmarks.bench.environment import environment
-from ganforge.benchmarks.data_cache import write_photos
+from ganforge.benchmarks.data_cache import measured_child, write_photos
 from ganforge.files import atomic_write_bytes
 
 RESULTS = Path(__file__).parent / "results" / "residual256" / "export.json"
@@ -51,19 +49,14 @@ def make_run(run: Path, resolution: int, width: int) -> Path:
 def export_child(run: Path, precision: str, out: Path) -> dict:
     """`export()` of the run (as `ganforge export RUN --precision P` makes it) in a child process: wall time, peak
     resident memory, what the verification compared."""
-    code = ("import resource, sys; from ganforge.export.api import ExportConfig, export, to_json; "
-            "print(to_json(export(ExportConfig(source=sys.argv[1], out=sys.argv[2], precision=sys.argv[3])))); "
-            "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, str(run), str(out), precision], capture_output=True,
-                          text=True)
-    seconds = time.perf_counter() - start
+    code = ("from ganforge.export.api import ExportConfig, export, to_json; "
+            "print(to_json(export(ExportConfig(source=sys.argv[1], out=sys.argv[2], precision=sys.argv[3]))))")
+    done, seconds, peak = measured_child(code, [str(run), str(out), precision])
     if done.returncode:
         return {"precision": precision, "status": "error", "seconds": round(seconds, 1),
                 "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
-    peak = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("peak_rss_kib"))
     result = json.loads(done.stdout)
-    return {"precision": precision, "status": "ok", "seconds": round(seconds, 1), "peak_rss_mib": round(peak / 1024),
+    return {"precision": precision, "status": "ok", "seconds": round(seconds, 1), "peak_rss_mib": peak,
             "verified_batches": [c["batch_size"] for c in result["comparisons"]],
             "max_abs_error": max(c["max_abs"] for c in result["comparisons"]),
             "min_psnr_db": min(c["psnr_db"] for c in result["comparisons"])}
