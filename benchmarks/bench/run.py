@@ -240,7 +240,8 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
     result["offline_images_per_second"] = capacity
     result["images_per_second"] = result["saturated_images_per_second"]
     result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None
-    return _row(backend, precision, scenario, max_batch, **result, cuda_graphs=fields["cuda_graphs"])
+    recorded = {key: fields[key] for key in ("cuda_graphs", "truncation") if key in fields}
+    return _row(backend, precision, scenario, max_batch, **result, **recorded)
 
 
 def _in_flight(runner) -> int:
