@@ -14,6 +14,7 @@ import torch
 from ganforge.errors import UserError
 from ganforge.files import temp_path
 from ganforge.train.checkpoint import load_generator
+from ganforge.train.models import output_shape
 
 from . import verify as verification
 from .metadata import generator_metadata, write_checksum, write_sidecar
@@ -100,7 +101,7 @@ def export(config: ExportConfig) -> ExportResult:
             metadata["device"] = config.device
         comparisons = []
         if config.verify:
-            values = math.prod(json.loads(metadata["output_shape"]))
+            values = math.prod(output_shape(info["generator_config"]))
             comparisons = _verify(generator, candidate, z_dim, config, config.batch_sizes(values))
             metadata["verified_max_abs_error"] = f"{max(c.max_abs for c in comparisons):.6g}"
             metadata["verified_min_psnr_db"] = f"{min(c.psnr_db for c in comparisons):.2f}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.errors import UserError
-from ganforge.files import atomic_write
+from ganforge.files import atomic_write, atomic_write_bytes
 
 
 def to_uint8(images) -> np.ndarray:
@@ -132,8 +132,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def save_png(array: np.ndarray, path: Path) -> None:
     """uint8 [H, W, C] (C = 1 or 3) -> PNG, written atomically."""
-    payload = png_bytes(array)
-    atomic_write(Path(path), lambda handle: handle.write(payload))
+    atomic_write_bytes(Path(path), png_bytes(array))
 
 
 VIDEO_FORMATS = ("gif", "mp4")

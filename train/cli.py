@@ -8,6 +8,7 @@ from ganforge.cliutil import Parser
 from ganforge.errors import UserError
 from ganforge.images import VIDEO_FORMATS
 
+from .clusters import CLUSTER_FEATURES
 from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS, TrainConfig
 from .precision import PRECISIONS
 from .recipes import UNLABELLED_FILES, recipe_for
@@ -77,7 +78,7 @@ def build_parser() -> Parser:
     add("--cluster-channels", action=argparse.BooleanOptionalAction, default=S, help="with --self-conditional: "
         "cluster each channel as an image of its own, a pseudo-class per channel, for channels that are separate "
         "images (default: the recipe's; on for stacked-digits with --labels ignore)")
-    add("--cluster-features", choices=("pixels16", "centred16", "framed16"), default=S, help="with "
+    add("--cluster-features", choices=CLUSTER_FEATURES, default=S, help="with "
         "--self-conditional: the embedding k-means clusters, the images' pooled pixels (pixels16), or those of each "
         "image shifted so its ink is centred (centred16: what is drawn, not where), or with its ink framed to fill "
         "the image (framed16: not where, nor how large) (default: the recipe's)")

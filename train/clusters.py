@@ -105,6 +105,7 @@ def framed(images: torch.Tensor) -> torch.Tensor:
 # pooled pixels, or pooled pixels of the centred or framed image (--cluster-features)
 EMBEDDINGS = {"pixels16": pixel_features, "centred16": lambda images: pixel_features(centred(images)),
               "framed16": lambda images: pixel_features(framed(images))}
+CLUSTER_FEATURES = tuple(EMBEDDINGS)  # --cluster-features
 
 
 @dataclass

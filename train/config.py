@@ -16,6 +16,7 @@ from ganforge.errors import UserError
 from ganforge.images import VIDEO_FORMATS
 
 from .augment import POLICIES as AUGMENT_POLICIES
+from .clusters import CLUSTER_FEATURES
 from .data import POINT_SOURCES, check_spec
 from .data.cache import FITS
 from .models import IMAGE_MODELS
@@ -141,7 +142,7 @@ class TrainConfig:
                 raise UserError("--cluster-channels clusters each channel into pseudo-classes: it needs "
                                 "--self-conditional K")
             return
-        _choice("cluster-features", self.cluster_features, ("pixels16", "centred16", "framed16"))
+        _choice("cluster-features", self.cluster_features, CLUSTER_FEATURES)
         if self.self_conditional < 2:
             raise UserError(f"--self-conditional takes 2 or more pseudo-classes (0 = off), got {self.self_conditional}")
         if self.conditional:

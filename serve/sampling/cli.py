@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ganforge.cliutil import Parser
 from ganforge.errors import UserError
+from ganforge.images import VIDEO_FORMATS
 
 EXAMPLES = """\
   ganforge sample runs/00000-digits-dcgan --seeds 0-9999 --out samples/        # fastest accurate backend
@@ -55,7 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interpolate", metavar="A:B[:C...]", help="instead of --seeds: frames along the path "
                         "between these seeds' latents, written as interpolation.png (a strip) and .gif (or "
                         ".mp4, --video) in --out")
-    parser.add_argument("--video", choices=("gif", "mp4"), help="--interpolate: the video's format, "
+    parser.add_argument("--video", choices=VIDEO_FORMATS, help="--interpolate: the video's format, "
                         "gif (loops; 256 colours) or mp4 (H.264, full colour; needs the video extra) (default gif)")
     parser.add_argument("--frames", type=int, default=16, help="--interpolate: frames from each seed to the next "
                         "(16)")
