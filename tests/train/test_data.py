@@ -176,9 +176,40 @@ def test_an_interrupted_cache_build_leaves_nothing_half_written(tmp_path, monkey
     monkeypatch.setattr(cache, "decode", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_data(f"folder:{folder}", resolution=16, seed=0)
-    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == [".lock"]  # the empty build lock
     monkeypatch.setattr(cache, "decode", real)
     assert load_data(f"folder:{folder}", resolution=16, seed=0).num_samples == 5
+
+
+def _load_at_once(folder: str, cache: str, log: str, barrier) -> list:
+    """A process of its own (torchrun's ranks): loads ``folder`` once every process is ready, noting each build."""
+    import os
+
+    from ganforge.train.data import cache as cache_module
+
+    os.environ["GANFORGE_CACHE"] = cache
+    build = cache_module._build
+
+    def noted(*args, **kwargs):
+        with open(log, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return build(*args, **kwargs)
+
+    cache_module._build = noted
+    barrier.wait()
+    return load_data(f"folder:{folder}", resolution=16, seed=0, quiet=True).stream.images[torch.arange(40)].tolist()
+
+
+def test_processes_starting_on_one_folder_at_once_build_its_cache_once(tmp_path):
+    import multiprocessing
+
+    folder, log = _photos(tmp_path / "photos", count=40, size=(96, 96)), tmp_path / "builds.txt"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Manager().Barrier(3)
+    with context.Pool(3) as pool:
+        results = pool.starmap(_load_at_once, [(str(folder), str(tmp_path / "cache"), str(log), barrier)] * 3)
+    assert len(log.read_text().split()) == 1  # one process built it, the others waited and read it
+    assert results[0] == results[1] == results[2]
 
 
 def test_mirror_adds_the_flipped_images_and_resumes_exactly():

@@ -15,6 +15,7 @@ The caches live under ``$GANFORGE_CACHE`` (default ``~/.cache/ganforge/datasets`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -93,10 +94,31 @@ def folder_images(root: Path, files: list[Path], resolution: int, fit: str = "cr
     folder = cache_root() / key
     manifest = _read_manifest(folder)
     if manifest is None:
-        manifest = _build(folder, root, files, resolution, fit, prints, quiet)
+        with _building(folder, quiet):  # one builder: torchrun's ranks (or two runs) on one folder wait for it
+            manifest = _read_manifest(folder) or _build(folder, root, files, resolution, fit, prints, quiet)
     elif not quiet:
         print(f"dataset cache: {manifest['images']} images at {resolution} px from {folder}")
     return CachedImages(folder / "images.u8", tuple(manifest["shape"]))
+
+
+@contextlib.contextmanager
+def _building(folder: Path, quiet: bool):
+    """An exclusive lock on the cache folder (``fcntl.flock`` on ``.lock``, released when its holder exits, crashes
+    included): whoever comes second waits, then finds the manifest the first wrote."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not quiet:
+                print(f"dataset cache: waiting for another process building {folder}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _read_manifest(folder: Path) -> dict | None:
