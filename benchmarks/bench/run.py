@@ -20,6 +20,7 @@ from ganforge.serve.runtime.auto import ACCURACY_SEEDS, AUTO, AutoConfig, choose
 from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import backends, open_runner
+from ganforge.serve.runtime.runners.base import offline_in_flight
 
 from . import scenarios
 from .environment import environment, generator_gflops_per_image, matmul_ceiling_gflops
@@ -211,7 +212,7 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
     controls = LatentSpace.of(runner.info).controls(config.truncation)
     fields = fields | ({"truncation": config.truncation} if config.truncation != 1.0 else {})
     if scenario == "offline":
-        result = scenarios.offline(runner, batch, config.min_duration, io, _in_flight(runner), controls)
+        result = scenarios.offline(runner, batch, config.min_duration, io, offline_in_flight(runner), controls)
         if io == "host":
             offline_rates[batch] = result["images_per_second"]
         if gflops:
@@ -242,13 +243,6 @@ def _measure(config, runner, backend, precision, scenario, batch, io, offline_ra
     result["fraction_of_offline"] = result["images_per_second"] / capacity if capacity else None
     recorded = {key: fields[key] for key in ("cuda_graphs", "truncation") if key in fields}
     return _row(backend, precision, scenario, max_batch, **result, **recorded)
-
-
-def _in_flight(runner) -> int:
-    """Batches the offline scenario keeps in flight: 2 for CPU runtimes that overlap work within one loaded model
-    (a runner's own ``copies``: OpenVINO's streams, which reach its benchmark_app only so), else 1 (the runtime's own
-    threads already fill the cores)."""
-    return 2 if hasattr(runner, "copies") and runner.info.device == "cpu" else 1
 
 
 def _accuracy(runner, reference) -> dict:

@@ -32,9 +32,9 @@ def offline(runner, batch_size: int, min_duration: float, io: str = "host", in_f
             "latency_ms": {k: v * 1e3 for k, v in percentiles(m.latencies_s).items()}}
 
 
-def _offline_in_flight(runner, z, seconds: float, count: int) -> dict:
+def _offline_in_flight(runner, z, seconds: float, count: int, windows: int = 3) -> dict:
     """Images/s of ``count`` runners (``runner`` and its copies), each computing batch after batch on its own thread
-    for ``seconds`` after a warm-up batch."""
+    for ``seconds`` after a warm-up batch; ``windows`` equal slices of that time give the window rates."""
     import threading
 
     from ganforge.serve.runtime.runners import copies
@@ -44,14 +44,15 @@ def _offline_in_flight(runner, z, seconds: float, count: int) -> dict:
     try:
         for each in runners:
             each.infer(z)  # warm-up
-        done, stop = [0] * count, time.perf_counter() + seconds
+        finished: list[float] = []  # when each batch ended (list.append is atomic)
+        start = time.perf_counter()
+        stop = start + seconds
 
         def work(index: int) -> None:
             while time.perf_counter() < stop:
                 runners[index].infer(z)
-                done[index] += 1
+                finished.append(time.perf_counter())
 
-        start = time.perf_counter()
         threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
         for thread in threads:
             thread.start()
@@ -61,19 +62,24 @@ def _offline_in_flight(runner, z, seconds: float, count: int) -> dict:
     finally:
         for each in extra:
             each.close()
-    return {"images_per_second": sum(done) * len(z) / elapsed, "batches_in_flight": count, "stable": None}
+    edges = np.linspace(start, start + elapsed, windows + 1)
+    per_window = np.histogram(finished, edges)[0] * len(z) / (elapsed / windows)
+    return {"images_per_second": len(finished) * len(z) / elapsed, "window_rates": per_window.tolist(),
+            "batches_in_flight": count, "stable": None}
 
 
 def offline_for_model(model: str, backend: str, precision: str, batch_size: int, min_duration: float,
                       device: str = "cpu", io: str = "host") -> dict:
     """``offline`` for a backend opened on ``model`` (a run folder is exported as the backend needs), with the
-    model file it loaded: what the sampling and HTTP benchmarks compare themselves with."""
+    model file it loaded and as many batches in flight as bench's offline row: what the sampling and HTTP
+    benchmarks compare themselves with."""
     from ganforge.serve.runtime.model_files import model_for_backend
     from ganforge.serve.runtime.runners import open_runner
+    from ganforge.serve.runtime.runners.base import offline_in_flight
 
     path = model_for_backend(model, backend, precision, quiet=True, device=device)
     with open_runner(backend, path, device, precision) as runner:
-        return offline(runner, batch_size, min_duration, io) | {"model_path": path}
+        return offline(runner, batch_size, min_duration, io, offline_in_flight(runner)) | {"model_path": path}
 
 
 def single_stream(runner, min_duration: float, controls: LatentControls | None = None) -> dict:

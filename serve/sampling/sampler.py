@@ -15,7 +15,9 @@ import json
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +31,8 @@ from ganforge.latents import LatentControls
 from ganforge.serve.runtime.auto import AUTO, AutoConfig, choose
 from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
-from ganforge.serve.runtime.runners import open_runner
+from ganforge.serve.runtime.runners import copies, open_runner
+from ganforge.serve.runtime.runners.base import offline_in_flight
 
 from .datasets import IMAGE_FORMATS, SampleRecord, import_pyarrow
 from .shards import SUFFIXES as FORMATS
@@ -259,7 +262,9 @@ def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, c
                dynamic_ncols=True)
     started, pending = time.perf_counter(), []
     max_batch = min(config.batch_size, runner.info.max_batch)
-    infer = device_uint8(runner) or runner.infer
+    on_device = device_uint8(runner)
+    extra = [] if on_device else copies(runner, offline_in_flight(runner) - 1)
+    infers = [on_device] if on_device else [each.infer for each in (runner, *extra)]
     # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
     # they compute): it makes the next batch's latents and turns finished batches into the shard's rows, appending
     # them to its file as they come (serve/shards.py); the pool finishes shards (npz: the zip directory, fsync and
@@ -275,11 +280,9 @@ def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, c
                 index, start = batches[k]
                 return helper.submit(latents, shards[index][start : start + max_batch], controls)
 
-            upcoming, shard, added = make_latents(0), None, []
-            for k, (index, start) in enumerate(batches):
+            shard, added = None, []
+            for (index, start), z, out in _computed(batches, make_latents, infers):
                 seeds = shards[index]
-                z, upcoming = upcoming.result(), make_latents(k + 1)
-                out = infer(z)
                 if shard is None:  # batches come shard by shard: one shard is filled at a time
                     shard = open_shard(folder, index, seeds, config.format, record)
                     open_shards.append(shard)
@@ -299,9 +302,31 @@ def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, c
     finally:  # a crash or Ctrl-C: no temp file of a shard left behind (finished shards are renamed already)
         for shard in open_shards:
             shard.abort()
+        for each in extra:
+            each.close()
     bar.close()
     seconds = time.perf_counter() - started
     if show and not config.quiet:
         print(f"sampled {total} images in {seconds:.1f}s ({total / max(seconds, 1e-9):.0f} img/s) with "
               f"{runner.info.backend} {runner.info.precision} -> {folder}")
     return total
+
+
+def _computed(batches: list, make_latents, infers: list):
+    """Each batch with its latents and images, in order, while ``len(infers)`` batches compute at once: batch k on
+    ``infers[k % n]`` (a runner each, so none runs two batches at a time), the latents of batch k + 1 made meanwhile.
+    ``make_latents(k)`` is a future of batch k's latents (None past the end)."""
+    upcoming, window = make_latents(0), deque()
+    with ThreadPoolExecutor(max_workers=len(infers)) if len(infers) > 1 else nullcontext() as computing:
+        for k, batch in enumerate(batches):
+            z, upcoming = upcoming.result(), make_latents(k + 1)
+            if computing is None:
+                yield batch, z, infers[0](z)
+                continue
+            window.append((batch, z, computing.submit(infers[k % len(infers)], z)))
+            if len(window) == len(infers):  # the oldest is done before its runner gets batch k + 1
+                batch, z, out = window.popleft()
+                yield batch, z, out.result()
+        while window:
+            batch, z, out = window.popleft()
+            yield batch, z, out.result()

@@ -106,6 +106,13 @@ def copies(runner: Runner, count: int) -> list[Runner]:
     return [open_runner(info.backend, info.model_path, info.device, info.precision) for _ in range(count)]
 
 
+def offline_in_flight(runner: Runner) -> int:
+    """Batches to keep computing at once for offline work (bench's offline rows, `ganforge sample`): 2 on a CPU
+    runtime that overlaps work only within one loaded model (a runner's own ``copies``: OpenVINO's streams, which
+    reach its benchmark_app only so), else 1 (the runtime's own threads already fill the cores)."""
+    return 2 if hasattr(runner, "copies") and runner.info.device == "cpu" else 1
+
+
 def on_own_stream(runner: Runner) -> Callable[[np.ndarray], np.ndarray]:
     """``runner.infer`` queued on a CUDA stream of its own (torch's current stream, which every CUDA runner here
     uses), so that batches of different model copies overlap on the GPU instead of queueing on one stream; on a

@@ -132,18 +132,19 @@ def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
 def test_openvino_offline_keeps_two_batches_in_flight_on_its_streams(onnx_model):
     """OpenVINO overlaps batches within one compiled model (streams): bench keeps two in flight there, as its own
     benchmark_app does; runtimes whose threads already fill the cores get one."""
-    from ganforge.benchmarks.bench.run import _in_flight
     from ganforge.benchmarks.bench.scenarios import offline
     from ganforge.serve.runtime.runners import open_runner
+    from ganforge.serve.runtime.runners.base import offline_in_flight
 
     with open_runner("openvino", onnx_model) as runner:
         calls = []
         original = runner.copies
         runner.copies = lambda count: calls.append(count) or original(count)
-        result = offline(runner, 8, 0.2, in_flight=_in_flight(runner))
+        result = offline(runner, 8, 0.3, in_flight=offline_in_flight(runner))
         assert result["batches_in_flight"] == 2 and result["images_per_second"] > 0 and calls == [1]
+        assert len(result["window_rates"]) == 3 and min(result["window_rates"]) > 0
     with open_runner("onnxruntime", onnx_model) as runner:
-        assert _in_flight(runner) == 1
+        assert offline_in_flight(runner) == 1
 
 
 CRASH = textwrap.dedent("""

@@ -46,6 +46,57 @@ def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path
     assert runs[0] == runs[1] == runs[2]
 
 
+def test_openvino_samples_two_batches_at_a_time_into_the_bytes_of_one_runner(onnx_model, tmp_path):
+    """OpenVINO keeps two batches in flight (two streams of one compiled model, as bench's offline row): the shards
+    hold, in seed order, exactly the images one runner computes batch after batch, whatever the batch size."""
+    from ganforge.serve.runtime.runners.base import offline_in_flight
+
+    seeds = tuple(range(100, 157))
+    with open_runner("openvino", onnx_model) as runner:
+        assert offline_in_flight(runner) == 2
+        expected = nchw_to_nhwc(to_uint8(np.concatenate([runner.infer(latents_for_seeds(seeds[i : i + 5], 8))
+                                                         for i in range(0, len(seeds), 5)])))
+    for batch in (5, 4):
+        out = tmp_path / f"b{batch}"
+        sample(SampleConfig(model=onnx_model, backend="openvino", out=str(out), seeds=seeds, shard_size=20,
+                            batch_size=batch, quiet=True))
+        images, written = [], []
+        for name in sorted(_shards(out)):
+            with np.load(out / name) as shard:
+                images.append(shard["images"])
+                written.extend(shard["seeds"].tolist())
+        assert written == list(seeds)
+        assert np.array_equal(np.concatenate(images), expected)
+
+
+def test_batches_in_flight_come_back_in_order_and_no_runner_runs_two_at_once():
+    """The first runner is slow and the second fast, so batches finish out of order: they are still yielded in
+    order, and a runner never gets a batch before its last one is done."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ganforge.serve.sampling.sampler import _computed
+
+    busy, overlaps = [threading.Lock(), threading.Lock()], []
+
+    def runner(index: int, delay: float):
+        def infer(z: np.ndarray) -> np.ndarray:
+            if not busy[index].acquire(blocking=False):
+                overlaps.append(index)
+                busy[index].acquire()
+            time.sleep(delay)
+            busy[index].release()
+            return z * 2
+        return infer
+
+    batches = list(range(9))
+    with ThreadPoolExecutor(1) as helper:
+        make = lambda k: helper.submit(np.full, 2, float(k)) if k < len(batches) else None  # noqa: E731
+        got = list(_computed(batches, make, [runner(0, 0.03), runner(1, 0.0)]))
+    assert [b for b, _, _ in got] == batches and not overlaps
+    assert all(np.array_equal(out, z * 2) and z[0] == b for b, z, out in got)
+
+
 @pytest.mark.parametrize("fmt", ["npz", "png"])
 def test_images_converted_by_the_runner_are_the_same_shards(trained_run, tmp_path, monkeypatch, fmt):
     """On a GPU the sampler takes uint8 images from the runner (converted on the device); forced here on the CPU,
