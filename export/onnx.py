@@ -140,7 +140,10 @@ def use_inference_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def onnx_session(path: str | Path, providers: list | None = None, threads: int | None = None):
+def onnx_session(path: str | Path, providers: list | None = None, threads: int | None = None,
+                 spinning: bool = True):
+    """``spinning=False``: the session's threads sleep between calls instead of spinning (onnxruntime spins by
+    default), so that sessions computing beside each other share the cores instead of burning them."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -148,4 +151,6 @@ def onnx_session(path: str | Path, providers: list | None = None, threads: int |
     threads = threads or inference_threads()
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])

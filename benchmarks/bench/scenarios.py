@@ -69,17 +69,18 @@ def _offline_in_flight(runner, z, seconds: float, count: int, windows: int = 3) 
 
 
 def offline_for_model(model: str, backend: str, precision: str, batch_size: int, min_duration: float,
-                      device: str = "cpu", io: str = "host") -> dict:
+                      device: str = "cpu", io: str = "host", in_flight: int | None = None) -> dict:
     """``offline`` for a backend opened on ``model`` (a run folder is exported as the backend needs), with the
-    model file it loaded and as many batches in flight as bench's offline row: what the sampling and HTTP
-    benchmarks compare themselves with."""
+    model file it loaded and as many batches in flight as bench's offline row (or ``in_flight``): what the sampling
+    and HTTP benchmarks compare themselves with."""
     from ganforge.serve.runtime.model_files import model_for_backend
     from ganforge.serve.runtime.runners import open_runner
     from ganforge.serve.runtime.runners.base import offline_in_flight
 
     path = model_for_backend(model, backend, precision, quiet=True, device=device)
     with open_runner(backend, path, device, precision) as runner:
-        return offline(runner, batch_size, min_duration, io, offline_in_flight(runner)) | {"model_path": path}
+        count = in_flight or offline_in_flight(runner)
+        return offline(runner, batch_size, min_duration, io, count) | {"model_path": path}
 
 
 def single_stream(runner, min_duration: float, controls: LatentControls | None = None) -> dict:

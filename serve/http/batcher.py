@@ -13,7 +13,9 @@ the next batch. When a batch is done and a full one is already waiting, the work
 at once: under load the runtime never waits for the event loop, which may be busy for milliseconds with the answers
 and the requests of the last batch. Given several infer callables (copies of the model, as Triton's instance_group
 count), as many batches compute at once, each on its own thread: on a GPU one batch's host work (copies, the wait
-for the device, the answers) then overlaps the next batch's compute. A new batch forms only once a copy is free.
+for the device, the answers) then overlaps the next batch's compute; on a CPU each copy computes on its share of the
+cores. A new batch forms only once a copy is free, and what waits is split evenly between the copies free then: one
+copy taking every request while the other idles would lock the clients into one batch at a time.
 """
 
 from __future__ import annotations
@@ -97,13 +99,16 @@ class DynamicBatcher:
             index = await self.free.get()  # requests keep queueing while every copy computes
             await self._gather()
             with self.lock:
-                batch = self._take()
-            if not batch:  # a worker thread took them meanwhile
-                self.free.put_nowait(index)
-                continue
-            task = asyncio.get_running_loop().create_task(self._compute(index, batch))
-            self.computing.add(task)
-            task.add_done_callback(self.computing.discard)
+                idle = [index] + [self.free.get_nowait() for _ in range(self.free.qsize())]
+                share = -(-self.queued // len(idle))  # split what waits between the idle copies
+                batches = [(i, self._take(share)) for i in idle]
+            for i, batch in batches:
+                if not batch:  # nothing left for it (or a worker thread took the queue meanwhile)
+                    self.free.put_nowait(i)
+                    continue
+                task = asyncio.get_running_loop().create_task(self._compute(i, batch))
+                self.computing.add(task)
+                task.add_done_callback(self.computing.discard)
 
     async def _compute(self, index: int, batch: list) -> None:
         """``batch``, then every full batch waiting when the last is done, on infer callable ``index``. The copy is
@@ -178,10 +183,11 @@ class DynamicBatcher:
         padded = np.concatenate([z, np.zeros((size - len(z), *z.shape[1:]), z.dtype)])
         return infer(padded)[: len(z)]
 
-    def _take(self) -> list:
-        """The next batch off the queue (the caller holds the lock)."""
-        batch, size = [], 0
-        while self.queue and (not batch or size + len(self.queue[0][0]) <= self.max_batch):
+    def _take(self, limit: int | None = None) -> list:
+        """The next batch off the queue, of at most ``limit`` (else max_batch) latents unless one request alone holds
+        more (the caller holds the lock)."""
+        batch, size, limit = [], 0, min(limit or self.max_batch, self.max_batch)
+        while self.queue and (not batch or size + len(self.queue[0][0]) <= limit):
             item = self.queue.popleft()
             batch.append(item)
             size += len(item[0])

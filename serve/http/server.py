@@ -69,9 +69,9 @@ class ServerConfig:
 
     def batches_in_flight(self, device: str) -> int:
         """On a GPU two by default: one batch's host work (latents in, images out, the answers) overlaps the next
-        batch's compute. On a CPU one: the runtime's threads already fill the cores, and two batches split them, so
-        a batch that does not fill computes on fewer (2 cores: +5%, within noise, at 128 connections, -33% at 32 and
-        -37% from one connection, benchmarks/results/http_wrk-in-flight.json)."""
+        batch's compute. On a CPU one: two batches share the cores (OpenVINO streams, onnxruntime sessions that
+        sleep between calls), which under load was ahead in 6 of 8 paired rounds but a lone client waits longer
+        (benchmarks/results/peers.json, peers-openvino-int8.json; the ratios: docs/performance.md)."""
         return self.in_flight or (2 if device.startswith("cuda") else 1)
 
 

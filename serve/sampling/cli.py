@@ -42,6 +42,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="latents per inference call (64); the images do "
                         "not depend on it")
     parser.add_argument("--workers", type=int, default=2, help="threads that encode and write shards")
+    parser.add_argument("--in-flight", type=int, help="batches computing at once, each on a copy of the model "
+                        "(default: 2 on OpenVINO, whose copies are streams of one compiled model, else 1); the images "
+                        "do not depend on it")
     parser.add_argument("--shard-size", type=int, default=10_000, help="images per npz shard (10000)")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16", "int8"),
                         help="default: fp32, or with --backend auto whichever precision wins")
@@ -80,6 +83,7 @@ def main(argv: list[str]) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.seed_start, args.seed_start + args.count))
     config = SampleConfig(model=args.model, out=args.out, seeds=tuple(seeds), backend=args.backend,
                           format=args.format, batch_size=args.batch_size, workers=args.workers,
+                          in_flight=args.in_flight,
                           shard_size=args.shard_size, precision=args.precision, device=args.device,
                           resume=args.resume, quiet=args.quiet, min_psnr=args.min_psnr,
                           checkpoint=args.checkpoint, truncation=args.truncation,

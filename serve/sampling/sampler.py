@@ -62,6 +62,7 @@ class SampleConfig:
     truncation: float = 1.0  # psi in (0, 1]: latents scaled towards the mean (ganforge/latents.py); 1: as drawn
     classes: tuple[int, ...] | None = None  # a conditional model's class for every sample (one per class group)
     image_format: str = "png"  # webdataset and parquet: png, jpeg or webp
+    in_flight: int | None = None  # batches computing at once (runner copies); None: the backend's (offline_in_flight)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -73,8 +74,8 @@ class SampleConfig:
                             "--format png PNG files)")
         if self.format == "parquet":
             import_pyarrow()  # one clear line before any work when it is missing
-        for name in ("batch_size", "workers", "shard_size"):
-            if getattr(self, name) < 1:
+        for name in ("batch_size", "workers", "shard_size", "in_flight"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if not self.seeds:
             raise UserError("no seeds given")
@@ -263,7 +264,7 @@ def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, c
     started, pending = time.perf_counter(), []
     max_batch = min(config.batch_size, runner.info.max_batch)
     on_device = device_uint8(runner)
-    extra = [] if on_device else copies(runner, offline_in_flight(runner) - 1)
+    extra = [] if on_device else copies(runner, (config.in_flight or offline_in_flight(runner)) - 1)
     infers = [on_device] if on_device else [each.infer for each in (runner, *extra)]
     # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
     # they compute): it makes the next batch's latents and turns finished batches into the shard's rows, appending

@@ -45,9 +45,10 @@ class RunnerInfo:
 class Runner(Protocol):
     """GPU runners may also offer ``device_call(z) -> Callable[[], Tensor]`` (latents staged on the device,
     images left there), which bench times as the device-only offline rows, and ``infer_uint8(z)`` (uint8 [n, H, W,
-    C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU. A runner whose
-    runtime overlaps concurrent work only within one loaded model offers ``copies(count)`` (OpenVINO: streams), which
-    ``copies`` below calls instead of opening the file again."""
+    C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU. A runner that makes
+    copies of its own that share the cores offers ``copies(count)`` (OpenVINO: streams of one compiled model;
+    onnxruntime: sessions whose threads sleep between calls), which ``copies`` below calls instead of opening the
+    file again."""
 
     info: RunnerInfo
 
@@ -107,10 +108,10 @@ def copies(runner: Runner, count: int) -> list[Runner]:
 
 
 def offline_in_flight(runner: Runner) -> int:
-    """Batches to keep computing at once for offline work (bench's offline rows, `ganforge sample`): 2 on a CPU
-    runtime that overlaps work only within one loaded model (a runner's own ``copies``: OpenVINO's streams, which
-    reach its benchmark_app only so), else 1 (the runtime's own threads already fill the cores)."""
-    return 2 if hasattr(runner, "copies") and runner.info.device == "cpu" else 1
+    """Batches to keep computing at once for offline work (bench's offline rows, `ganforge sample`) on a CPU: the
+    runner's ``offline_in_flight_cpu`` (OpenVINO: 2, its streams, which reach its benchmark_app only so), else 1 (the
+    runtime's threads already fill the cores); 1 on a GPU, where the runner overlaps its own work."""
+    return getattr(runner, "offline_in_flight_cpu", 1) if runner.info.device == "cpu" else 1
 
 
 def on_own_stream(runner: Runner) -> Callable[[np.ndarray], np.ndarray]:

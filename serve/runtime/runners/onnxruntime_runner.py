@@ -25,7 +25,7 @@ class OnnxRuntimeRunner(RunnerBase):
                                            metadata.get("precision", "fp32"))
             providers = [(p, options[p]) for p in GPU_PROVIDERS if p in available] + providers
         self.session = onnx_session(model_path, providers)
-        self.input_name = INPUT_NAME
+        self.providers, self.input_name = providers, INPUT_NAME
         self.on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
         self.info = info_from_metadata("onnxruntime", model_path, "cuda" if self.on_gpu else "cpu", metadata)
 
@@ -39,6 +39,23 @@ class OnnxRuntimeRunner(RunnerBase):
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
+    def copies(self, count: int) -> list[OnnxRuntimeRunner]:
+        """``count`` more runners computing beside this one. On a CPU each session (this one opened again) keeps
+        every thread but lets them sleep between calls: a batch alone computes on all the cores, batches at once
+        share them (spinning threads of two sessions would burn the cores the other needs; measured in
+        docs/performance.md). On a GPU, sessions of their own."""
+        import copy
+
+        from ganforge.export.onnx import onnx_session
+
+        path = self.info.model_path
+        if self.on_gpu:
+            return [OnnxRuntimeRunner(path, self.info.device, self.info.precision) for _ in range(count)]
+        self.session = onnx_session(path, self.providers, spinning=False)
+        siblings = [copy.copy(self) for _ in range(count)]
+        for sibling in siblings:
+            sibling.session = onnx_session(path, self.providers, spinning=False)
+        return siblings
 
 def gpu_provider_options(model_path: str, z_dim: int, max_batch: int, precision: str) -> dict[str, dict]:
     """What onnxruntime's GPU providers need to match the other backends: TensorRT gets the batch profile the model

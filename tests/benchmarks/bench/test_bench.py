@@ -131,7 +131,7 @@ def test_offline_host_uint8_times_the_runners_uint8_path(trained_run):
 
 def test_openvino_offline_keeps_two_batches_in_flight_on_its_streams(onnx_model):
     """OpenVINO overlaps batches within one compiled model (streams): bench keeps two in flight there, as its own
-    benchmark_app does; runtimes whose threads already fill the cores get one."""
+    benchmark_app does; onnxruntime's threads already fill the cores and get one."""
     from ganforge.benchmarks.bench.scenarios import offline
     from ganforge.serve.runtime.runners import open_runner
     from ganforge.serve.runtime.runners.base import offline_in_flight

@@ -109,6 +109,31 @@ def test_with_two_model_copies_two_batches_compute_at_once_and_each_request_gets
             np.testing.assert_array_equal(images, z * 2)
 
 
+def test_requests_waiting_while_both_copies_are_free_are_split_between_them():
+    """32 clients and two idle copies: two batches of 16 at once, not one of 32 with the other copy idle (which would
+    keep every client in one batch at a time and half the cores idle)."""
+    sizes, lock = [], threading.Lock()
+
+    def infer(z):
+        with lock:
+            sizes.append(len(z))
+        time.sleep(0.02)
+        return z * 2
+
+    async def main():
+        batcher = DynamicBatcher([infer, infer], max_batch=64, max_queue_delay_us=5000, max_queue=256)
+        batcher.start()
+        requests = [np.full((1, 3), i, np.float32) for i in range(32)]
+        answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit(z) for z in requests)), 10)
+        await batcher.stop()
+        return requests, answers
+
+    requests, answers = asyncio.run(main())
+    assert sizes == [16, 16]
+    for z, images in zip(requests, answers):
+        np.testing.assert_array_equal(images, z * 2)
+
+
 def test_stop_waits_for_the_batch_computing_and_answers_it():
     (infer,), seen = _slow_copies(1, 0.1)
 

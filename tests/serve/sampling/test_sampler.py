@@ -48,7 +48,8 @@ def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path
 
 def test_openvino_samples_two_batches_at_a_time_into_the_bytes_of_one_runner(onnx_model, tmp_path):
     """OpenVINO keeps two batches in flight (two streams of one compiled model, as bench's offline row): the shards
-    hold, in seed order, exactly the images one runner computes batch after batch, whatever the batch size."""
+    hold, in seed order, exactly the images one runner computes batch after batch, whatever the batch size and
+    however many batches are in flight."""
     from ganforge.serve.runtime.runners.base import offline_in_flight
 
     seeds = tuple(range(100, 157))
@@ -56,10 +57,10 @@ def test_openvino_samples_two_batches_at_a_time_into_the_bytes_of_one_runner(onn
         assert offline_in_flight(runner) == 2
         expected = nchw_to_nhwc(to_uint8(np.concatenate([runner.infer(latents_for_seeds(seeds[i : i + 5], 8))
                                                          for i in range(0, len(seeds), 5)])))
-    for batch in (5, 4):
-        out = tmp_path / f"b{batch}"
+    for batch, in_flight in ((5, None), (4, 1), (4, 3)):
+        out = tmp_path / f"b{batch}-{in_flight}"
         sample(SampleConfig(model=onnx_model, backend="openvino", out=str(out), seeds=seeds, shard_size=20,
-                            batch_size=batch, quiet=True))
+                            batch_size=batch, quiet=True, in_flight=in_flight))
         images, written = [], []
         for name in sorted(_shards(out)):
             with np.load(out / name) as shard:
@@ -67,6 +68,8 @@ def test_openvino_samples_two_batches_at_a_time_into_the_bytes_of_one_runner(onn
                 written.extend(shard["seeds"].tolist())
         assert written == list(seeds)
         assert np.array_equal(np.concatenate(images), expected)
+    with pytest.raises(UserError, match="--in-flight must be at least 1"):
+        SampleConfig(model=onnx_model, out=str(tmp_path / "x"), seeds=seeds, in_flight=0)
 
 
 def test_batches_in_flight_come_back_in_order_and_no_runner_runs_two_at_once():
