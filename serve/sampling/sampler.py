@@ -263,9 +263,8 @@ def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, c
                dynamic_ncols=True)
     started, pending = time.perf_counter(), []
     max_batch = min(config.batch_size, runner.info.max_batch)
-    on_device = device_uint8(runner)
-    extra = [] if on_device else copies(runner, (config.in_flight or offline_in_flight(runner)) - 1)
-    infers = [on_device] if on_device else [each.infer for each in (runner, *extra)]
+    extra = copies(runner, (config.in_flight or offline_in_flight(runner)) - 1)
+    infers = [device_uint8(each) or each.infer for each in (runner, *extra)]
     # One helper thread overlaps the work around inference with inference itself (runtimes release the GIL while
     # they compute): it makes the next batch's latents and turns finished batches into the shard's rows, appending
     # them to its file as they come (serve/shards.py); the pool finishes shards (npz: the zip directory, fsync and
