@@ -75,13 +75,15 @@ def test_requests_closer_than_the_gap_share_a_batch_and_a_pause_closes_it():
 
 
 def _slow_copies(count: int, seconds: float) -> tuple[list, dict]:
-    """``count`` infer callables that take ``seconds`` each; ``seen["most"]``: the most computing at once."""
-    seen, lock = {"now": 0, "most": 0, "batches": 0}, threading.Lock()
+    """``count`` infer callables that take ``seconds`` each; ``seen["most"]``: the most computing at once;
+    ``seen["sizes"]``: each batch's size."""
+    seen, lock = {"now": 0, "most": 0, "batches": 0, "sizes": []}, threading.Lock()
 
     def infer(z):
         with lock:
             seen["now"] += 1
             seen["most"] = max(seen["most"], seen["now"])
+            seen["sizes"].append(len(z))
         time.sleep(seconds)
         with lock:
             seen["now"] -= 1
@@ -91,47 +93,35 @@ def _slow_copies(count: int, seconds: float) -> tuple[list, dict]:
     return [infer] * count, seen
 
 
-def test_with_two_model_copies_two_batches_compute_at_once_and_each_request_gets_its_rows():
-    for copies, expected in ((2, 2), (1, 1)):
-        infers, seen = _slow_copies(copies, 0.05)
-
-        async def main(infers=infers):
-            batcher = DynamicBatcher(infers, max_batch=4, max_queue_delay_us=1000, max_queue=64)
-            batcher.start()
-            requests = [np.full((1, 3), i, np.float32) for i in range(16)]
-            answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit(z) for z in requests)), 10)
-            await batcher.stop()
-            return requests, answers
-
-        requests, answers = asyncio.run(main())
-        assert seen["most"] == expected
-        for z, images in zip(requests, answers):
-            np.testing.assert_array_equal(images, z * 2)
-
-
-def test_requests_waiting_while_both_copies_are_free_are_split_between_them():
-    """32 clients and two idle copies: two batches of 16 at once, not one of 32 with the other copy idle (which would
-    keep every client in one batch at a time and half the cores idle)."""
-    sizes, lock = [], threading.Lock()
-
-    def infer(z):
-        with lock:
-            sizes.append(len(z))
-        time.sleep(0.02)
-        return z * 2
+def _requests_at_once(infers: list, count: int, **batching) -> None:
+    """``count`` one-latent requests submitted together; each must get its own rows back."""
 
     async def main():
-        batcher = DynamicBatcher([infer, infer], max_batch=64, max_queue_delay_us=5000, max_queue=256)
+        batcher = DynamicBatcher(infers, **batching)
         batcher.start()
-        requests = [np.full((1, 3), i, np.float32) for i in range(32)]
+        requests = [np.full((1, 3), i, np.float32) for i in range(count)]
         answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit(z) for z in requests)), 10)
         await batcher.stop()
         return requests, answers
 
     requests, answers = asyncio.run(main())
-    assert sizes == [16, 16]
     for z, images in zip(requests, answers):
         np.testing.assert_array_equal(images, z * 2)
+
+
+def test_with_two_model_copies_two_batches_compute_at_once_and_each_request_gets_its_rows():
+    for copies, expected in ((2, 2), (1, 1)):
+        infers, seen = _slow_copies(copies, 0.05)
+        _requests_at_once(infers, 16, max_batch=4, max_queue_delay_us=1000, max_queue=64)
+        assert seen["most"] == expected
+
+
+def test_requests_waiting_while_both_copies_are_free_are_split_between_them():
+    """32 clients and two idle copies: two batches of 16 at once, not one of 32 with the other copy idle (which would
+    keep every client in one batch at a time and half the cores idle)."""
+    infers, seen = _slow_copies(2, 0.02)
+    _requests_at_once(infers, 32, max_batch=64, max_queue_delay_us=5000, max_queue=256)
+    assert seen["sizes"] == [16, 16] and seen["most"] == 2
 
 
 def test_stop_waits_for_the_batch_computing_and_answers_it():
