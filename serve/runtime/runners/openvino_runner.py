@@ -24,7 +24,7 @@ CALIBRATION_BATCH = 64
 
 class OpenVinoRunner(RunnerBase):
     # two streams of one compiled model beat one: 1.01x benchmark_app's throughput against 0.83x
-    # (benchmarks/results/openvino_app.json); onnxruntime's two sessions lost to one at 256 px (71 against 107 img/s)
+    # (benchmarks/results/openvino_app.json); onnxruntime's two sessions did not at 256 px (71 img/s, one: 75-92)
     offline_in_flight_cpu = 2
 
     def __init__(self, model_path: str, device: str, precision: str):
