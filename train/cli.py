@@ -82,6 +82,9 @@ def build_parser() -> Parser:
         "--self-conditional: the embedding k-means clusters, the images' pooled pixels (pixels16), or those of each "
         "image shifted so its ink is centred (centred16: what is drawn, not where), or with its ink framed to fill "
         "the image (framed16: not where, nor how large) (default: the recipe's)")
+    add("--recluster-every", type=int, metavar="N", default=S, help="with --self-conditional: cluster the images "
+        "again every N steps on the discriminator's features, each new cluster numbered after the old one it "
+        "overlaps most; 0 = never (default: the recipe's)")
     add("--mirror", action="store_true", default=S, help="x-flipped copies of the images as more data (default off)")
     add("--fit", choices=("crop", "pad"), default=S, help="folders: non-square images keep their centred square "
         "(crop, default) or get black borders (pad)")

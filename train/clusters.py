@@ -23,11 +23,18 @@ distribution, and a photo's red, green and blue are no such thing.
 
     clusters = fit_clusters(stacks, k=40, seed=0, groups=3)   # stacks uint8 [N, 3, H, W]
     clusters.assign(batch)                                    # -> int64 [B, 3]
+
+With ``--recluster-every N`` the trainer clusters the same images again every N steps, on what its discriminator
+has learned to tell apart (the features its last layer reads), as Liu et al. do; ``refit_clusters`` numbers the new
+clusters after the old ones they overlap most, so that the classes G and D have learned keep their meaning.
+
+    refit, kept = refit_clusters(d_features, clusters.assign(images), k=40, seed=1500)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -106,27 +113,39 @@ def framed(images: torch.Tensor) -> torch.Tensor:
 EMBEDDINGS = {"pixels16": pixel_features, "centred16": lambda images: pixel_features(centred(images)),
               "framed16": lambda images: pixel_features(framed(images))}
 CLUSTER_FEATURES = tuple(EMBEDDINGS)  # --cluster-features
+# clusters found again during training on the discriminator's features (--recluster-every): their embedding is D,
+# which the trainer (or ganforge eval, from the checkpoint) holds and sets as ``Clusters.embed``
+DISCRIMINATOR = "discriminator"
 
 
 @dataclass
 class Clusters:
-    """k-means centroids in the pixel embedding and the shares of the data in each."""
+    """k-means centroids in an embedding of the images and the shares of the data in each."""
 
     centroids: torch.Tensor  # float32 [K, D]
     prior: list[float]  # [K], positive, sums to 1
     purity: float | None = None  # against the data's true labels, where it has them and they were ignored
     groups: int = 1  # pseudo-classes per image: 1, or one per channel (--cluster-channels)
-    features: str = "pixels16"  # the embedding (EMBEDDINGS)
+    features: str = "pixels16"  # the embedding: a fixed one (EMBEDDINGS) or DISCRIMINATOR
+    # with DISCRIMINATOR: float [B, C, H, W] in [-1, 1] -> float32 [B, F] on the CPU, D's features
+    embed: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def k(self) -> int:
         return len(self.centroids)
 
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """float [B, C, H, W] in [-1, 1] -> float32 [B (x C with groups), D]: the space the centroids live in."""
+        if self.features == DISCRIMINATOR:
+            if self.embed is None:
+                raise ValueError("clusters of the discriminator's features need its embedding (Clusters.embed)")
+            return self.embed(images)
+        return EMBEDDINGS[self.features](split_channels(images.cpu(), self.groups))
+
     def assign(self, images: torch.Tensor) -> torch.Tensor:
         """The pseudo-class of each image: float [B, C, H, W] in [-1, 1] -> int64 [B] (the nearest centroid), or
         [B, C] with a class per channel."""
-        features = EMBEDDINGS[self.features](split_channels(images.cpu(), self.groups))
-        labels = torch.cdist(features, self.centroids).argmin(dim=1)
+        labels = nearest(self.embedding(images), self.centroids)
         return labels.view(len(images), self.groups) if self.groups > 1 else labels
 
     def state_dict(self) -> dict:
@@ -135,7 +154,7 @@ class Clusters:
 
     @classmethod
     def from_state(cls, state: dict, path: str = "checkpoint") -> Clusters:
-        if state.get("features") not in EMBEDDINGS:
+        if state.get("features") not in (*EMBEDDINGS, DISCRIMINATOR):
             raise UserError(f"{path}: pseudo-classes of an unknown kind {state.get('features')!r}")
         return cls(state["centroids"].float(), [float(p) for p in state["prior"]], state.get("purity"),
                    int(state.get("groups", 1)), state["features"])
@@ -147,6 +166,11 @@ class Clusters:
                 "purity": self.purity}
 
 
+def nearest(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """int64 [N]: each row's nearest centroid (float32, on the CPU: the assignment the training loop makes)."""
+    return torch.cdist(features.float().cpu(), centroids).argmin(dim=1)
+
+
 def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Tensor | None = None,
                  groups: int = 1, features: str = "pixels16") -> Clusters:
     """k-means (k-means++ start, the best of 4 starts, a fixed seed) on ``images`` (uint8 [N, C, H, W]); with
@@ -154,8 +178,6 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
 
     ``true_labels`` ([N], or [N, G] for several classes per image) only measure the clusters' purity: the share of
     images (channels, with groups) whose cluster's most common true label is their own."""
-    from sklearn.cluster import KMeans  # imported here: only self-conditioned runs pay for it
-
     if groups > 1:  # each channel an image of its own, with its own label
         images = split_channels(images, groups)
         true_labels = true_labels.reshape(-1) if true_labels is not None else None
@@ -164,11 +186,7 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
                         f"pseudo-classes ({MIN_PER_CLUSTER} images each on average)")
     # in chunks: 20,000 images at 128 px would be 3.9 GB as floats, their embedding 61 MB
     embedded = torch.cat([EMBEDDINGS[features](to_unit_range(chunk)) for chunk in images.split(1024)])
-    embedded = embedded.numpy().astype(np.float64)
-    kmeans = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(embedded)
-    centroids = torch.from_numpy(kmeans.cluster_centers_).float()
-    # the shares of the assignment the training loop will make (nearest centroid in float32), not k-means' own
-    assigned = torch.cdist(torch.from_numpy(embedded).float(), centroids).argmin(dim=1)
+    centroids, assigned = kmeans(embedded, k, seed)
     counts = torch.bincount(assigned, minlength=k).double()
     if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the prior's contract
         raise UserError(f"--self-conditional {k}: the clustering left {int((counts == 0).sum())} pseudo-classes "
@@ -176,6 +194,51 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     prior = (counts / counts.sum()).tolist()
     purity = cluster_purity(assigned, true_labels) if true_labels is not None else None
     return Clusters(centroids, prior, purity, groups, features)
+
+
+def kmeans(embedded: torch.Tensor, k: int, seed: int, start: torch.Tensor | None = None,
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means on float [N, D] -> centroids float32 [K, D] and each row's nearest one (the assignment the training
+    loop will make, not k-means' own). It starts from ``start`` [K, D] where given, else it keeps the best of 4
+    k-means++ starts (a fixed seed)."""
+    from sklearn.cluster import KMeans  # imported here: only self-conditioned runs pay for it
+
+    init = "k-means++" if start is None else start.numpy().astype(np.float64)
+    fitted = KMeans(n_clusters=k, init=init, n_init=4 if start is None else 1, random_state=seed)
+    fitted.fit(embedded.numpy().astype(np.float64))
+    centroids = torch.from_numpy(fitted.cluster_centers_).float()
+    return centroids, nearest(embedded, centroids)
+
+
+def refit_clusters(embedded: torch.Tensor, previous: torch.Tensor, k: int, seed: int,
+                   true_labels: torch.Tensor | None = None) -> tuple[Clusters, float] | None:
+    """k pseudo-classes found again by k-means on the discriminator's features ``embedded`` [N, F] of the images
+    whose pseudo-classes are ``previous`` [N], and the share of those images that keep their class. k-means starts
+    from the old classes' means in the new features (where every old class still has images), as Liu et al. do, and
+    each new cluster takes the number of the old one it shares the most images with (the Hungarian algorithm on the
+    overlap counts), so that the class embeddings G and D learned keep their meaning. None where a cluster is
+    empty."""
+    from scipy.optimize import linear_sum_assignment
+
+    sizes = torch.bincount(previous, minlength=k)
+    start = None
+    if (sizes > 0).all():
+        start = torch.zeros(k, embedded.shape[1]).index_add_(0, previous, embedded.float()) / sizes[:, None]
+    centroids, assigned = kmeans(embedded, k, seed, start)
+    counts = torch.bincount(assigned, minlength=k)
+    if (counts == 0).any():
+        return None
+    overlap = torch.zeros(k, k, dtype=torch.int64)  # [old, new]
+    overlap.index_put_((previous, assigned), torch.ones_like(assigned), accumulate=True)
+    old, new = linear_sum_assignment(overlap.numpy(), maximize=True)
+    order = torch.from_numpy(new[np.argsort(old)])  # old class i is now cluster order[i]
+    renumber = torch.empty_like(order)
+    renumber[order] = torch.arange(k)
+    assigned = renumber[assigned]
+    prior = (counts[order].double() / len(assigned)).tolist()
+    purity = cluster_purity(assigned, true_labels) if true_labels is not None else None
+    kept = float((assigned == previous).double().mean())
+    return Clusters(centroids[order], prior, purity, 1, DISCRIMINATOR), kept
 
 
 def cluster_purity(assigned: torch.Tensor, true_labels: torch.Tensor) -> float:

@@ -53,6 +53,7 @@ class TrainConfig:
     self_conditional: int = 0  # images without labels: K pseudo-classes by clustering, then as --conditional; 0 = off
     cluster_channels: bool = False  # --self-conditional on each channel alone (channels that are separate images)
     cluster_features: str = "pixels16"  # the embedding k-means clusters: pixels16, centred16 or framed16
+    recluster_every: int = 0  # with --self-conditional: cluster again on D's features every N steps; 0 = never
     labels: str = "use"  # "ignore": hide the data's labels from training (the unlabelled setting on labelled data)
     mirror: bool = False  # x-flipped copies of the images as more data
     fit: str = "crop"  # how a folder's non-square images become square: crop (the centre) or pad (black borders)
@@ -137,11 +138,16 @@ class TrainConfig:
         if self.conditional and self.labels == "ignore":
             raise UserError("--conditional trains on the labels that --labels ignore hides: use --self-conditional K "
                             "(pseudo-classes by clustering) instead")
+        if self.recluster_every < 0:
+            raise UserError(f"--recluster-every takes a number of steps (0 = never), got {self.recluster_every}")
         if not self.self_conditional:
-            if self.cluster_channels:
-                raise UserError("--cluster-channels clusters each channel into pseudo-classes: it needs "
-                                "--self-conditional K")
+            if self.cluster_channels or self.recluster_every:
+                flag = "--cluster-channels" if self.cluster_channels else "--recluster-every"
+                raise UserError(f"{flag} clusters images into pseudo-classes: it needs --self-conditional K")
             return
+        if self.recluster_every and self.cluster_channels:
+            raise UserError("--recluster-every clusters whole images on the discriminator's features; "
+                            "--cluster-channels clusters each channel alone: choose one")
         _choice("cluster-features", self.cluster_features, CLUSTER_FEATURES)
         if self.self_conditional < 2:
             raise UserError(f"--self-conditional takes 2 or more pseudo-classes (0 = off), got {self.self_conditional}")

@@ -15,7 +15,7 @@ from ganforge.images import image_grid, save_png, to_uint8
 from ganforge.latents import latents_for_seeds
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .clusters import Clusters
+from .clusters import DISCRIMINATOR, Clusters
 from .config import TrainConfig
 from .data import DataSource, load_data, spec_name
 from .metrics.evaluator import Evaluator
@@ -88,7 +88,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint: dict | None) -> Path:
 def cluster_line(summary: dict) -> str:
     purity = "" if summary["purity"] is None else f", {100 * summary['purity']:.1f}% pure against the ignored labels"
     what = "images'" if summary.get("groups", 1) == 1 else f"{summary['groups']} channels' (one class per channel)"
-    return (f"pseudo-classes: {summary['k']} k-means clusters of the {what} pooled pixels, shares "
+    space = ("discriminator's features" if summary["features"] == DISCRIMINATOR else
+             f"pooled pixels ({summary['features']})")
+    return (f"pseudo-classes: {summary['k']} k-means clusters of the {what} {space}, shares "
             f"{100 * summary['smallest_share']:.1f}% to {100 * summary['largest_share']:.1f}%{purity}")
 
 
@@ -118,6 +120,8 @@ class Loop:
         window_start, window_steps, sums = time.perf_counter(), 0, {}
         start_time, last = time.perf_counter(), {}
         while trainer.step < config.steps:
+            if trainer.recluster_due():
+                self._recluster()
             losses = trainer.train_step()
             window_steps += 1
             for key, value in losses.items():  # summed on the device: read once per log window
@@ -140,6 +144,17 @@ class Loop:
         if config.progress_video and self.folder.writer:
             progress_video(self.folder.samples, self.folder.path / f"progress.{config.progress_video}")
         self._summary(start_step, time.perf_counter() - start_time, last)
+
+    def _recluster(self) -> None:
+        """The pseudo-classes found again on D's features. The record's step is the first step trained with them,
+        so a run resumed from the checkpoint before them drops it and logs it again."""
+        record = {"step": self.trainer.step + 1, **self.trainer.recluster()}
+        self.folder.log(record)
+        if not self.quiet:
+            clusters = record.get("clusters")
+            tqdm.write(f"step {self.trainer.step}: " + (f"{cluster_line(clusters)}; {100 * record['kept_class']:.1f}% "
+                                                        "of the images kept their class" if clusters else
+                                                        record["reason"]))
 
     def _log_window(self, step: int, sums: dict, steps: int, elapsed: float) -> dict:
         record = {"step": step, **{k: float(v) / steps for k, v in sums.items()},

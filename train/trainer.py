@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -18,12 +19,13 @@ from ganforge.errors import UserError
 
 from .augment import AdaptiveStrength, DiffAugment
 from .checkpoint import FORMAT, VERSION, find_checkpoint, load_checkpoint, load_module_state
-from .clusters import MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters
+from .clusters import DISCRIMINATOR, MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters, refit_clusters
 from .config import TrainConfig
 from .data import DataSource
+from .data.base import to_unit_range
 from .losses import LOSSES, gradient_penalty, r1_penalty
-from .models import build_discriminator, build_generator, generator_config, pack_samples
-from .models.classes import class_prior
+from .models import build_discriminator, build_generator, generator_config, output_shape, pack_samples
+from .models.classes import LatentClasses, class_prior
 from .precision import Precision
 
 
@@ -46,17 +48,13 @@ class Trainer:
                                                  self.clusters.groups if self.clusters else 1,
                                                  pseudo_classes=self.clusters is not None)
         self.generator = build_generator(self.generator_config).to(device)
-        uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
-        # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
-        batch_norm = not (uses_penalty or config.spectral_norm)
-        self.discriminator = build_discriminator(config.model, data.sample_shape, config.width, config.depth,
-                                                 config.pack, batch_norm, config.spectral_norm,
-                                                 num_classes=len(prior) if prior else 0,
-                                                 class_groups=self.generator_config.get("class_groups", 1)).to(device)
+        self.discriminator = make_discriminator(config, self.generator_config).to(device)
         # channels_last where a model runs faster in it (the residual one); real batches follow D's format
         self.memory_format = getattr(self.discriminator, "memory_format", torch.contiguous_format)
         for module in (self.generator, self.discriminator):
             module.to(memory_format=getattr(module, "memory_format", torch.contiguous_format))
+        if self.clusters is not None and self.clusters.features == DISCRIMINATOR:  # resumed after a re-clustering
+            self.clusters.embed = discriminator_features(self.discriminator)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         if config.init_from:
             self._init_from(config.init_from)
@@ -127,6 +125,36 @@ class Trainer:
         load_module_state(self.generator, state["generator"], "generator", source)
         load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", source)
         load_module_state(self.discriminator, state["discriminator"], "discriminator", source)
+
+    # ---- self-conditioning: the pseudo-classes found again on D's features (--recluster-every) -------------
+    def recluster_due(self) -> bool:
+        """Whether the pseudo-classes are found again before the next step (every N steps, never before step 1)."""
+        every = self.config.recluster_every
+        return bool(every and self.clusters is not None and self.step and self.step % every == 0)
+
+    def recluster(self) -> dict:
+        """k-means again on D's features of the images the first clustering saw, numbered after the old clusters;
+        G draws its classes with the new shares from now on. Returns what the run's log records."""
+        images, true_labels = self.data.stream.pool(CLUSTER_POOL, seed=self.config.seed)
+        embed = discriminator_features(self.discriminator)
+        chunks = [to_unit_range(chunk) for chunk in images.split(1024)]
+        previous = torch.cat([self.clusters.assign(chunk) for chunk in chunks])
+        embedded = torch.cat([embed(chunk) for chunk in chunks])
+        refit = refit_clusters(embedded, previous, self.clusters.k, self.config.seed + self.step, true_labels)
+        if refit is None:  # documented fallback: the run goes on with the clusters it has
+            return {"reclustered": False, "reason": "a pseudo-class would be empty: the clusters stay as they were"}
+        clusters, kept = refit
+        if self.context.enabled:  # k-means is deterministic, but one process decides: every rank conditions alike
+            prior = torch.tensor(clusters.prior, dtype=torch.float64)
+            broadcast_([clusters.centroids, prior])
+            clusters.prior = prior.tolist()
+        clusters.embed = embed
+        self.clusters = clusters
+        self.generator_config = {**self.generator_config, "class_prior": clusters.prior}
+        edges = LatentClasses(clusters.prior).edges
+        for generator in (self.generator, self.generator_ema):
+            generator.classes.edges.copy_(edges)
+        return {"reclustered": True, "kept_class": kept, "clusters": clusters.summary()}
 
     def _real_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         images, labels = self._stream_batch(part)
@@ -237,6 +265,8 @@ class Trainer:
                             f"{self.generator_config}")
         if self.clusters is not None:  # the centroids the run was trained with, whatever a refit would give
             self.clusters = Clusters.from_state(state["clusters"], path)
+            if self.clusters.features == DISCRIMINATOR:
+                self.clusters.embed = discriminator_features(self.discriminator)
         load_module_state(self.generator, state["generator"], "generator", path)
         load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", path)
         load_module_state(self.discriminator, state["discriminator"], "discriminator", path)
@@ -261,6 +291,44 @@ def architecture(generator_config: dict) -> dict:
     run can fine-tune on data with the same number of classes in other proportions."""
     config = {k: v for k, v in generator_config.items() if k not in ("class_prior", "class_source")}
     return {**config, "classes": len(generator_config.get("class_prior") or [])}
+
+
+def make_discriminator(config: TrainConfig, generator_config: dict) -> nn.Module:
+    """The run's D: its model and sizes, and a projection head for the classes its generator draws."""
+    uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
+    # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
+    batch_norm = not (uses_penalty or config.spectral_norm)
+    prior = generator_config.get("class_prior")
+    return build_discriminator(config.model, output_shape(generator_config), config.width, config.depth, config.pack,
+                               batch_norm, config.spectral_norm, num_classes=len(prior) if prior else 0,
+                               class_groups=generator_config.get("class_groups", 1))
+
+
+def checkpoint_discriminator(state: dict, path: str = "checkpoint") -> nn.Module:
+    """The discriminator a checkpoint holds, on the CPU in eval mode (what its re-clustered pseudo-classes embed)."""
+    config = TrainConfig.from_dict(state["train_config"])
+    discriminator = make_discriminator(config, state["generator_config"])
+    load_module_state(discriminator, state["discriminator"], "discriminator", path)
+    return discriminator.eval()
+
+
+def discriminator_features(discriminator: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """float [B, C, H, W] in [-1, 1] -> float32 [B, F] on the CPU: what D's last layer reads, in fp32 and eval mode
+    (BatchNorm's running statistics, none of them changed), the embedding of re-clustered pseudo-classes."""
+    device = next(discriminator.parameters()).device
+    memory_format = getattr(discriminator, "memory_format", torch.contiguous_format)
+
+    @torch.no_grad()
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        training = discriminator.training
+        discriminator.eval()
+        try:
+            x = images.to(device, torch.float32).contiguous(memory_format=memory_format)
+            return discriminator.features(x).float().cpu()
+        finally:
+            discriminator.train(training)
+
+    return embed
 
 
 def trainable_parameters(discriminator: nn.Module, frozen_blocks: int) -> list[nn.Parameter]:

@@ -24,11 +24,13 @@ from ganforge.latents import LatentControls
 from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import open_runner
-from ganforge.train.clusters import Clusters
+from ganforge.train.checkpoint import load_checkpoint
+from ganforge.train.clusters import DISCRIMINATOR, Clusters
 from ganforge.train.data import load_data
 from ganforge.train.data.base import to_unit_range
 from ganforge.train.metrics.evaluator import Evaluator
 from ganforge.train.records import finite_or_none
+from ganforge.train.trainer import checkpoint_discriminator, discriminator_features
 
 FEATURES = ("auto", "inception")
 DEFAULT_N = {"points": 2500, "stacked-digits": 26_000, "images": 10_000}  # PacGAN's counts; 10k for the rest
@@ -107,6 +109,9 @@ def _per_class(config: EvalConfig, data, meta: dict) -> tuple[int | None, Callab
         if not meta.get("clusters"):
             return None, None
         clusters = Clusters.from_state(meta["clusters"], meta["checkpoint"])
+        if clusters.features == DISCRIMINATOR:  # re-clustered during training: embedded by the checkpoint's D
+            discriminator = checkpoint_discriminator(load_checkpoint(meta["checkpoint"]), meta["checkpoint"])
+            clusters.embed = discriminator_features(discriminator)
         return config.classes[0], lambda images: clusters.assign(to_unit_range(images))
     if data.labels is None or data.name == "stacked-digits":
         return None, None

@@ -7,7 +7,7 @@ import torch
 
 from ganforge.errors import UserError
 from ganforge.train.checkpoint import load_checkpoint
-from ganforge.train.clusters import Clusters, cluster_purity, fit_clusters
+from ganforge.train.clusters import Clusters, cluster_purity, fit_clusters, refit_clusters
 from ganforge.train.data import has_labels, load_data
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
@@ -89,6 +89,62 @@ def test_self_conditional_run_is_a_conditional_generator_of_its_clusters(tiny):
     assert saved["self_conditional"] == 5 and saved["labels"] == "ignore" and saved["conditional"] is False
 
 
+def test_clusters_found_again_keep_the_numbers_of_the_ones_they_replace():
+    """Three clear groups, which the previous clusters called 2, 0 and 1: k-means numbers them its own way, and the
+    refit renumbers them after the old clusters, so a class embedding keeps meaning the same images."""
+    torch.manual_seed(0)
+    truth = torch.arange(300) % 3
+    embedded = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])[truth] + 0.1 * torch.randn(300, 2)
+    previous = torch.tensor([2, 0, 1])[truth]
+    clusters, kept = refit_clusters(embedded, previous, k=3, seed=0, true_labels=truth)
+    assert kept == 1.0 and clusters.purity == 1.0 and clusters.features == "discriminator"
+    assert clusters.prior == pytest.approx([1 / 3] * 3)
+    clusters.embed = lambda features: features  # the features are the embedding here
+    assert torch.equal(clusters.assign(embedded), previous)
+    with pytest.raises(ValueError, match="need its embedding"):
+        Clusters.from_state(clusters.state_dict()).assign(embedded)
+    moved = previous.clone()
+    moved[:30] = (moved[:30] + 1) % 3  # a tenth of the images were in another cluster before: they change class
+    assert refit_clusters(embedded, moved, k=3, seed=0)[1] == pytest.approx(0.9)
+
+
+def test_a_refit_that_would_leave_a_class_empty_is_refused():
+    embedded = torch.tensor([[0.0, 0.0]] * 10 + [[1.0, 1.0]] * 10)  # two distinct points, three clusters asked
+    with pytest.warns(Warning):  # k-means itself says it found fewer distinct clusters
+        assert refit_clusters(embedded, torch.arange(20) % 3, k=3, seed=0) is None
+
+
+def test_reclustering_on_the_discriminator_keeps_the_generator_in_step_with_the_clusters(tiny):
+    from ganforge.train.models import build_generator
+    from ganforge.train.precision import resolve_precision
+    from ganforge.train.trainer import Trainer
+
+    config = tiny(labels="ignore", self_conditional=5, recluster_every=2, steps=5)
+    run = train(config)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    refits = [r for r in records if "reclustered" in r]
+    assert [r["step"] for r in refits] == [3, 5]  # found again after steps 2 and 4, for the steps that follow
+    assert all(r["reclustered"] and r["clusters"]["features"] == "discriminator" for r in refits)
+    assert all(0 <= r["kept_class"] <= 1 and 0 < r["clusters"]["purity"] <= 1 for r in refits)
+    state = load_checkpoint(run)
+    assert state["clusters"]["features"] == "discriminator" and state["clusters"]["centroids"].shape[0] == 5
+    assert state["generator_config"]["class_prior"] == state["clusters"]["prior"]
+    # the generator trained on draws its classes where one rebuilt from the saved config (export, sample) does
+    data = load_data("digits", 16, 0).without_labels()
+    trainer = Trainer(config, data, resolve_precision("fp32", "cpu"))
+    for _ in range(2):
+        trainer.train_step()
+    before = trainer.generator.classes.edges.clone()
+    assert trainer.recluster_due() and trainer.recluster()["reclustered"]
+    rebuilt = build_generator(trainer.generator_config).classes.edges
+    for generator in (trainer.generator, trainer.generator_ema):
+        assert torch.equal(generator.classes.edges, rebuilt)
+    assert not torch.equal(before, rebuilt)  # the shares moved with the clusters
+    images, _ = data.stream.pool(0, seed=0)
+    shares = torch.bincount(trainer.clusters.assign(images[:500].float() / 127.5 - 1), minlength=5)
+    assert (shares > 0).all()  # real images land in every class of the new clusters, embedded by D
+
+
 def test_stacked_digits_without_labels_cluster_a_pool_of_stacks(tiny):
     run = train(tiny(data="stacked-digits", labels="ignore", self_conditional=8, steps=1))
     state = load_checkpoint(run)
@@ -133,6 +189,10 @@ def test_stacked_digits_with_channel_clusters_train_a_generator_with_a_class_per
     ({"self_conditional": 5, "conditional": True}, "exclude each other"),
     ({"self_conditional": 5, "data": "ring", "model": "mlp"}, "2D points"),
     ({"labels": "some"}, "unknown --labels"),
+    ({"recluster_every": 100}, "--recluster-every clusters images into pseudo-classes: it needs --self-conditional"),
+    ({"recluster_every": -1, "labels": "ignore", "self_conditional": 5}, "--recluster-every takes a number"),
+    ({"data": "stacked-digits", "labels": "ignore", "self_conditional": 5, "cluster_channels": True,
+      "recluster_every": 100}, "choose one"),
 ])
 def test_bad_self_conditioning_is_one_clear_error(tiny, changes, message):
     with pytest.raises(UserError, match=message):

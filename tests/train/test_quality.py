@@ -91,3 +91,7 @@ def test_torchrun_self_conditional_ranks_share_the_single_process_clusters(tmp_p
     alone = fit_clusters(images, 12, seed=0, true_labels=labels)
     assert two["step"] == 4 and torch.allclose(two["clusters"]["centroids"], alone.centroids, atol=1e-5)
     assert two["generator_config"]["class_prior"] == pytest.approx(alone.prior, abs=2e-3)
+    # found again on D's features after step 2: rank 0's clusters, broadcast, and G draws with their shares
+    again = _torchrun(tmp_path, tmp_path / "again", 2, [*flags, "--recluster-every", "2"])
+    assert again["clusters"]["features"] == "discriminator"
+    assert again["generator_config"]["class_prior"] == again["clusters"]["prior"]

@@ -27,6 +27,8 @@ def assert_identical(a, b, where="checkpoint"):
 @pytest.mark.parametrize("schedule, augment, classes", [
     ("constant", "", {}), ("linear", "color,translation,cutout", {"ada_target": 0.6}),
     ("linear", "translation", {"labels": "ignore", "self_conditional": 6}),  # pseudo-classes, checkpointed too
+    # found again on D's features at steps 50, 100 (right at the checkpoint resumed from) and 150
+    ("constant", "", {"labels": "ignore", "self_conditional": 6, "recluster_every": 50}),
     ("constant", "", {"data": "stacked-digits", "labels": "ignore", "self_conditional": 6, "cluster_channels": True}),
     ("linear", "translation", {"model": "residual", "loss": "rpgan", "r1": 0.1, "r2": 0.1, "conditional": True})])
 def test_resumed_run_equals_uninterrupted_run_bitwise(tiny, tmp_path, schedule, augment, classes):

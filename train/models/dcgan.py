@@ -75,6 +75,10 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return projection_logits(self.net(x).flatten(1), labels, self.num_classes, self.class_groups)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, F]: what the last layer reads, the same for every class (pseudo-classes re-clustered on it)."""
+        return self.net[:-1](x).flatten(1)
+
     def blocks(self) -> list[nn.Module]:
         """From the image side: each convolution with its BatchNorm and activation (for ``--freeze-d``)."""
         return blocks_of(self.net)

@@ -127,13 +127,16 @@ class ResidualDiscriminator(nn.Module):
         self.num_classes, self.class_groups = num_classes, class_groups
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return projection_logits(self.out(self.features(x)), labels, self.num_classes, self.class_groups)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, F]: what the last layer reads, the same for every class (pseudo-classes re-clustered on it)."""
         x = F.leaky_relu(self.from_image(x), SLOPE)
         for index, stage in enumerate(self.stages):
             x = stage(x)
             if index < len(self.transitions):
                 x = self.transitions[index](F.avg_pool2d(x, 2))
-        x = F.leaky_relu(self.hidden(x.flatten(1)), SLOPE)
-        return projection_logits(self.out(x), labels, self.num_classes, self.class_groups)
+        return F.leaky_relu(self.hidden(x.flatten(1)), SLOPE)
 
     def blocks(self) -> list[nn.Module]:
         """From the image side: the input layer with the first stage, each transition with its stage, then the

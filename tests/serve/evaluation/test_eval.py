@@ -183,3 +183,16 @@ def test_eval_reports_a_self_conditioned_runs_pseudo_classes(tmp_path):
     assert whole["per_class"] is None and "reference" not in table(whole)
     plain = evaluate_model(EvalConfig(model=str(train(tiny_config(tmp_path / "plain", steps=2))), n=100, quiet=True))
     assert plain["pseudo_classes"] is None and "pseudo-classes" not in table(plain)
+
+
+def test_eval_picks_the_real_images_of_a_pseudo_class_found_again_on_the_discriminator(tmp_path):
+    """Clusters re-fitted on D's features during training: eval embeds the real images with the checkpoint's D."""
+    from tests.conftest import tiny_config
+
+    run = train(tiny_config(tmp_path, steps=3, labels="ignore", self_conditional=4, recluster_every=2))
+    result = evaluate_model(EvalConfig(model=str(run), n=200, quiet=True))
+    assert result["pseudo_classes"]["features"] == "discriminator"
+    largest = int(np.argmax(result["pseudo_classes"]["shares"]))
+    chosen = evaluate_model(EvalConfig(model=str(run), n=200, quiet=True, classes=(largest,)))
+    assert (chosen["per_class"], chosen["per_class_by"]) == (largest, "clusters")
+    assert 0 < chosen["real"]["n"] < result["real"]["n"]  # the reference: the real images D's features put there
