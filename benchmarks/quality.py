@@ -99,13 +99,23 @@ def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
     return {"seed": seed, "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
             "steps": config.steps,
             "generated": result["generated"], "real": result["real"], "pseudo_classes": result["pseudo_classes"],
-            "during_training": evaluations(run)}
+            "during_training": evaluations(run), "clusters_during_training": clusterings(run)}
 
 
 def evaluations(run: Path) -> list[dict]:
     """The --eval-every evaluations of the run (EMA generator, fewer samples than the final one): the curve."""
     records = read_records((run / "metrics.jsonl").read_text())
     return [{"step": r["step"], **r["eval"]} for r in records if "eval" in r]
+
+
+def clusterings(run: Path) -> list[dict]:
+    """A self-conditioned run's pseudo-classes, the first ones and each refit (--recluster-every): their purity
+    against the ignored labels, shares and the share of images that kept their class."""
+    records = read_records((run / "metrics.jsonl").read_text())
+    return [{"step": r["step"], "kept_class": r.get("kept_class"), "reason": r.get("reason"),
+             **{k: r["clusters"][k] for k in ("features", "purity", "smallest_share", "largest_share")}}
+            if "clusters" in r else {"step": r["step"], "reason": r.get("reason")}
+            for r in records if "clusters" in r or "reclustered" in r]
 
 
 def summarise(data: str, runs: list[dict]) -> dict:
