@@ -51,6 +51,24 @@ DIGITS = {**SMALL_SET, "conditional": True}
 # seeds K = 40 gives 96.6% and FD 0.26 (quality.json, docs/quality.md).
 UNLABELLED = {**SMALL_SET, "self_conditional": 40}
 
+# Files with labels (class subfolders, an npz "labels" array, IDX label files) and the bundled shapes: the digits'
+# conditional recipe over 12,000 steps. On the 6,000 shapes written as a folder of class subfolders (3 seeds,
+# benchmarks/results/quality.json; recipes/shapes-folder-6000-steps.json): FD 8.05 against 13.4 at 6,000 steps, recall
+# 0.57 against 0.10, 57% recognised against 34%; the digits (1,797 images) keep their 6,000. The shapes' old recipe,
+# the plain DCGAN, learns nothing there: D wins within 100 steps at 32 and 64 px.
+FILES = {"steps": 12_000}
+LABELLED_FILES = {**DIGITS, **FILES}
+# Folders and files without labels: the same, with each image centred on its ink before clustering (what is drawn,
+# not where). On the bundled shapes written as a flat folder (2 seeds each, quality.json and
+# recipes/shapes-folder-centred16.json): recall 0.096 against 0.003 for the pooled pixels, 18 of 18 classes on both
+# seeds, class KL 0.17 against 0.23, FD the same (15.2); the clusters match the 18 shape x colour classes 70% of the
+# time against 22%. The built-in sets keep the pooled pixels they were measured with (digits: 93.5% either way).
+# Framing each image's ink to fill it (framed16) makes those clusters 100% pure, but the generator was no better
+# (FD 15.8, recall 0.093, class KL 0.17 over 2 seeds: recipes/shapes-folder-framed16.json), so centred16 stays.
+# At 12,000 steps, as the labelled folders (3 seeds, quality.json): FD 9.08 against 15.2 at 6,000, recall 0.47 against
+# 0.10, class KL 0.022 against 0.17; still behind the labelled folder's FD 8.05 and recall 0.57.
+UNLABELLED_FILES = {**UNLABELLED, **FILES, "cluster_features": "centred16"}
+
 RECIPES: dict[str, dict] = {
     "grid": {**POINTS, "r1": 0.1, "lr_schedule": "linear"},
     # the ring over 20,000 steps (about 105 s): 15,000 left it at 97.97% high quality over 5 seeds, just short of
@@ -64,7 +82,7 @@ RECIPES: dict[str, dict] = {
     # Unconditional (--no-conditional; PacGAN's setting, labels unused), best found: PacGAN2 packing, width 64,
     # DiffAugment, 9,000 steps with decay: 1,000 triples but KL 0.19, FD 18.3, 6.3% recognised, in 462 s.
     "stacked-digits": {**DIGITS, "width": 64},
-    "shapes": IMAGES,
+    "shapes": LABELLED_FILES,
 }
 # The same data trained as if it had no labels (--labels ignore): PacGAN's like-for-like setting.
 UNLABELLED_RECIPES: dict[str, dict] = {
@@ -74,17 +92,8 @@ UNLABELLED_RECIPES: dict[str, dict] = {
     # 5 seeds on an AMX Xeon (2 more on an AVX2 EPYC): 1,000 triples on each, KL 0.021-0.028, FD 1.21-1.69, 718 and
     # 820 s for the two runs timed alone (quality.json, docs/quality.md)
     "stacked-digits": {**UNLABELLED, "width": 64, "cluster_channels": True},
+    "shapes": UNLABELLED_FILES,
 }
-# Folders and files without labels: the same, with each image centred on its ink before clustering (what is drawn,
-# not where). On the bundled shapes written as a flat folder (2 seeds each, quality.json and
-# recipes/shapes-folder-centred16.json): recall 0.096 against 0.003 for the pooled pixels, 18 of 18 classes on both
-# seeds, class KL 0.17 against 0.23, FD the same (15.2); the clusters match the 18 shape x colour classes 70% of the
-# time against 22%. The built-in sets keep the pooled pixels they were measured with (digits: 93.5% either way).
-# Framing each image's ink to fill it (framed16) makes those clusters 100% pure, but the generator was no better
-# (FD 15.8, recall 0.093, class KL 0.17 over 2 seeds: recipes/shapes-folder-framed16.json), so centred16 stays.
-UNLABELLED_FILES = {**UNLABELLED, "cluster_features": "centred16"}
-# Files with labels (class subfolders, an npz "labels" array, IDX label files): the digits' conditional recipe.
-LABELLED_FILES = DIGITS
 
 
 def recipe_for(data: str, labels: str = "use") -> dict:

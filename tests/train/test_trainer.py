@@ -200,7 +200,8 @@ def test_the_digits_recipe_is_conditional_until_a_flag_contradicts_it():
     from ganforge.errors import UserError
     from ganforge.train.recipes import recipe_config
 
-    assert recipe_config("digits").conditional and not recipe_config("shapes").conditional
+    assert recipe_config("digits").conditional and not recipe_config("ring").conditional
+    assert not recipe_config("shapes", labels="ignore").conditional
     assert not recipe_config("digits", model="mlp").conditional  # the recipe's model settings go with its model
     with pytest.raises(UserError, match="--no-conditional"):
         recipe_config("digits", pack=2)
@@ -216,7 +217,8 @@ def test_init_from_starts_g_d_and_ema_from_another_run_with_fresh_optimizers(tin
     state = torch.load(source / "checkpoints" / "latest.pt", weights_only=True)
     config = recipe_config("shapes", init_from=str(source), resolution=16, steps=1, device="cpu", precision="fp32",
                            quiet=True)
-    # the architecture comes from the source run (the shapes recipe is a 32 px DCGAN; shapes have 3 channels)
+    # the architecture comes from the source run (the shapes recipe is a conditional 32 px DCGAN; shapes have 3
+    # channels)
     assert (config.model, config.resolution, config.width, config.z_dim) == ("residual", 16, 8, 8)
     with pytest.raises(UserError, match="not this run's"):  # 3 channels here, 1 in the digits run
         _trainer(config)
