@@ -54,8 +54,8 @@ UNLABELLED = {**SMALL_SET, "self_conditional": 40}
 # Files with labels (class subfolders, an npz "labels" array, IDX label files) and the bundled shapes: the digits'
 # conditional recipe over 12,000 steps. On the 6,000 shapes written as a folder of class subfolders (3 seeds,
 # benchmarks/results/quality.json; recipes/shapes-folder-6000-steps.json): FD 8.05 against 13.4 at 6,000 steps, recall
-# 0.57 against 0.10, 57% recognised against 34%; the digits (1,797 images) keep their 6,000. The shapes' old recipe,
-# the plain DCGAN, learns nothing there: D wins within 100 steps at 32 and 64 px.
+# 0.57 against 0.10, 57% recognised against 34%; the digits (1,797 images) keep their 6,000. The shapes' old recipe
+# (the plain DCGAN, never measured) made noise at 64 px, its D's loss near 0 from step 250 on.
 FILES = {"steps": 12_000}
 LABELLED_FILES = {**DIGITS, **FILES}
 # Folders and files without labels: the same, with each image centred on its ink before clustering (what is drawn,
