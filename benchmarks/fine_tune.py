@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from ganforge.benchmarks.bench.environment import environment
+from ganforge.benchmarks.quality import shapes_folder
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.evaluation.evaluate import EvalConfig, evaluate_model
 from ganforge.train.data import load_data
@@ -37,17 +38,6 @@ from ganforge.train.recipes import recipe_config
 RESOLUTION = 64
 ARMS = {"from scratch": {}, "fine-tuned": {"init_from": True}, "fine-tuned, D's first 2 blocks frozen":
         {"init_from": True, "freeze_d": 2}}
-
-
-def shapes_folder(root: Path) -> Path:
-    """All of the shapes pool the small sets are not drawn from, as a flat folder of PNGs (what a user has)."""
-    from PIL import Image
-
-    data, folder = load_data("shapes", RESOLUTION, seed=0), root / "shapes"
-    folder.mkdir(parents=True)
-    for index, image in enumerate(data.stream.images):
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{index:05d}.png")
-    return folder
 
 
 def family_folders(root: Path, family: str, small: int, held_out: int) -> tuple[Path, Path]:
@@ -124,7 +114,9 @@ def run(args: argparse.Namespace, root: Path, out: Path) -> int:
     quiet = dict(quiet=True, eval_every=0, sample_every=args.every, seed=args.seed)
 
     start = time.perf_counter()
-    source = train(recipe_config(f"folder:{shapes_folder(root)}", resolution=RESOLUTION, steps=args.pretrain_steps,
+    # all of the shapes pool the small sets are not drawn from, as a flat folder of PNGs (what a user has)
+    shapes = shapes_folder(root / "shapes", labelled=False, resolution=RESOLUTION)
+    source = train(recipe_config(f"folder:{shapes}", resolution=RESOLUTION, steps=args.pretrain_steps,
                                  checkpoint_every=args.pretrain_steps, out=str(root / "pretrained"), **quiet))
     pretrain_seconds = time.perf_counter() - start
     print(f"pretrained on the shapes folder at {RESOLUTION} px: {args.pretrain_steps} steps in "
@@ -138,10 +130,10 @@ def run(args: argparse.Namespace, root: Path, out: Path) -> int:
                                keep_checkpoints=args.steps // args.every + 1, out=str(root / name.replace(" ", "-")),
                                **quiet, **flags)
         start = time.perf_counter()
-        run = train(config)
+        arm_run = train(config)
         seconds = time.perf_counter() - start
         results["arms"][name] = {"flags": {k: v for k, v in flags.items() if k != "init_from"},
-                                 "train_seconds": round(seconds, 1), "curve": curve(run, held_out, args.n)}
+                                 "train_seconds": round(seconds, 1), "curve": curve(arm_run, held_out, args.n)}
         print(f"{name}: {seconds:.0f} s, FD by step "
               + ", ".join(f"{p['step']}: {p['fd']:.3g}" for p in results["arms"][name]["curve"]), flush=True)
     target = results["arms"]["from scratch"]["curve"][-1]["fd"]

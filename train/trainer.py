@@ -19,7 +19,7 @@ from ganforge.errors import UserError
 
 from .augment import AdaptiveStrength, DiffAugment
 from .checkpoint import FORMAT, VERSION, find_checkpoint, load_checkpoint, load_module_state
-from .clusters import DISCRIMINATOR, MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters, refit_clusters
+from .clusters import DISCRIMINATOR, MIN_PER_CLUSTER, Clusters, fit_clusters, most_clusters, nearest, refit_clusters
 from .config import TrainConfig
 from .data import DataSource
 from .data.base import to_unit_range
@@ -53,8 +53,8 @@ class Trainer:
         self.memory_format = getattr(self.discriminator, "memory_format", torch.contiguous_format)
         for module in (self.generator, self.discriminator):
             module.to(memory_format=getattr(module, "memory_format", torch.contiguous_format))
-        if self.clusters is not None and self.clusters.features == DISCRIMINATOR:  # resumed after a re-clustering
-            self.clusters.embed = discriminator_features(self.discriminator)
+        if self.clusters is not None:  # resumed: after a re-clustering they embed with this D
+            self._embed_with_d(self.clusters)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         if config.init_from:
             self._init_from(config.init_from)
@@ -136,10 +136,10 @@ class Trainer:
         """k-means again on D's features of the images the first clustering saw, numbered after the old clusters;
         G draws its classes with the new shares from now on. Returns what the run's log records."""
         images, true_labels = self.data.stream.pool(CLUSTER_POOL, seed=self.config.seed)
-        embed = discriminator_features(self.discriminator)
         chunks = [to_unit_range(chunk) for chunk in images.split(1024)]
-        previous = torch.cat([self.clusters.assign(chunk) for chunk in chunks])
-        embedded = torch.cat([embed(chunk) for chunk in chunks])
+        embedded = torch.cat([discriminator_features(self.discriminator)(chunk) for chunk in chunks])
+        previous = (nearest(embedded, self.clusters.centroids) if self.clusters.features == DISCRIMINATOR else
+                    torch.cat([self.clusters.assign(chunk) for chunk in chunks]))  # D's features: embedded above
         refit = refit_clusters(embedded, previous, self.clusters.k, self.config.seed + self.step, true_labels)
         if refit is None:  # documented fallback: the run goes on with the clusters it has
             return {"reclustered": False, "reason": "a pseudo-class would be empty: the clusters stay as they were"}
@@ -148,13 +148,18 @@ class Trainer:
             prior = torch.tensor(clusters.prior, dtype=torch.float64)
             broadcast_([clusters.centroids, prior])
             clusters.prior = prior.tolist()
-        clusters.embed = embed
-        self.clusters = clusters
+        self.clusters = self._embed_with_d(clusters)
         self.generator_config = {**self.generator_config, "class_prior": clusters.prior}
         edges = LatentClasses(clusters.prior).edges
         for generator in (self.generator, self.generator_ema):
             generator.classes.edges.copy_(edges)
         return {"reclustered": True, "kept_class": kept, "clusters": clusters.summary()}
+
+    def _embed_with_d(self, clusters: Clusters) -> Clusters:
+        """``clusters``, embedding real images with this run's D where they were found on D's features."""
+        if clusters.features == DISCRIMINATOR:
+            clusters.embed = discriminator_features(self.discriminator)
+        return clusters
 
     def _real_batch(self, part: slice) -> tuple[torch.Tensor, torch.Tensor | None]:
         images, labels = self._stream_batch(part)
@@ -264,9 +269,7 @@ class Trainer:
             raise UserError(f"{path}: generator config {state['generator_config']} does not match this run's "
                             f"{self.generator_config}")
         if self.clusters is not None:  # the centroids the run was trained with, whatever a refit would give
-            self.clusters = Clusters.from_state(state["clusters"], path)
-            if self.clusters.features == DISCRIMINATOR:
-                self.clusters.embed = discriminator_features(self.discriminator)
+            self.clusters = self._embed_with_d(Clusters.from_state(state["clusters"], path))
         load_module_state(self.generator, state["generator"], "generator", path)
         load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", path)
         load_module_state(self.discriminator, state["discriminator"], "discriminator", path)

@@ -24,7 +24,6 @@ from ganforge.latents import LatentControls
 from ganforge.serve.runtime.latent_space import LatentSpace
 from ganforge.serve.runtime.model_files import model_for_backend
 from ganforge.serve.runtime.runners import open_runner
-from ganforge.train.checkpoint import load_checkpoint
 from ganforge.train.clusters import DISCRIMINATOR, Clusters
 from ganforge.train.data import load_data
 from ganforge.train.data.base import to_unit_range
@@ -76,7 +75,7 @@ def model_description(config: EvalConfig) -> tuple[ModelSource, str, str, dict]:
         meta = {"data": state["train_config"]["data"], "fit": state["train_config"].get("fit", "crop"),
                 "step": state["step"], "checkpoint": str(source.file),
                 "pseudo_classes": pseudo_classes(state["generator_config"], state.get("clusters")),
-                "clusters": state.get("clusters")}
+                "clusters": state.get("clusters"), "state": state}
     else:
         step = source.metadata.get("training_step")
         meta = {"data": source.metadata.get("data"), "step": int(step) if step else None,
@@ -110,7 +109,7 @@ def _per_class(config: EvalConfig, data, meta: dict) -> tuple[int | None, Callab
             return None, None
         clusters = Clusters.from_state(meta["clusters"], meta["checkpoint"])
         if clusters.features == DISCRIMINATOR:  # re-clustered during training: embedded by the checkpoint's D
-            discriminator = checkpoint_discriminator(load_checkpoint(meta["checkpoint"]), meta["checkpoint"])
+            discriminator = checkpoint_discriminator(meta["state"], meta["checkpoint"])
             clusters.embed = discriminator_features(discriminator)
         return config.classes[0], lambda images: clusters.assign(to_unit_range(images))
     if data.labels is None or data.name == "stacked-digits":
