@@ -9,7 +9,8 @@ run as `ganforge eval` does, and compare the mean with the targets and the publi
         --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
 
 Writes benchmarks/results/quality.json (or --out) after every run, so a stopped run keeps what it measured; the
-data sets not run keep their earlier entries, each with the machine and date it ran on.
+data sets not run keep their earlier entries, each with the machine and date it ran on. Each run's last sample grid
+(the EMA generator's fixed seeds) is kept beside it: benchmarks/results/quality-grids/DATA-seedS.png.
 """
 
 from __future__ import annotations
@@ -87,11 +88,12 @@ def shapes_folder(path: Path, labelled: bool, resolution: int = 32) -> Path:
     return path
 
 
-def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
+def run_one(data: str, seed: int, overrides: dict, root: Path, grids: Path) -> dict:
     config = recipe_of(data, root, seed=seed, out=str(root / f"{data}-{seed}"), quiet=True, **overrides)
     start, cpu_start = time.perf_counter(), time.process_time()
     run = train(config)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    keep_last_grid(run, grids / f"{data}-seed{seed}.png")
     against = {"data": "shapes", "out": str(root / f"{data}-{seed}-eval")} if data in FOLDERS else {}
     result = evaluate_model(EvalConfig(model=str(run), quiet=True, **against))
     # CPU seconds beside wall seconds: the wall time of a run that shared the cores with other work is inflated,
@@ -100,6 +102,14 @@ def run_one(data: str, seed: int, overrides: dict, root: Path) -> dict:
             "steps": config.steps,
             "generated": result["generated"], "real": result["real"], "pseudo_classes": result["pseudo_classes"],
             "during_training": evaluations(run), "clusters_during_training": clusterings(run)}
+
+
+def keep_last_grid(run: Path, path: Path) -> None:
+    """Copy the run's last sample grid (samples/step-*.png) to ``path``: what the numbers look like."""
+    last = max((run / "samples").glob("step-*.png"), default=None)
+    if last is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, last.read_bytes())
 
 
 def evaluations(run: Path) -> list[dict]:
@@ -167,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
     out = Path(args.out)
+    grids = out.with_name(f"{out.stem}-grids")
     results = {"data": {}}
     if out.is_file():  # data sets not run now keep their earlier entries (each entry records its own machine)
         results["data"] = json.loads(out.read_text()).get("data", {})
@@ -176,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = results["data"][data] = {"environment": environment(None), "overrides": overrides,
                                              "config": recipe_of(data, root, **overrides).to_dict(), "runs": []}
             for seed in seeds:
-                entry["runs"].append(run_one(data, seed, overrides, root))
+                entry["runs"].append(run_one(data, seed, overrides, root, grids))
                 entry["summary"] = summarise(data, entry["runs"])
                 out.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write_bytes(out, json.dumps(results, indent=2) + "\n")
