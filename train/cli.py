@@ -82,6 +82,9 @@ def build_parser() -> Parser:
         "--self-conditional: the embedding k-means clusters, the images' pooled pixels (pixels16), or those of each "
         "image shifted so its ink is centred (centred16: what is drawn, not where), or with its ink framed to fill "
         "the image (framed16: not where, nor how large) (default: the recipe's)")
+    add("--merge-clusters", action=argparse.BooleanOptionalAction, default=S, help="with --self-conditional: "
+        "merge the k-means clusters that split one tight group of images (K is then the most pseudo-classes); "
+        "groups of spread images keep all K (default: the recipe's; on for folders and files)")
     add("--recluster-every", type=int, metavar="N", default=S, help="with --self-conditional: cluster the images "
         "again every N steps on the discriminator's features, each new cluster numbered after the old one it "
         "overlaps most; 0 = never (default: the recipe's)")

@@ -24,6 +24,12 @@ distribution, and a photo's red, green and blue are no such thing.
     clusters = fit_clusters(stacks, k=40, seed=0, groups=3)   # stacks uint8 [N, 3, H, W]
     clusters.assign(batch)                                    # -> int64 [B, 3]
 
+With ``--merge-clusters`` the K clusters are where k-means starts: clusters that split one tight group of images are
+merged back (``merge_splits``), so data of 18 clean kinds conditions on 18 classes rather than 40 halves and thirds
+of them, while data whose groups are spread (the digits' writing styles) keeps all K.
+
+    clusters = fit_clusters(images, k=40, seed=0, features="framed16", merge=True)   # clusters.k may be < 40
+
 With ``--recluster-every N`` the trainer clusters the same images again every N steps, on what its discriminator
 has learned to tell apart (the features its last layer reads), as Liu et al. do; ``refit_clusters`` numbers the new
 clusters after the old ones they overlap most, so that the classes G and D have learned keep their meaning.
@@ -45,6 +51,9 @@ from ganforge.errors import UserError
 from .data.base import to_unit_range
 
 POOLED_SIZE = 16
+# --merge-clusters: a Ward merge of centroids this many times higher than the one before it joins distinct groups
+MERGE_JUMP = 1.5
+MERGE_KEEPS = 4  # ... and keeps at least a quarter of the K clusters: fewer classes than K / 4 cost the digits most
 MIN_PER_CLUSTER = 5  # k may be at most N / 5: a cluster of a handful of images is no class to condition on
 
 
@@ -127,6 +136,7 @@ class Clusters:
     purity: float | None = None  # against the data's true labels, where it has them and they were ignored
     groups: int = 1  # pseudo-classes per image: 1, or one per channel (--cluster-channels)
     features: str = "pixels16"  # the embedding: a fixed one (EMBEDDINGS) or DISCRIMINATOR
+    merged_from: int | None = None  # --merge-clusters: the k-means clusters these were merged from (None: unmerged)
     # with DISCRIMINATOR: float [B, C, H, W] in [-1, 1] -> float32 [B, F] on the CPU, D's features
     embed: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
@@ -150,20 +160,20 @@ class Clusters:
 
     def state_dict(self) -> dict:
         return {"features": self.features, "centroids": self.centroids, "prior": list(self.prior),
-                "purity": self.purity, "groups": self.groups}
+                "purity": self.purity, "groups": self.groups, "merged_from": self.merged_from}
 
     @classmethod
     def from_state(cls, state: dict, path: str = "checkpoint") -> Clusters:
         if state.get("features") not in (*EMBEDDINGS, DISCRIMINATOR):
             raise UserError(f"{path}: pseudo-classes of an unknown kind {state.get('features')!r}")
         return cls(state["centroids"].float(), [float(p) for p in state["prior"]], state.get("purity"),
-                   int(state.get("groups", 1)), state["features"])
+                   int(state.get("groups", 1)), state["features"], state.get("merged_from"))
 
     def summary(self) -> dict:
         """What config.json's neighbours (metrics.jsonl, ganforge eval) report about the clustering."""
         return {"k": self.k, "groups": self.groups, "features": self.features, "largest_share": max(self.prior),
                 "smallest_share": min(self.prior), "shares": [round(p, 5) for p in self.prior],
-                "purity": self.purity}
+                "purity": self.purity, "merged_from": self.merged_from}
 
 
 def nearest(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -172,9 +182,10 @@ def nearest(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 
 
 def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Tensor | None = None,
-                 groups: int = 1, features: str = "pixels16") -> Clusters:
+                 groups: int = 1, features: str = "pixels16", merge: bool = False) -> Clusters:
     """k-means (k-means++ start, the best of 4 starts, a fixed seed) on ``images`` (uint8 [N, C, H, W]); with
-    ``groups == C`` on their channels, each as an image.
+    ``groups == C`` on their channels, each as an image. With ``merge``, the clusters that split one tight group are
+    merged back (``merge_splits``): k is then the most pseudo-classes.
 
     ``true_labels`` ([N], or [N, G] for several classes per image) only measure the clusters' purity: the share of
     images (channels, with groups) whose cluster's most common true label is their own."""
@@ -187,13 +198,41 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     # in chunks: 20,000 images at 128 px would be 3.9 GB as floats, their embedding 61 MB
     embedded = torch.cat([EMBEDDINGS[features](to_unit_range(chunk)) for chunk in images.split(1024)])
     centroids, assigned = kmeans(embedded, k, seed)
-    counts = torch.bincount(assigned, minlength=k).double()
+    if merge:
+        centroids = merge_splits(embedded, centroids)
+        assigned = nearest(embedded, centroids)
+    counts = torch.bincount(assigned, minlength=len(centroids)).double()
     if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the prior's contract
         raise UserError(f"--self-conditional {k}: the clustering left {int((counts == 0).sum())} pseudo-classes "
                         "empty; choose a smaller K")
     prior = (counts / counts.sum()).tolist()
     purity = cluster_purity(assigned, true_labels) if true_labels is not None else None
-    return Clusters(centroids, prior, purity, groups, features)
+    return Clusters(centroids, prior, purity, groups, features, k if len(centroids) < k else None)
+
+
+def merge_splits(embedded: torch.Tensor, centroids: torch.Tensor, jump: float = MERGE_JUMP) -> torch.Tensor:
+    """The centroids [K, D] of k-means on ``embedded`` [N, D] with the clusters that split one tight group merged.
+
+    Ward's agglomeration of the centroids merges the closest first; where the data has tight groups far apart (the
+    shapes, framed: 18 shape x colour kinds), the merges within a group are all low and the first merge across groups
+    is many times higher than the one before it. Merging stops before the first merge ``jump`` times higher than
+    its predecessor, among those that leave a quarter of the clusters or more; the merged centroids are the means
+    of their images. Where the heights rise smoothly (groups of spread images: the digits, clustered on pixels;
+    the shapes framed at 16 px) there is no such jump and the K centroids stay."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    tree = linkage(centroids.double().numpy(), "ward")
+    heights = tree[:, 2]
+    fewest = max(2, len(centroids) // MERGE_KEEPS)
+    jumps = np.flatnonzero(heights[1:] >= jump * heights[:-1])  # jumps[i] + 1 merges come before the jump
+    jumps = jumps[len(centroids) - (jumps + 1) >= fewest]
+    if len(jumps) == 0:
+        return centroids
+    keep = len(centroids) - (int(jumps[0]) + 1)
+    _, merged = torch.from_numpy(fcluster(tree, keep, criterion="maxclust")).unique(return_inverse=True)
+    members = merged[nearest(embedded, centroids)]  # each image's merged cluster
+    sums = torch.zeros(int(merged.max()) + 1, embedded.shape[1]).index_add_(0, members, embedded.float())
+    return sums / torch.bincount(members, minlength=len(sums)).clamp_min(1)[:, None]
 
 
 def kmeans(embedded: torch.Tensor, k: int, seed: int, start: torch.Tensor | None = None,

@@ -53,6 +53,7 @@ class TrainConfig:
     self_conditional: int = 0  # images without labels: K pseudo-classes by clustering, then as --conditional; 0 = off
     cluster_channels: bool = False  # --self-conditional on each channel alone (channels that are separate images)
     cluster_features: str = "pixels16"  # the embedding k-means clusters: pixels16, centred16 or framed16
+    merge_clusters: bool = False  # with --self-conditional: merge the clusters that split one tight group (K: the most)
     recluster_every: int = 0  # with --self-conditional: cluster again on D's features every N steps; 0 = never
     labels: str = "use"  # "ignore": hide the data's labels from training (the unlabelled setting on labelled data)
     mirror: bool = False  # x-flipped copies of the images as more data
@@ -141,8 +142,9 @@ class TrainConfig:
         if self.recluster_every < 0:
             raise UserError(f"--recluster-every takes a number of steps (0 = never), got {self.recluster_every}")
         if not self.self_conditional:
-            if self.cluster_channels or self.recluster_every:
-                flag = "--cluster-channels" if self.cluster_channels else "--recluster-every"
+            if self.cluster_channels or self.recluster_every or self.merge_clusters:
+                flag = ("--cluster-channels" if self.cluster_channels else "--recluster-every" if self.recluster_every
+                        else "--merge-clusters")
                 raise UserError(f"{flag} clusters images into pseudo-classes: it needs --self-conditional K")
             return
         if self.recluster_every and self.cluster_channels:

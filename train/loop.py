@@ -90,7 +90,8 @@ def cluster_line(summary: dict) -> str:
     what = "images'" if summary.get("groups", 1) == 1 else f"{summary['groups']} channels' (one class per channel)"
     space = ("discriminator's features" if summary["features"] == DISCRIMINATOR else
              f"pooled pixels ({summary['features']})")
-    return (f"pseudo-classes: {summary['k']} k-means clusters of the {what} {space}, shares "
+    merged = f" (merged from {summary['merged_from']})" if summary.get("merged_from") else ""
+    return (f"pseudo-classes: {summary['k']} k-means clusters{merged} of the {what} {space}, shares "
             f"{100 * summary['smallest_share']:.1f}% to {100 * summary['largest_share']:.1f}%{purity}")
 
 

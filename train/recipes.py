@@ -108,9 +108,11 @@ def recipe_for(data: str, labels: str = "use") -> dict:
     return dict(LABELLED_FILES if labelled else UNLABELLED_FILES)
 
 
+# the fields that make a run self-conditional and shape its pseudo-classes
+PSEUDO_CLASSES = ("self_conditional", "cluster_channels", "cluster_features", "merge_clusters")
 # what a fine-tuned run takes from the run it starts from (--init-from), under the flags given
 ARCHITECTURE = ("model", "resolution", "z_dim", "width", "depth", "pack", "spectral_norm", "conditional",
-                "self_conditional", "cluster_channels", "cluster_features")
+                *PSEUDO_CLASSES)
 
 
 def recipe_config(data: str = "digits", **given) -> TrainConfig:
@@ -122,12 +124,10 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
         return TrainConfig(data=data, **{**recipe, **{k: source[k] for k in ARCHITECTURE if k in source}, **given})
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
         recipe = {k: v for k, v in recipe.items()
-                  if k not in ("model", "z_dim", "width", "depth", "conditional", "self_conditional",
-                               "cluster_channels", "cluster_features")}
+                  if k not in ("model", "z_dim", "width", "depth", "conditional", *PSEUDO_CLASSES)}
     if given.get("conditional") or given.get("self_conditional") == 0:  # no pseudo-classes
-        recipe.pop("self_conditional", None)
-        recipe.pop("cluster_channels", None)
-        recipe.pop("cluster_features", None)
+        for field in PSEUDO_CLASSES:
+            recipe.pop(field, None)
     if given.get("self_conditional"):
         recipe.pop("conditional", None)
     return TrainConfig(data=data, **{**recipe, **given})

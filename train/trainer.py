@@ -372,7 +372,7 @@ def pseudo_classes(config: TrainConfig, data: DataSource, context: DistContext) 
         raise UserError(f"--cluster-channels clusters each channel on its own; --data {config.data} has one channel")
     images, true_labels = data.stream.pool(CLUSTER_POOL, seed=config.seed)
     clusters = fit_clusters(images, config.self_conditional, config.seed, true_labels, groups,
-                            config.cluster_features)
+                            config.cluster_features, config.merge_clusters)
     if context.enabled:  # k-means is deterministic, but one process decides: every rank conditions alike
         prior = torch.tensor(clusters.prior, dtype=torch.float64)
         broadcast_([clusters.centroids, prior])

@@ -93,7 +93,8 @@ def pseudo_classes(generator_config: dict, clusters: dict | None) -> dict | None
     report = {"count": len(shares), "per_channel": generator_config.get("class_groups", 1) > 1, "shares": shares,
               "smallest_share": min(shares), "largest_share": max(shares)}
     if clusters is not None:
-        report |= {"features": clusters.get("features"), "purity": clusters.get("purity")}
+        report |= {"features": clusters.get("features"), "purity": clusters.get("purity"),
+                   "merged_from": clusters.get("merged_from")}
     return report
 
 

@@ -57,7 +57,8 @@ def _reference(result: dict) -> str:
 def pseudo_class_line(pseudo: dict) -> str:
     """Self-conditioned models: the pseudo-classes G draws from (and the clusters' purity, where labels were known)."""
     per = " per channel" if pseudo.get("per_channel") else ""
-    line = (f"pseudo-classes (self-conditional): {pseudo['count']}{per}, shares "
+    merged = f" (merged from {pseudo['merged_from']} clusters)" if pseudo.get("merged_from") else ""
+    line = (f"pseudo-classes (self-conditional): {pseudo['count']}{merged}{per}, shares "
             f"{100 * pseudo['smallest_share']:.1f}% to {100 * pseudo['largest_share']:.1f}%")
     if pseudo.get("purity") is not None:
         line += f", cluster purity against the ignored labels {100 * pseudo['purity']:.1f}%"

@@ -7,7 +7,7 @@ import torch
 
 from ganforge.errors import UserError
 from ganforge.train.checkpoint import load_checkpoint
-from ganforge.train.clusters import Clusters, cluster_purity, fit_clusters, refit_clusters
+from ganforge.train.clusters import Clusters, cluster_purity, fit_clusters, kmeans, merge_splits, refit_clusters
 from ganforge.train.data import has_labels, load_data
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
@@ -67,6 +67,32 @@ def test_framing_fills_the_image_with_what_is_drawn_whatever_its_place_and_size(
     assert what.purity > max(0.9, centred.purity)  # size no longer splits a shape x colour class either
 
 
+def test_merging_joins_the_clusters_that_split_one_tight_group_and_keeps_spread_ones():
+    torch.manual_seed(0)
+    truth = torch.arange(600) % 3  # three tight groups far apart, cut into 12 clusters by k-means
+    tight = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])[truth] + torch.randn(600, 2)
+    centroids, assigned = kmeans(tight, 12, seed=0)
+    merged = merge_splits(tight, centroids)
+    assert len(merged) == 3 and cluster_purity(torch.cdist(tight, merged).argmin(dim=1), truth) == 1.0
+    spread = torch.rand(2000, 2) * 20  # one even spread: its 40 clusters merge at heights that rise smoothly
+    centroids, _ = kmeans(spread, 40, seed=0)
+    assert torch.equal(merge_splits(spread, centroids), centroids)
+    two = torch.tensor([[0.0, 0.0], [50.0, 0.0]])[torch.arange(600) % 2] + torch.randn(600, 2)
+    centroids, _ = kmeans(two, 12, seed=0)
+    assert len(merge_splits(two, centroids)) == 12  # a jump that would leave under a quarter of K merges nothing
+
+
+def test_merged_shape_clusters_are_the_shape_x_colour_classes_and_the_digits_keep_theirs(digits16):
+    shapes = load_data("shapes", 32, 0)
+    images, labels = shapes.stream.images[:1500], shapes.labels[:1500]
+    clusters = fit_clusters(images, k=40, seed=0, true_labels=labels, features="framed16", merge=True)
+    assert clusters.k == 18 and clusters.purity == 1.0 and clusters.merged_from == 40  # 3 shapes x 6 colours
+    assert Clusters.from_state(clusters.state_dict()).merged_from == 40 and clusters.summary()["merged_from"] == 40
+    images, labels = digits16.stream.pool(0, seed=0)
+    digits = fit_clusters(images, k=40, seed=0, true_labels=labels, merge=True)
+    assert digits.k == 40 and digits.merged_from is None  # the writing styles of a digit are no tight group
+
+
 def test_purity_counts_majority_labels_also_for_rows_of_labels():
     assigned = torch.tensor([0, 0, 0, 1, 1, 1])
     assert cluster_purity(assigned, torch.tensor([3, 3, 5, 2, 2, 2])) == pytest.approx(5 / 6)
@@ -87,6 +113,18 @@ def test_self_conditional_run_is_a_conditional_generator_of_its_clusters(tiny):
     assert first["step"] == 0 and first["clusters"]["k"] == 5 and first["clusters"]["purity"] > 0.35
     saved = json.loads((run / "config.json").read_text())
     assert saved["self_conditional"] == 5 and saved["labels"] == "ignore" and saved["conditional"] is False
+
+
+def test_a_run_with_merged_clusters_conditions_on_the_merged_classes(tiny):
+    run = train(tiny(data="shapes", resolution=32, labels="ignore", self_conditional=40,
+                     cluster_features="framed16", merge_clusters=True, steps=1))
+    state = load_checkpoint(run)
+    assert len(state["generator_config"]["class_prior"]) == 18 and state["clusters"]["merged_from"] == 40
+    last = [v for k, v in state["discriminator"].items() if k.endswith("weight")][-1]
+    assert last.shape[0] == 1 + 18
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["clusters"]["k"] == 18 and first["clusters"]["merged_from"] == 40
+    assert json.loads((run / "config.json").read_text())["merge_clusters"] is True
 
 
 def test_clusters_found_again_keep_the_numbers_of_the_ones_they_replace():
@@ -191,6 +229,7 @@ def test_stacked_digits_with_channel_clusters_train_a_generator_with_a_class_per
     ({"labels": "some"}, "unknown --labels"),
     ({"recluster_every": 100}, "--recluster-every clusters images into pseudo-classes: it needs --self-conditional"),
     ({"recluster_every": -1, "labels": "ignore", "self_conditional": 5}, "--recluster-every takes a number"),
+    ({"merge_clusters": True}, "--merge-clusters clusters images into pseudo-classes: it needs --self-conditional"),
     ({"data": "stacked-digits", "labels": "ignore", "self_conditional": 5, "cluster_channels": True,
       "recluster_every": 100}, "choose one"),
 ])
