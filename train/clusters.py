@@ -199,7 +199,7 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     embedded = torch.cat([EMBEDDINGS[features](to_unit_range(chunk)) for chunk in images.split(1024)])
     centroids, assigned = kmeans(embedded, k, seed)
     if merge:
-        centroids = merge_splits(embedded, centroids)
+        centroids = merge_splits(embedded, centroids, assigned)
         assigned = nearest(embedded, centroids)
     counts = torch.bincount(assigned, minlength=len(centroids)).double()
     if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the prior's contract
@@ -210,8 +210,10 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     return Clusters(centroids, prior, purity, groups, features, k if len(centroids) < k else None)
 
 
-def merge_splits(embedded: torch.Tensor, centroids: torch.Tensor, jump: float = MERGE_JUMP) -> torch.Tensor:
-    """The centroids [K, D] of k-means on ``embedded`` [N, D] with the clusters that split one tight group merged.
+def merge_splits(embedded: torch.Tensor, centroids: torch.Tensor, assigned: torch.Tensor,
+                 jump: float = MERGE_JUMP) -> torch.Tensor:
+    """The centroids [K, D] of k-means on ``embedded`` [N, D] (each row's nearest: ``assigned`` [N]) with the
+    clusters that split one tight group merged.
 
     Ward's agglomeration of the centroids merges the closest first; where the data has tight groups far apart (the
     shapes, framed: 18 shape x colour kinds), the merges within a group are all low and the first merge across groups
@@ -230,7 +232,7 @@ def merge_splits(embedded: torch.Tensor, centroids: torch.Tensor, jump: float = 
         return centroids
     keep = len(centroids) - (int(jumps[0]) + 1)
     _, merged = torch.from_numpy(fcluster(tree, keep, criterion="maxclust")).unique(return_inverse=True)
-    members = merged[nearest(embedded, centroids)]  # each image's merged cluster
+    members = merged[assigned]  # each image's merged cluster
     sums = torch.zeros(int(merged.max()) + 1, embedded.shape[1]).index_add_(0, members, embedded.float())
     return sums / torch.bincount(members, minlength=len(sums)).clamp_min(1)[:, None]
 

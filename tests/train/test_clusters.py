@@ -72,14 +72,14 @@ def test_merging_joins_the_clusters_that_split_one_tight_group_and_keeps_spread_
     truth = torch.arange(600) % 3  # three tight groups far apart, cut into 12 clusters by k-means
     tight = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])[truth] + torch.randn(600, 2)
     centroids, assigned = kmeans(tight, 12, seed=0)
-    merged = merge_splits(tight, centroids)
+    merged = merge_splits(tight, centroids, assigned)
     assert len(merged) == 3 and cluster_purity(torch.cdist(tight, merged).argmin(dim=1), truth) == 1.0
     spread = torch.rand(2000, 2) * 20  # one even spread: its 40 clusters merge at heights that rise smoothly
-    centroids, _ = kmeans(spread, 40, seed=0)
-    assert torch.equal(merge_splits(spread, centroids), centroids)
+    centroids, assigned = kmeans(spread, 40, seed=0)
+    assert torch.equal(merge_splits(spread, centroids, assigned), centroids)
     two = torch.tensor([[0.0, 0.0], [50.0, 0.0]])[torch.arange(600) % 2] + torch.randn(600, 2)
-    centroids, _ = kmeans(two, 12, seed=0)
-    assert len(merge_splits(two, centroids)) == 12  # a jump that would leave under a quarter of K merges nothing
+    centroids, assigned = kmeans(two, 12, seed=0)
+    assert len(merge_splits(two, centroids, assigned)) == 12  # a jump leaving under a quarter of K: no merge
 
 
 def test_merged_shape_clusters_are_the_shape_x_colour_classes_and_the_digits_keep_theirs(digits16):
