@@ -52,11 +52,12 @@ DIGITS = {**SMALL_SET, "conditional": True}
 UNLABELLED = {**SMALL_SET, "self_conditional": 40}
 
 # Files with labels (class subfolders, an npz "labels" array, IDX label files) and the bundled shapes: the digits'
-# conditional recipe over 12,000 steps. On the 6,000 shapes written as a folder of class subfolders (3 seeds,
-# benchmarks/results/quality.json; recipes/shapes-folder-6000-steps.json): FD 8.05 against 13.4 at 6,000 steps, recall
-# 0.57 against 0.10, 57% recognised against 34%; the digits (1,797 images) keep their 6,000. The shapes' old recipe
-# (the plain DCGAN, never measured) made noise at 64 px, its D's loss near 0 from step 250 on.
-FILES = {"steps": 12_000}
+# conditional recipe with Adam at 1e-3 (G and D) instead of 2e-4. On the 6,000 shapes written as a folder of class
+# subfolders, 6,000 steps, seed 0, fp32 (benchmarks/results/recipes/shapes-labelled-s6000-*-fp32.json): FD 1.97 at
+# 1e-3 against 7.61 at 5e-4 and 13.3 at 2e-4, precision 0.16 against 0.013 and 0.001, recall 0.67 against 0.39 and
+# 0.17, 91% recognised against 70% and 37%; 2e-4 over twice the steps reached FD 6.6 (shapes-folder-labelled-fp32.json).
+# R1 (0.1) at 2e-4 was worse (FD 19.1). The digits (1,797 images) keep 2e-4: their recipe met its targets.
+FILES = {"lr_g": 1e-3, "lr_d": 1e-3, "steps": 6000}
 LABELLED_FILES = {**DIGITS, **FILES}
 # Folders and files without labels: the same, with each image centred on its ink before clustering (what is drawn,
 # not where). On the bundled shapes written as a flat folder (2 seeds each, quality.json and
