@@ -7,6 +7,7 @@ run as `ganforge eval` does, and compare the mean with the targets and the publi
     python benchmarks/quality.py --quick              # one seed each
     python benchmarks/quality.py --data ring --seeds 0,1 --set lr_g=3e-4 --set lr_d=3e-4 \\
         --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
+    python benchmarks/quality.py --combine A.json,B.json --out C.json     # seeds run in two processes, as one
 
 Writes benchmarks/results/quality.json (or --out) after every run, so a stopped run keeps what it measured; the
 data sets not run keep their earlier entries, each with the machine and date it ran on. Each run's last sample grid
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.benchmarks.bench.environment import environment
+from ganforge.errors import UserError
 from ganforge.files import atomic_write_bytes
 from ganforge.serve.evaluation.evaluate import EvalConfig, evaluate_model
 from ganforge.train.loop import train
@@ -165,6 +167,40 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# what may differ between runs of one row: where it ran (the folder rows' PNGs live in each process's own temp dir)
+RUN_FIELDS = ("data", "seed", "out")
+
+
+def combine(paths: list[Path]) -> dict:
+    """The rows of several results files as one: each data set's runs from every file (seeds split over processes or
+    machines), summarised again over all of them. Runs of one data set must have the same configuration (up to
+    RUN_FIELDS) and not repeat a seed; each file's machine stays with its runs."""
+    results: dict = {"data": {}}
+    for path in paths:
+        rows = json.loads(path.read_text()).get("data")
+        if not isinstance(rows, dict):
+            raise UserError(f"{path}: not a results file of this script (no \"data\")")
+        for data, entry in rows.items():
+            config = {k: v for k, v in entry["config"].items() if k not in RUN_FIELDS}
+            runs = [{**run, "environment": entry["environment"], "source": path.name} for run in entry["runs"]]
+            if data not in results["data"]:
+                results["data"][data] = {**entry, "config": config, "runs": runs}
+                continue
+            combined = results["data"][data]
+            if config != combined["config"]:
+                changed = sorted(k for k in config if config[k] != combined["config"].get(k))
+                raise UserError(f"{path}: {data} ran with other settings than in the files before it "
+                                f"({', '.join(changed)})")
+            seeds = {run["seed"] for run in combined["runs"]} & {run["seed"] for run in runs}
+            if seeds:
+                raise UserError(f"{path}: {data} seed {min(seeds)} is already in the files before it")
+            combined["runs"] += runs
+    for data, entry in results["data"].items():
+        entry["runs"].sort(key=lambda run: run["seed"])
+        entry["summary"] = summarise(data, entry["runs"])
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=",".join(DATA))
@@ -173,7 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a recipe field (a candidate for the sweep), e.g. --set lr_g=3e-4")
     parser.add_argument("--out", default="benchmarks/results/quality.json")
+    parser.add_argument("--combine", metavar="FILE,FILE,...",
+                        help="train nothing: write the runs of these results files as one (seeds run apart) to --out")
     args = parser.parse_args(argv)
+    if args.combine:
+        try:
+            results = combine([Path(p) for p in args.combine.split(",")])
+        except (UserError, OSError, json.JSONDecodeError) as error:
+            print(f"quality.py: {error}", file=sys.stderr)
+            return 2
+        atomic_write_bytes(Path(args.out), json.dumps(results, indent=2) + "\n")
+        print(table(results))
+        print(f"wrote {args.out}")
+        return 0
     seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
     overrides = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.set)}
     out = Path(args.out)

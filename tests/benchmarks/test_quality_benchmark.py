@@ -1,3 +1,7 @@
+import json
+
+import pytest
+
 from ganforge.benchmarks import quality
 
 
@@ -14,3 +18,32 @@ def test_a_run_without_grids_keeps_none(tmp_path):
     (tmp_path / "run" / "samples").mkdir(parents=True)
     quality.keep_last_grid(tmp_path / "run", tmp_path / "grids" / "x.png")
     assert not (tmp_path / "grids").exists()
+
+
+def _results(path, seeds, lr=1e-3, data="shapes-folder"):
+    runs = [{"seed": s, "train_seconds": 100.0 + s, "real": {"fd": 0.2},
+             "generated": {"fd": float(s), "recall": 0.5, "recognised": 0.9}} for s in seeds]
+    entry = {"environment": {"cpu": path.stem}, "overrides": {},
+             "config": {"data": f"folder:/tmp/{path.stem}", "seed": 0, "out": None, "lr_g": lr}, "runs": runs}
+    path.write_text(json.dumps({"data": {data: entry}}))
+    return path
+
+
+def test_seeds_run_apart_combine_into_one_row_with_each_runs_machine(tmp_path):
+    out = tmp_path / "all.json"
+    first, rest = _results(tmp_path / "a.json", [0]), _results(tmp_path / "b.json", [3, 1, 2, 4])
+    assert quality.main(["--combine", f"{first},{rest}", "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["data"]["shapes-folder"]
+    assert [run["seed"] for run in row["runs"]] == [0, 1, 2, 3, 4]
+    assert [run["environment"]["cpu"] for run in row["runs"]] == ["a", "b", "b", "b", "b"]
+    assert row["summary"]["seeds"] == 5 and row["summary"]["mean"]["fd"] == 2.0
+
+
+@pytest.mark.parametrize("second, message", [
+    ({"seeds": [1], "lr": 2e-4}, "other settings than in the files before it (lr_g)"),
+    ({"seeds": [0]}, "seed 0 is already in the files before it"),
+])
+def test_runs_that_are_not_one_row_are_refused(tmp_path, capsys, second, message):
+    first, other = _results(tmp_path / "a.json", [0]), _results(tmp_path / "b.json", **second)
+    assert quality.main(["--combine", f"{first},{other}", "--out", str(tmp_path / "all.json")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "all.json").exists()
