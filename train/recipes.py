@@ -59,19 +59,14 @@ UNLABELLED = {**SMALL_SET, "self_conditional": 40}
 # R1 (0.1) at 2e-4 was worse (FD 19.1). The digits (1,797 images) keep 2e-4: their recipe met its targets.
 FILES = {"lr_g": 1e-3, "lr_d": 1e-3, "steps": 6000}
 LABELLED_FILES = {**DIGITS, **FILES}
-# Folders and files without labels: the same, with each image centred on its ink before clustering (what is drawn,
-# not where). On the bundled shapes written as a flat folder (2 seeds each, quality.json and
-# recipes/shapes-folder-centred16.json): recall 0.096 against 0.003 for the pooled pixels, 18 of 18 classes on both
-# seeds, class KL 0.17 against 0.23, FD the same (15.2); the clusters match the 18 shape x colour classes 70% of the
-# time against 22%. The built-in sets keep the pooled pixels they were measured with (digits: 93.5% either way).
-# Framing each image's ink to fill it (framed16) makes those clusters 100% pure, but the generator was no better
-# (FD 15.8, recall 0.093, class KL 0.17 over 2 seeds: recipes/shapes-folder-framed16.json), so centred16 stays.
-# At 12,000 steps, as the labelled folders (3 seeds, quality.json): FD 9.08 against 15.2 at 6,000, recall 0.47 against
-# 0.10, class KL 0.022 against 0.17; still behind the labelled folder's FD 8.05 and recall 0.57.
-# Now framed, with the clusters that split one kind merged back (--merge-clusters: the 40 become exactly the 18 shape
-# x colour kinds). On seed 1 of an fp32 Xeon (recipes/shapes-folder-*-fp32.json): recognised 65.5% against 54.5% for
-# centred16 and 64.3% with the labels, recall 0.55 against 0.44 and 0.49, FD 7.70 against 7.56 and 8.39. Two labelled
-# seeds there differ by 1.8 FD (6.58, 8.39): one paired seed decides recognition and recall, not FD.
+# Folders and files without labels: the same, on pseudo-classes of the images framed to their ink before clustering
+# (framed16: what is drawn, not where nor how large), with the clusters that split one tight group merged back
+# (--merge-clusters). On the bundled shapes written as a flat folder the pooled pixels group the shapes by where they
+# are drawn (the 18 shape x colour kinds 22% pure), centred16 by what is drawn and its size (70%), framed16 by what
+# is drawn alone (100%), and the merge turns framed16's 40 clusters into exactly the 18 kinds. Chosen at 2e-4 on an
+# fp32 Xeon, seed 1 (recipes/shapes-folder-*-fp32.json): recognised 65.5% against 54.5% for centred16 and 64.3%
+# with the labels, recall 0.55 against 0.44 and 0.49; FD equal within the labelled seeds' spread (docs/quality.md).
+# The built-in sets keep the pooled pixels they were measured with (digits: 93.5% either way).
 UNLABELLED_FILES = {**UNLABELLED, **FILES, "cluster_features": "framed16", "merge_clusters": True}
 
 RECIPES: dict[str, dict] = {
