@@ -39,9 +39,11 @@ DATA = ("grid", "ring", "stacked-digits", "digits")
 # rows that train labelled data as if it had none (the self-conditional recipe), as PacGAN and VEEGAN did
 UNLABELLED = {"digits-unlabelled": "digits", "stacked-digits-unlabelled": "stacked-digits"}
 # rows that train on a folder of PNGs as a user would (the folder's own recipe), written from the shapes data: flat
-# (no labels: self-conditional) or in one subfolder per class (labelled: conditional); both are measured against
-# --data shapes, so their numbers compare
-FOLDERS = {"shapes-folder": False, "shapes-folder-labelled": True}
+# (no labels: self-conditional) or in one subfolder per class (labelled: conditional), at 32 px (the recipe's size)
+# or 64 px (trained with --resolution 64, as a user with larger images would); each is measured against --data
+# shapes at its size, so their numbers compare. Row: (labelled, resolution).
+FOLDERS = {"shapes-folder": (False, 32), "shapes-folder-labelled": (True, 32),
+           "shapes-folder-64": (False, 64), "shapes-folder-labelled-64": (True, 64)}
 # target: (metric, comparison, bound) on the mean over seeds, and the training-time budget in seconds
 TARGETS = {
     "grid": ([("modes_captured", ">=", 25), ("high_quality", ">=", 0.97), ("reverse_kl", "<=", 0.01)], 180),
@@ -70,7 +72,10 @@ def recipe_of(row: str, root: Path, **overrides):
     if row in UNLABELLED:
         return recipe_config(UNLABELLED[row], labels="ignore", **overrides)
     if row in FOLDERS:
-        return recipe_config(f"folder:{shapes_folder(root / row, labelled=FOLDERS[row])}", **overrides)
+        labelled, resolution = FOLDERS[row]
+        size = {"resolution": resolution} if resolution != 32 else {}
+        folder = shapes_folder(root / row, labelled, resolution)
+        return recipe_config(f"folder:{folder}", **{**size, **overrides})
     return recipe_config(row, **overrides)
 
 
