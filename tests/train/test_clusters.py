@@ -2,12 +2,21 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from ganforge.errors import UserError
 from ganforge.train.checkpoint import load_checkpoint
-from ganforge.train.clusters import Clusters, cluster_purity, fit_clusters, kmeans, merge_splits, refit_clusters
+from ganforge.train.clusters import (
+    Clusters,
+    cluster_purity,
+    fit_clusters,
+    kmeans,
+    merge_splits,
+    refit_clusters,
+    ward_merges,
+)
 from ganforge.train.data import has_labels, load_data
 from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
@@ -82,11 +91,23 @@ def test_merging_joins_the_clusters_that_split_one_tight_group_and_keeps_spread_
     assert len(merge_splits(two, centroids, assigned)) == 12  # a jump leaving under a quarter of K: no merge
 
 
+def test_ward_merges_weigh_each_cluster_by_its_images():
+    from scipy.cluster.hierarchy import linkage
+
+    points = np.random.default_rng(0).normal(size=(12, 3))
+    _, heights = ward_merges(points, np.ones(12))  # one image each: scipy's Ward on the points
+    assert np.allclose(heights * np.sqrt(2), linkage(points, "ward")[:, 2])
+    # two clusters of one image, a unit apart, and two of a thousand, 0.6 apart: the large ones cost more to merge
+    merges, heights = ward_merges(np.array([[0.0], [1.0], [10.0], [10.6]]), np.array([1, 1, 1000, 1000]))
+    assert merges[:2] == [(0, 1), (2, 3)] and np.isclose(heights[0], np.sqrt(0.5))
+
+
 def test_merged_shape_clusters_are_the_shape_x_colour_classes_and_the_digits_keep_theirs(digits16):
     shapes = load_data("shapes", 32, 0)
     images, labels = shapes.stream.images[:1500], shapes.labels[:1500]
-    clusters = fit_clusters(images, k=40, seed=0, true_labels=labels, features="framed16", merge=True)
-    assert clusters.k == 18 and clusters.purity == 1.0 and clusters.merged_from == 40  # 3 shapes x 6 colours
+    for seed in (0, 3, 5):  # 3 and 5: k-means seeds whose 40 clusters stayed 40 when Ward ignored their sizes
+        clusters = fit_clusters(images, k=40, seed=seed, true_labels=labels, features="framed16", merge=True)
+        assert (clusters.k, clusters.purity, clusters.merged_from) == (18, 1.0, 40), seed  # 3 shapes x 6 colours
     assert Clusters.from_state(clusters.state_dict()).merged_from == 40 and clusters.summary()["merged_from"] == 40
     images, labels = digits16.stream.pool(0, seed=0)
     digits = fit_clusters(images, k=40, seed=0, true_labels=labels, merge=True)
