@@ -186,6 +186,10 @@ def combine(paths: list[Path]) -> dict:
         if not isinstance(rows, dict):
             raise UserError(f"{path}: not a results file of this script (no \"data\")")
         for data, entry in rows.items():
+            missing = [key for key in ("config", "environment", "runs") if key not in entry]
+            if missing:
+                raise UserError(f"{path}: {data} has no {' or '.join(missing)} (written by an older version of this "
+                                "script): run it again to combine it")
             config = {k: v for k, v in entry["config"].items() if k not in RUN_FIELDS}
             runs = [{**run, "environment": entry["environment"], "source": path.name} for run in entry["runs"]]
             if data not in results["data"]:

@@ -199,8 +199,9 @@ def fit_clusters(images: torch.Tensor, k: int, seed: int, true_labels: torch.Ten
     embedded = torch.cat([EMBEDDINGS[features](to_unit_range(chunk)) for chunk in images.split(1024)])
     centroids, assigned = kmeans(embedded, k, seed)
     if merge:
-        centroids = merge_splits(embedded, centroids, assigned)
-        assigned = nearest(embedded, centroids)
+        merged = merge_splits(embedded, centroids, assigned)
+        if len(merged) < len(centroids):
+            centroids, assigned = merged, nearest(embedded, merged)
     counts = torch.bincount(assigned, minlength=len(centroids)).double()
     if (counts == 0).any():  # k-means relocates empty clusters while fitting; this guards the prior's contract
         raise UserError(f"--self-conditional {k}: the clustering left {int((counts == 0).sum())} pseudo-classes "

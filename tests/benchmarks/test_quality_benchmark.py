@@ -47,3 +47,32 @@ def test_runs_that_are_not_one_row_are_refused(tmp_path, capsys, second, message
     first, other = _results(tmp_path / "a.json", [0]), _results(tmp_path / "b.json", **second)
     assert quality.main(["--combine", f"{first},{other}", "--out", str(tmp_path / "all.json")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "all.json").exists()
+
+
+def test_a_row_from_an_older_results_file_is_refused_in_one_line(tmp_path, capsys):
+    first, old = _results(tmp_path / "a.json", [0]), tmp_path / "old.json"
+    old.write_text(json.dumps({"data": {"shapes-folder": {"runs": [], "summary": {}}}}))
+    assert quality.main(["--combine", f"{first},{old}", "--out", str(tmp_path / "all.json")]) == 2
+    assert "shapes-folder has no config or environment (written by an older version" in capsys.readouterr().err
+
+
+def test_the_64_px_folder_rows_train_the_folder_recipe_at_64_px(tmp_path, monkeypatch):
+    from PIL import Image
+
+    written = []
+
+    def two_images(path, labelled, resolution):  # the rows' folders, two images instead of 6,000
+        written.append((path.name, labelled, resolution))
+        for index in range(2):
+            folder = path / f"{index:02d}" if labelled else path
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (resolution, resolution)).save(folder / f"{index}.png")
+        return path
+
+    monkeypatch.setattr(quality, "shapes_folder", two_images)
+    flat = quality.recipe_of("shapes-folder-64", tmp_path, seed=1)
+    labelled = quality.recipe_of("shapes-folder-labelled-64", tmp_path, seed=1)
+    assert written == [("shapes-folder-64", False, 64), ("shapes-folder-labelled-64", True, 64)]
+    assert (flat.resolution, flat.self_conditional, flat.merge_clusters, flat.lr_g) == (64, 40, True, 1e-3)
+    assert (labelled.resolution, labelled.self_conditional, labelled.conditional) == (64, 0, True)
+    assert quality.recipe_of("shapes-folder", tmp_path, seed=1).resolution == 32
