@@ -13,13 +13,10 @@ own; for whole stacks the label is the triple of digits. Writes benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
-from ganforge.benchmarks.bench.environment import environment
-from ganforge.files import atomic_write_bytes
+from ganforge.benchmarks.bench.environment import save_rows
 from ganforge.train.clusters import fit_clusters
 from ganforge.train.data import load_data
 from ganforge.train.trainer import CLUSTER_POOL
@@ -52,9 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         row = rows[-1]
         print(f"| {data} | {how} | {k} | {row['features']} | {100 * row['purity']:.1f}% | {row['seconds']} |",
               flush=True)
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, json.dumps({"environment": environment(None), "rows": rows}, indent=2) + "\n")
+        save_rows(args.out, rows)
     print(f"wrote {args.out}")
     return 0
 

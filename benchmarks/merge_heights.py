@@ -13,14 +13,11 @@ clusters' purity against the labels training never sees. Writes benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ganforge.benchmarks.bench.environment import environment
-from ganforge.files import atomic_write_bytes
+from ganforge.benchmarks.bench.environment import save_rows
 from ganforge.train.clusters import (
     EMBEDDINGS,
     MERGE_JUMP,
@@ -81,9 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {data} | {features} | {seed} | {row['weighed_largest_rise']:.2f}x | {row['weighed_classes']} | "
                   f"{row['centroids_largest_rise']:.2f}x | {row['centroids_classes']} | "
                   f"{100 * row['merged_purity']:.1f}% |", flush=True)
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(out, json.dumps({"environment": environment(None), "rows": rows}, indent=2) + "\n")
+            save_rows(args.out, rows)
     print(f"wrote {args.out}")
     return 0
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ganforge.files import atomic_write_bytes
 from ganforge.machine import cpu_features, cpu_model, versions
 from ganforge.timing import measure, measure_device
 
@@ -21,6 +24,14 @@ def environment(matmul_gflops: float | None) -> dict:
             "cpu_features": cpu_features(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": gpu, "platform": platform.platform(), "python": platform.python_version(), "versions": versions(),
             "matmul_fp32_gflops": matmul_gflops}
+
+
+def save_rows(path: str | Path, rows: list[dict]) -> None:
+    """A results file of ``rows`` with the machine they ran on, written whole (after every row: a stopped run keeps
+    what it measured)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps({"environment": environment(None), "rows": rows}, indent=2) + "\n")
 
 
 def generator_gflops_per_image(generator: torch.nn.Module, z_dim: int) -> float:
