@@ -8,6 +8,7 @@ run as `ganforge eval` does, and compare the mean with the targets and the publi
     python benchmarks/quality.py --data ring --seeds 0,1 --set lr_g=3e-4 --set lr_d=3e-4 \\
         --out benchmarks/results/recipes/ring-lr3e-4.json      # a recipe candidate (the sweep)
     python benchmarks/quality.py --combine A.json,B.json --out C.json     # seeds run in two processes, as one
+    python benchmarks/quality.py --combine A.json,B.json --replace --out C.json   # B's seeds run again, replacing A's
 
 Writes benchmarks/results/quality.json (or --out) after every run, so a stopped run keeps what it measured; the
 data sets not run keep their earlier entries, each with the machine and date it ran on. Each run's last sample grid
@@ -176,10 +177,12 @@ def table(results: dict) -> str:
 RUN_FIELDS = ("data", "seed", "out")
 
 
-def combine(paths: list[Path]) -> dict:
+def combine(paths: list[Path], replace: bool = False) -> dict:
     """The rows of several results files as one: each data set's runs from every file (seeds split over processes or
     machines), summarised again over all of them. Runs of one data set must have the same configuration (up to
-    RUN_FIELDS) and not repeat a seed; each file's machine stays with its runs."""
+    RUN_FIELDS) and not repeat a seed, unless ``replace``: then a seed in a later file replaces its run in the files
+    before it (a seed run again after a fix; the replaced run's file is named in the replacing run's "replaces").
+    Each file's machine stays with its runs."""
     results: dict = {"data": {}}
     for path in paths:
         rows = json.loads(path.read_text()).get("data")
@@ -191,7 +194,8 @@ def combine(paths: list[Path]) -> dict:
                 raise UserError(f"{path}: {data} has no {' or '.join(missing)} (written by an older version of this "
                                 "script): run it again to combine it")
             config = {k: v for k, v in entry["config"].items() if k not in RUN_FIELDS}
-            runs = [{**run, "environment": entry["environment"], "source": path.name} for run in entry["runs"]]
+            # a combined file's runs already carry their machine and file
+            runs = [{"environment": entry["environment"], "source": path.name, **run} for run in entry["runs"]]
             if data not in results["data"]:
                 results["data"][data] = {**entry, "config": config, "runs": runs}
                 continue
@@ -200,10 +204,15 @@ def combine(paths: list[Path]) -> dict:
                 changed = sorted(k for k in config if config[k] != combined["config"].get(k))
                 raise UserError(f"{path}: {data} ran with other settings than in the files before it "
                                 f"({', '.join(changed)})")
-            seeds = {run["seed"] for run in combined["runs"]} & {run["seed"] for run in runs}
-            if seeds:
-                raise UserError(f"{path}: {data} seed {min(seeds)} is already in the files before it")
-            combined["runs"] += runs
+            earlier = {run["seed"]: run for run in combined["runs"]}
+            seeds = earlier.keys() & {run["seed"] for run in runs}
+            if seeds and not replace:
+                raise UserError(f"{path}: {data} seed {min(seeds)} is already in the files before it (--replace: "
+                                "the later run replaces it)")
+            for run in runs:
+                if run["seed"] in seeds:
+                    run["replaces"] = earlier[run["seed"]]["source"]
+            combined["runs"] = [run for run in combined["runs"] if run["seed"] not in seeds] + runs
     for data, entry in results["data"].items():
         entry["runs"].sort(key=lambda run: run["seed"])
         entry["summary"] = summarise(data, entry["runs"])
@@ -220,10 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="benchmarks/results/quality.json")
     parser.add_argument("--combine", metavar="FILE,FILE,...",
                         help="train nothing: write the runs of these results files as one (seeds run apart) to --out")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --combine: a seed in a later file replaces its run in the files before it")
     args = parser.parse_args(argv)
     if args.combine:
         try:
-            results = combine([Path(p) for p in args.combine.split(",")])
+            results = combine([Path(p) for p in args.combine.split(",")], args.replace)
         except (UserError, OSError, json.JSONDecodeError) as error:
             print(f"quality.py: {error}", file=sys.stderr)
             return 2

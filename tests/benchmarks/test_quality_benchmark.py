@@ -41,7 +41,7 @@ def test_seeds_run_apart_combine_into_one_row_with_each_runs_machine(tmp_path):
 
 @pytest.mark.parametrize("second, message", [
     ({"seeds": [1], "lr": 2e-4}, "other settings than in the files before it (lr_g)"),
-    ({"seeds": [0]}, "seed 0 is already in the files before it"),
+    ({"seeds": [0]}, "seed 0 is already in the files before it (--replace: the later run replaces it)"),
 ])
 def test_runs_that_are_not_one_row_are_refused(tmp_path, capsys, second, message):
     first, other = _results(tmp_path / "a.json", [0]), _results(tmp_path / "b.json", **second)
@@ -76,3 +76,27 @@ def test_the_64_px_folder_rows_train_the_folder_recipe_at_64_px(tmp_path, monkey
     assert (flat.resolution, flat.self_conditional, flat.merge_clusters, flat.lr_g) == (64, 40, True, 1e-3)
     assert (labelled.resolution, labelled.self_conditional, labelled.conditional) == (64, 0, True)
     assert quality.recipe_of("shapes-folder", tmp_path, seed=1).resolution == 32
+
+
+def test_a_seed_run_again_replaces_its_earlier_run_with_replace(tmp_path):
+    out = tmp_path / "all.json"
+    first, again = _results(tmp_path / "a.json", [0, 1, 2]), _results(tmp_path / "b.json", [1])
+    json_again = json.loads(again.read_text())
+    json_again["data"]["shapes-folder"]["runs"][0]["generated"]["fd"] = 7.0
+    again.write_text(json.dumps(json_again))
+    assert quality.main(["--combine", f"{first},{again}", "--replace", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["data"]["shapes-folder"]["runs"]
+    assert [(run["seed"], run["source"], run["generated"]["fd"]) for run in runs] == [
+        (0, "a.json", 0.0), (1, "b.json", 7.0), (2, "a.json", 2.0)]
+    assert runs[1]["replaces"] == "a.json" and "replaces" not in runs[0]
+    assert json.loads(out.read_text())["data"]["shapes-folder"]["summary"]["mean"]["fd"] == 3.0
+
+
+def test_a_combined_file_combines_again_keeping_each_runs_machine(tmp_path):
+    both, out = tmp_path / "ab.json", tmp_path / "all.json"
+    quality.main(["--combine", f"{_results(tmp_path / 'a.json', [0])},{_results(tmp_path / 'b.json', [1])}",
+                  "--out", str(both)])
+    assert quality.main(["--combine", f"{both},{_results(tmp_path / 'c.json', [2])}", "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["data"]["shapes-folder"]["runs"]
+    assert [(run["environment"]["cpu"], run["source"]) for run in runs] == [("a", "a.json"), ("b", "b.json"),
+                                                                             ("c", "c.json")]
