@@ -63,12 +63,12 @@ LABELLED_FILES = {**DIGITS, **FILES}
 # (framed16: what is drawn, not where nor how large), with the clusters that split one tight group merged back
 # (--merge-clusters). On the bundled shapes written as a flat folder the pooled pixels group the shapes by where they
 # are drawn (the 18 shape x colour kinds 22% pure), centred16 by what is drawn and its size (70%), framed16 by what
-# is drawn alone (100%), and the merge turns framed16's 40 clusters into the 18 kinds (on 4 of 5 k-means seeds; the
-# fifth kept 40). Chosen at 2e-4 on an fp32 Xeon, seed 1 (recipes/shapes-folder-*-fp32.json): recognised 65.5%
+# is drawn alone (100%), and the merge turns framed16's 40 clusters into the 18 kinds (on every k-means seed tried,
+# merge_heights.json). Chosen at 2e-4 on an fp32 Xeon, seed 1 (recipes/shapes-folder-*-fp32.json): recognised 65.5%
 # against 54.5% for centred16 and 64.3% with the labels, recall 0.55 against 0.44 and 0.49. With the files' 1e-3, over
-# 5 seeds (recipes/shapes-*-lr1e-3-fp32.json): FD 1.57 against 2.26 with the labels, precision / recall 0.16 / 0.78
-# against 0.13 / 0.72, 91.6% recognised against 90.3%, in 12% less time. The built-in sets keep the pooled pixels
-# they were measured with (digits: 93.5% either way).
+# 5 seeds (recipes/shapes-labelled-lr1e-3-fp32.json, shapes-folder-lr1e-3-weighed-fp32.json): FD 1.57 against 2.26
+# with the labels, precision / recall 0.18 / 0.79 against 0.13 / 0.72, 91.4% recognised against 90.3%, in 11% less
+# CPU time. The built-in sets keep the pooled pixels they were measured with (digits: 93.5% either way).
 UNLABELLED_FILES = {**UNLABELLED, **FILES, "cluster_features": "framed16", "merge_clusters": True}
 
 RECIPES: dict[str, dict] = {
