@@ -245,23 +245,30 @@ def ward_merges(centroids: np.ndarray, sizes: np.ndarray) -> tuple[list[tuple[in
     into five clusters looks as spread as five groups, and the jump between groups was lost on one k-means seed in
     five on the shapes (1.33x against 1.7-2.1x), while here it is 2.5x on every seed tried and the digits' largest
     rise 1.17x (benchmarks/results/merge_heights.json)."""
-    means, sizes = centroids.copy(), sizes.astype(np.float64).copy()
+    means, sizes = centroids.astype(np.float64), sizes.astype(np.float64).copy()
     alive = np.ones(len(means), dtype=bool)
+    norms = (means**2).sum(1)
+    cost = ward_costs(sizes[:, None], sizes, np.maximum(norms[:, None] + norms[None, :] - 2 * means @ means.T, 0))
+    np.fill_diagonal(cost, np.inf)  # [K, K]: updated a row at a time, so K in the thousands stays cheap
     merges, heights = [], []
     for _ in range(len(means) - 1):
-        index = np.flatnonzero(alive)
-        squared = ((means[index, None, :] - means[None, index, :]) ** 2).sum(-1)
-        weight = sizes[index, None] * sizes[None, index] / (sizes[index, None] + sizes[None, index])
-        cost = weight * squared
-        np.fill_diagonal(cost, np.inf)
         a, b = np.unravel_index(np.argmin(cost), cost.shape)
-        kept, gone = int(index[min(a, b)]), int(index[max(a, b)])
+        kept, gone = int(min(a, b)), int(max(a, b))
+        heights.append(float(np.sqrt(cost[a, b])))
+        merges.append((kept, gone))
         total = sizes[kept] + sizes[gone]
         means[kept] = (sizes[kept] * means[kept] + sizes[gone] * means[gone]) / total
         sizes[kept], alive[gone] = total, False
-        merges.append((kept, gone))
-        heights.append(float(np.sqrt(cost[a, b])))
+        row = ward_costs(sizes[kept], sizes, ((means - means[kept]) ** 2).sum(1))
+        row[~alive], row[kept] = np.inf, np.inf
+        cost[kept], cost[:, kept], cost[gone], cost[:, gone] = row, row, np.inf, np.inf
     return merges, np.array(heights)
+
+
+def ward_costs(size: np.ndarray | float, sizes: np.ndarray, squared: np.ndarray) -> np.ndarray:
+    """What merging clusters of ``size`` and ``sizes`` images, ``squared`` distances apart, adds to the
+    within-cluster sum of squares (broadcast)."""
+    return size * sizes / (size + sizes) * squared
 
 
 def kmeans(embedded: torch.Tensor, k: int, seed: int, start: torch.Tensor | None = None,
