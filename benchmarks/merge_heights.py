@@ -20,11 +20,11 @@ import torch
 from ganforge.benchmarks.bench.environment import save_rows
 from ganforge.train.clusters import (
     EMBEDDINGS,
-    MERGE_JUMP,
     MERGE_KEEPS,
     cluster_purity,
     kmeans,
     merge_splits,
+    merges_before_jump,
     nearest,
     ward_merges,
 )
@@ -35,13 +35,13 @@ from ganforge.train.trainer import CLUSTER_POOL
 CASES = "shapes:framed16,digits:pixels16,digits:framed16"
 
 
-def classes_left(heights: np.ndarray, k: int) -> tuple[float, int]:
+def classes_left(heights: np.ndarray) -> tuple[float, int]:
     """The largest rise among the merges that leave K / MERGE_KEEPS clusters or more, and the classes the 1.5x rule
-    leaves (K where no merge rises that much)."""
+    of --merge-clusters leaves (K where no merge rises that much)."""
+    k = len(heights) + 1
     rises = heights[1:] / np.maximum(heights[:-1], 1e-12)
     allowed = k - (np.arange(len(rises)) + 1) >= max(2, k // MERGE_KEEPS)
-    jumps = np.flatnonzero((rises >= MERGE_JUMP) & allowed)
-    return float(rises[allowed].max()), k - (int(jumps[0]) + 1) if len(jumps) else k
+    return float(rises[allowed].max()), k - merges_before_jump(heights)
 
 
 def measure(data: str, features: str, seed: int, k: int) -> dict:
@@ -51,8 +51,8 @@ def measure(data: str, features: str, seed: int, k: int) -> dict:
     embedded = torch.cat([EMBEDDINGS[features](to_unit_range(chunk)) for chunk in images.split(1024)])
     centroids, assigned = kmeans(embedded, k, seed)
     sizes = torch.bincount(assigned, minlength=k).clamp_min(1).double().numpy()
-    weighed_rise, weighed_classes = classes_left(ward_merges(centroids.double().numpy(), sizes)[1], k)
-    centroid_rise, centroid_classes = classes_left(linkage(centroids.double().numpy(), "ward")[:, 2], k)
+    weighed_rise, weighed_classes = classes_left(ward_merges(centroids.double().numpy(), sizes)[1])
+    centroid_rise, centroid_classes = classes_left(linkage(centroids.double().numpy(), "ward")[:, 2])
     merged = merge_splits(embedded, centroids, assigned)
     return {"data": data, "features": features, "seed": seed, "k": k, "purity_k": cluster_purity(assigned, labels),
             "weighed_largest_rise": round(weighed_rise, 3), "weighed_classes": weighed_classes,

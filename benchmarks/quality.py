@@ -74,9 +74,8 @@ def recipe_of(row: str, root: Path, **overrides):
         return recipe_config(UNLABELLED[row], labels="ignore", **overrides)
     if row in FOLDERS:
         labelled, resolution = FOLDERS[row]
-        size = {"resolution": resolution} if resolution != 32 else {}
         folder = shapes_folder(root / row, labelled, resolution)
-        return recipe_config(f"folder:{folder}", **{**size, **overrides})
+        return recipe_config(f"folder:{folder}", **{"resolution": resolution, **overrides})
     return recipe_config(row, **overrides)
 
 

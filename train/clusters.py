@@ -224,18 +224,25 @@ def merge_splits(embedded: torch.Tensor, centroids: torch.Tensor, assigned: torc
     of spread images: the digits, clustered on pixels or framed) there is no such jump and the K centroids stay."""
     sizes = torch.bincount(assigned, minlength=len(centroids)).clamp_min(1)
     merges, heights = ward_merges(centroids.double().numpy(), sizes.double().numpy())
-    fewest = max(2, len(centroids) // MERGE_KEEPS)
-    jumps = np.flatnonzero(heights[1:] >= jump * heights[:-1])  # jumps[i] + 1 merges come before the jump
-    jumps = jumps[len(centroids) - (jumps + 1) >= fewest]
-    if len(jumps) == 0:
+    before = merges_before_jump(heights, jump)
+    if before == 0:
         return centroids
     group = np.arange(len(centroids))
-    for kept, gone in merges[: int(jumps[0]) + 1]:
+    for kept, gone in merges[:before]:
         group[group == gone] = kept
     _, merged = torch.from_numpy(group).unique(return_inverse=True)
     members = merged[assigned]  # each image's merged cluster
     sums = torch.zeros(int(merged.max()) + 1, embedded.shape[1]).index_add_(0, members, embedded.float())
     return sums / torch.bincount(members, minlength=len(sums)).clamp_min(1)[:, None]
+
+
+def merges_before_jump(heights: np.ndarray, jump: float = MERGE_JUMP) -> int:
+    """How many of the K - 1 merges of ``heights`` (Ward's, in order) come before the first one ``jump`` times higher
+    than its predecessor, among those that leave a quarter of the K clusters or more; 0 where there is none."""
+    k = len(heights) + 1
+    jumps = np.flatnonzero(heights[1:] >= jump * heights[:-1])  # jumps[i] + 1 merges come before the jump
+    jumps = jumps[k - (jumps + 1) >= max(2, k // MERGE_KEEPS)]
+    return int(jumps[0]) + 1 if len(jumps) else 0
 
 
 def ward_merges(centroids: np.ndarray, sizes: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
