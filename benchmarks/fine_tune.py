@@ -1,6 +1,6 @@
 """Fine-tuning against training from scratch, the classic transfer case: a 64 px generator trained on all of
 `shapes` is fine-tuned (`--init-from`, and with `--freeze-d`) on a small folder of one shape family, and compared
-with the same recipe trained on that folder from scratch, step for step.
+with the same recipe trained on that folder from scratch (with and without adaptive augmentation), step for step.
 
     python benchmarks/fine_tune.py                                  # 200 circles; 2,000 + 1,000 steps; seed 0
     python benchmarks/fine_tune.py --pretrain-steps 500 --steps 300 --every 100 --out /tmp/ft.json   # a quick look
@@ -36,8 +36,9 @@ from ganforge.train.loop import train
 from ganforge.train.recipes import recipe_config
 
 RESOLUTION = 64
-ARMS = {"from scratch": {}, "fine-tuned": {"init_from": True}, "fine-tuned, D's first 2 blocks frozen":
-        {"init_from": True, "freeze_d": 2}}
+# each arm's flags over the recipe; the ADA arm is the other remedy for a small set (StyleGAN2-ADA's target 0.6)
+ARMS = {"from scratch": {}, "from scratch, ADA": {"ada_target": 0.6}, "fine-tuned": {"init_from": True},
+        "fine-tuned, D's first 2 blocks frozen": {"init_from": True, "freeze_d": 2}}
 
 
 def family_folders(root: Path, family: str, small: int, held_out: int) -> tuple[Path, Path]:
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace, root: Path, out: Path) -> int:
                "held_out": args.held_out, "resolution": RESOLUTION, "pretrain_steps": args.pretrain_steps,
                "pretrain_seconds": round(pretrain_seconds, 1), "steps": args.steps, "n": args.n, "arms": {}}
     for name, arm in ARMS.items():
-        flags = {**arm, "init_from": str(source)} if arm.get("init_from") else {}
+        flags = {**arm, "init_from": str(source)} if arm.get("init_from") else dict(arm)
         config = recipe_config(f"folder:{small}", resolution=RESOLUTION, steps=args.steps, checkpoint_every=args.every,
                                keep_checkpoints=args.steps // args.every + 1, out=str(root / name.replace(" ", "-")),
                                **quiet, **flags)

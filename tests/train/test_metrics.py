@@ -81,3 +81,21 @@ def test_near_copies_flag_a_generator_that_copies_its_training_images():
     fresh = rng.uniform(0, 255, size=(100, 1, 8, 8))
     assert near_copy_share(copies, training)["near_copies"] == 1.0
     assert near_copy_share(fresh, training)["near_copies"] < 0.05
+
+
+def test_random_embedding_gives_metrics_on_a_readable_scale():
+    """Data without labels is measured in a random CNN's features: a poor generator must read as poor (FD of noise
+    well above 1, not ~1e-5), blur must cost more than a fresh draw of the same data, and KID must see the blur."""
+    from ganforge.train.data import load_data
+    from ganforge.train.metrics.features import random_embedding
+
+    images = load_data("digits", 16, 0).stream.images
+    embedding = random_embedding(images.shape[1], 16)
+    real, _ = embedding.run(images[:600])
+    fresh, _ = embedding.run(images[600:1200])
+    noise, _ = embedding.run(torch.randint(0, 256, images[:600].shape, dtype=torch.uint8,
+                                           generator=torch.Generator().manual_seed(0)))
+    blurred, _ = embedding.run(torch.nn.functional.avg_pool2d(images[600:1200].float(), 3, 1, 1).round().byte())
+    assert frechet_distance_of(real, noise) > 1.0
+    assert frechet_distance_of(real, blurred) > 10 * frechet_distance_of(real, fresh)
+    assert kernel_distance(real, blurred) > 10 * max(kernel_distance(real, fresh), 1e-4)
