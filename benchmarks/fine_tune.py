@@ -4,6 +4,7 @@ with the same recipe trained on that folder from scratch (with and without adapt
 
     python benchmarks/fine_tune.py                                  # 200 circles; 2,000 + 1,000 steps; seed 0
     python benchmarks/fine_tune.py --pretrain-steps 500 --steps 300 --every 100 --out /tmp/ft.json   # a quick look
+    python benchmarks/fine_tune.py --seed 1 --pretrained RUN    # the arms again, from a run it pretrained before
 
 The pretrained network is what `ganforge train --data folder:SHAPES --resolution 64` makes of the whole pool written
 as a flat folder (the folder recipe: self-conditional on 40 pseudo-classes, DiffAugment, linear decay). Every arm
@@ -70,6 +71,28 @@ def curve(run: Path, held_out: Path, n: int) -> list[dict]:
     return points
 
 
+def pretrained(args: argparse.Namespace, root: Path, quiet: dict) -> tuple[Path, float | None]:
+    """The run to fine-tune from and its training seconds: trained here on all of the shapes pool the small sets are
+    not drawn from, written as a flat folder of PNGs (what a user has), or ``--pretrained``, a run this script
+    trained before (its seconds are not known then)."""
+    if args.pretrained:
+        source = Path(args.pretrained)
+        config = json.loads((source / "config.json").read_text())
+        if (config["resolution"], config["steps"], config["seed"]) != (RESOLUTION, args.pretrain_steps, args.seed):
+            raise SystemExit(f"--pretrained {source}: trained at {config['resolution']} px for {config['steps']} steps "
+                             f"with seed {config['seed']}, not {RESOLUTION} px, --pretrain-steps {args.pretrain_steps} "
+                             f"and --seed {args.seed}")
+        return source, None
+    start = time.perf_counter()
+    shapes = shapes_folder(root / "shapes", labelled=False, resolution=RESOLUTION)
+    source = train(recipe_config(f"folder:{shapes}", resolution=RESOLUTION, steps=args.pretrain_steps,
+                                 checkpoint_every=args.pretrain_steps, out=str(root / "pretrained"), **quiet))
+    seconds = time.perf_counter() - start
+    print(f"pretrained on the shapes folder at {RESOLUTION} px: {args.pretrain_steps} steps in {seconds:.0f} s",
+          flush=True)
+    return source, round(seconds, 1)
+
+
 def first_reaching(points: list[dict], fd: float) -> int | None:
     return next((p["step"] for p in points if p["fd"] <= fd), None)
 
@@ -101,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=250, help="a checkpoint (and its evaluation) every N steps")
     parser.add_argument("--n", type=int, default=2000, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrained", help="a run folder this script pretrained before (same seed and steps): "
+                        "skip pretraining")
     parser.add_argument("--out", default="benchmarks/results/fine_tune.json")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="ganforge-fine-tune-"))
@@ -114,17 +139,11 @@ def run(args: argparse.Namespace, root: Path, out: Path) -> int:
     small, held_out = family_folders(root, args.family, args.small, args.held_out)
     quiet = dict(quiet=True, eval_every=0, sample_every=args.every, seed=args.seed)
 
-    start = time.perf_counter()
-    # all of the shapes pool the small sets are not drawn from, as a flat folder of PNGs (what a user has)
-    shapes = shapes_folder(root / "shapes", labelled=False, resolution=RESOLUTION)
-    source = train(recipe_config(f"folder:{shapes}", resolution=RESOLUTION, steps=args.pretrain_steps,
-                                 checkpoint_every=args.pretrain_steps, out=str(root / "pretrained"), **quiet))
-    pretrain_seconds = time.perf_counter() - start
-    print(f"pretrained on the shapes folder at {RESOLUTION} px: {args.pretrain_steps} steps in "
-          f"{pretrain_seconds:.0f} s", flush=True)
+    source, pretrain_seconds = pretrained(args, root, quiet)
     results = {"environment": environment(None), "family": args.family, "small": args.small,
                "held_out": args.held_out, "resolution": RESOLUTION, "pretrain_steps": args.pretrain_steps,
-               "pretrain_seconds": round(pretrain_seconds, 1), "steps": args.steps, "n": args.n, "arms": {}}
+               "pretrain_seconds": pretrain_seconds, "pretrained_run": args.pretrained, "steps": args.steps,
+               "n": args.n, "arms": {}}
     for name, arm in ARMS.items():
         flags = {**arm, "init_from": str(source)} if arm.get("init_from") else dict(arm)
         config = recipe_config(f"folder:{small}", resolution=RESOLUTION, steps=args.steps, checkpoint_every=args.every,

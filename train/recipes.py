@@ -122,8 +122,14 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
     architecture of the run it names between the two)."""
     recipe = recipe_for(data, given.get("labels", "use"))
     if given.get("init_from"):
-        source = load_checkpoint(find_checkpoint(given["init_from"]))["train_config"]
-        return TrainConfig(data=data, **{**recipe, **{k: source[k] for k in ARCHITECTURE if k in source}, **given})
+        checkpoint = load_checkpoint(find_checkpoint(given["init_from"]))
+        taken = {k: checkpoint["train_config"][k] for k in ARCHITECTURE if k in checkpoint["train_config"]}
+        prior = checkpoint["generator_config"].get("class_prior")
+        if taken.get("self_conditional") and prior:
+            # its G draws as many pseudo-classes as its clusters kept (fewer than asked after --merge-clusters): the
+            # new data is clustered into exactly that many, and not merged again, so that the weights fit
+            taken.update(self_conditional=len(prior), merge_clusters=False)
+        return TrainConfig(data=data, **{**recipe, **taken, **given})
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
         recipe = {k: v for k, v in recipe.items()
                   if k not in ("model", "z_dim", "width", "depth", "conditional", *PSEUDO_CLASSES)}

@@ -229,6 +229,35 @@ def test_init_from_starts_g_d_and_ema_from_another_run_with_fresh_optimizers(tin
     assert trainer.step == 0 and not trainer.optimizer_g.state and not trainer.optimizer_d.state
 
 
+def test_init_from_a_merged_self_conditional_run_clusters_a_small_folder_into_its_class_count(tiny, tmp_path):
+    """The classic transfer case without labels: a run on all the shapes, whose 40 clusters --merge-clusters turned
+    into the 18 kinds, fine-tuned on a folder of 100 circles. The folder is clustered into the source's 18 (not 40,
+    which 100 images cannot fill, nor merged again), so G's weights fit."""
+    from PIL import Image
+
+    from ganforge.train.data import load_data
+    from ganforge.train.data.shapes import COLOURS, SHAPES
+    from ganforge.train.loop import train
+    from ganforge.train.recipes import recipe_config
+
+    source = train(tiny(data="shapes", resolution=32, labels="ignore", self_conditional=40, cluster_features="framed16",
+                        merge_clusters=True, steps=1, checkpoint_every=1, out=str(tmp_path / "source")))
+    kept = len(torch.load(source / "checkpoints" / "latest.pt", weights_only=True)["generator_config"]["class_prior"])
+    assert kept == 18
+    shapes = load_data("shapes", 32, seed=1)
+    circles = (shapes.labels // len(COLOURS) == SHAPES.index("circle")).nonzero().flatten()[:100]
+    folder = tmp_path / "circles"
+    folder.mkdir()
+    for index in circles.tolist():
+        Image.fromarray(shapes.stream.images[index].permute(1, 2, 0).numpy()).save(folder / f"{index}.png")
+    config = recipe_config(f"folder:{folder}", init_from=str(source), steps=1, batch_size=16, device="cpu",
+                           precision="fp32", quiet=True, out=str(tmp_path / "tuned"))
+    assert (config.self_conditional, config.merge_clusters) == (kept, False)
+    trainer = _trainer(config)
+    assert len(trainer.generator_config["class_prior"]) == kept
+    trainer.train_step()
+
+
 @pytest.mark.parametrize("model", ["dcgan", "residual"])
 def test_freeze_d_keeps_the_first_blocks_of_d_fixed(tiny, model):
     from ganforge.errors import UserError
