@@ -119,9 +119,10 @@ class Trainer:
     def _init_from(self, source: str) -> None:
         """Fine-tuning: G, D and the EMA from another run of the same architecture."""
         state = load_checkpoint(find_checkpoint(source))
-        if architecture(state["generator_config"]) != architecture(self.generator_config):
-            raise UserError(f"--init-from {source}: its generator {state['generator_config']} is not this run's "
-                            f"{self.generator_config} (fine-tuning needs the same model, size and class count)")
+        theirs, ours = architecture(state["generator_config"]), architecture(self.generator_config)
+        if theirs != ours:
+            raise UserError(f"--init-from {source}: its generator {theirs} is not this run's {ours} (fine-tuning needs "
+                            "the same model, size and class count)")
         load_module_state(self.generator, state["generator"], "generator", source)
         load_module_state(self.generator_ema, state["generator_ema"], "EMA generator", source)
         load_module_state(self.discriminator, state["discriminator"], "discriminator", source)
