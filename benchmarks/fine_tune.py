@@ -4,17 +4,17 @@ with the same recipe trained on that folder from scratch (with and without adapt
 
     python benchmarks/fine_tune.py                                  # 200 circles; 2,000 + 1,000 steps; seed 0
     python benchmarks/fine_tune.py --pretrain-steps 500 --steps 300 --every 100 --out /tmp/ft.json   # a quick look
-    python benchmarks/fine_tune.py --seed 1 --pretrained RUN    # the arms again, from a run it pretrained before
+    python benchmarks/fine_tune.py --seed 1 --pretrained RUN    # the arms only, from this script's pretraining run
 
 The pretrained network is what `ganforge train --data folder:SHAPES --resolution 64` makes of the whole pool written
-as a flat folder (the folder recipe: self-conditional on 40 pseudo-classes, DiffAugment, linear decay). Every arm
-trains with the same recipe on the small folder (the fine-tuned ones with the pretrained network's architecture, the
-same) and keeps a checkpoint every `--every` steps; each checkpoint is measured with `ganforge eval` against
-held-out images of the same family (not the ones trained on: what a user wants is more circles, not those 200), in
-the random-embedding features `ganforge eval` uses for a folder without labels (so FD is small in absolute terms:
-compare the arms, not with other tables).
+as a flat folder (the folder recipe: self-conditional on 40 clusters merged back to the kinds they split, DiffAugment,
+linear decay). Every arm trains with the same recipe on the small folder (the fine-tuned ones with the pretrained
+network's architecture and class count) and keeps a checkpoint every `--every` steps; each checkpoint is measured with
+`ganforge eval` against held-out images of the same family (not the ones trained on: what a user wants is more
+circles, not those 200), in the random-embedding features `ganforge eval` uses for a folder without labels (compare
+the arms, not with other tables).
 The answer is the step at which each arm first reaches the FD that training from scratch ends at. Writes
-benchmarks/results/fine_tune.json (with the machine) and a plot of the three FD curves beside it.
+benchmarks/results/fine_tune.json (with the machine) and a plot of the arms' FD curves beside it.
 """
 
 from __future__ import annotations
