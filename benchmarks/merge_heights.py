@@ -20,11 +20,11 @@ import torch
 from ganforge.benchmarks.bench.environment import save_rows
 from ganforge.train.clusters import (
     EMBEDDINGS,
-    MERGE_KEEPS,
     cluster_purity,
     kmeans,
     merge_splits,
     merges_before_jump,
+    most_merges,
     nearest,
     ward_merges,
 )
@@ -36,11 +36,11 @@ CASES = "shapes:framed16,digits:pixels16,digits:framed16"
 
 
 def classes_left(heights: np.ndarray) -> tuple[float, int]:
-    """The largest rise among the merges that leave K / MERGE_KEEPS clusters or more, and the classes the 1.5x rule
-    of --merge-clusters leaves (K where no merge rises that much)."""
+    """The largest rise among the merges that leave K / 4 clusters or more (``most_merges``), and the classes the
+    1.5x rule of --merge-clusters leaves (K where no merge rises that much)."""
     k = len(heights) + 1
     rises = heights[1:] / np.maximum(heights[:-1], 1e-12)
-    allowed = k - (np.arange(len(rises)) + 1) >= max(2, k // MERGE_KEEPS)
+    allowed = np.arange(len(rises)) + 1 <= most_merges(k)
     return float(rises[allowed].max()), k - merges_before_jump(heights)
 
 

@@ -239,10 +239,14 @@ def merge_splits(embedded: torch.Tensor, centroids: torch.Tensor, assigned: torc
 def merges_before_jump(heights: np.ndarray, jump: float = MERGE_JUMP) -> int:
     """How many of the K - 1 merges of ``heights`` (Ward's, in order) come before the first one ``jump`` times higher
     than its predecessor, among those that leave a quarter of the K clusters or more; 0 where there is none."""
-    k = len(heights) + 1
     jumps = np.flatnonzero(heights[1:] >= jump * heights[:-1])  # jumps[i] + 1 merges come before the jump
-    jumps = jumps[k - (jumps + 1) >= max(2, k // MERGE_KEEPS)]
+    jumps = jumps[jumps + 1 <= most_merges(len(heights) + 1)]
     return int(jumps[0]) + 1 if len(jumps) else 0
+
+
+def most_merges(k: int) -> int:
+    """How many merges of K clusters may come before the jump: they leave a quarter of the K (and 2) or more."""
+    return k - max(2, k // MERGE_KEEPS)
 
 
 def ward_merges(centroids: np.ndarray, sizes: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
