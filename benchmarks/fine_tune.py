@@ -5,6 +5,8 @@ with the same recipe trained on that folder from scratch (with and without adapt
     python benchmarks/fine_tune.py                                  # 200 circles; 2,000 + 1,000 steps; seed 0
     python benchmarks/fine_tune.py --pretrain-steps 500 --steps 300 --every 100 --out /tmp/ft.json   # a quick look
     python benchmarks/fine_tune.py --seed 1 --pretrained RUN    # the arms only, from this script's pretraining run
+    # (RUN: the pretrained/ folder of an earlier invocation with that seed, copied out of its temporary folder,
+    # which the script removes when it ends)
 
 The pretrained network is what `ganforge train --data folder:SHAPES --resolution 64` makes of the whole pool written
 as a flat folder (the folder recipe: self-conditional on 40 clusters merged back to the kinds they split, DiffAugment,
