@@ -81,6 +81,11 @@ class DynamicBatcher:
             executor.shutdown(wait=True)
 
     async def submit(self, z: np.ndarray) -> np.ndarray:
+        return await self.enqueue(z)
+
+    def enqueue(self, z: np.ndarray) -> asyncio.Future:
+        """Queue ``z`` (on the event loop) and return the future of its images, without a task to await it: the
+        server's hot path answers from the future's done callback. QueueFull when the queue has no room."""
         future = asyncio.get_running_loop().create_future()
         with self.lock:
             if self.queued + len(z) > self.max_queue:
@@ -89,7 +94,7 @@ class DynamicBatcher:
             self.queued += len(z)
             self.metrics.depth(self.queued)
         self.wakeup.set()
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:

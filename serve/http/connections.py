@@ -10,6 +10,7 @@ Two parsers: httptools (llhttp, C; uvicorn's fast path, used where it is install
 Both answer a head over ``MAX_HEAD_BYTES`` with 400 and close the connection.
 
     protocol = guarded_protocol(header_timeout=10.0)        # httptools if installed, else h11
+    protocol = guarded_protocol(10.0, hot=app.hot_route)     # and the infer route answered in the protocol
     uvicorn.Config(app, http=protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES, ...)
 """
 
@@ -20,6 +21,8 @@ import importlib.util
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .hot_path import HotPath, HotRoute
 
 MAX_HEAD_BYTES = 16 * 1024  # request line + headers
 
@@ -123,9 +126,12 @@ def httptools_available() -> bool:
     return importlib.util.find_spec("httptools") is not None
 
 
-def guarded_protocol(header_timeout: float, parser: str = "auto") -> type:
+def guarded_protocol(header_timeout: float, parser: str = "auto", hot: HotRoute | None = None) -> type:
     """A uvicorn ``http=`` protocol class with the guards: ``parser`` "httptools", "h11" or "auto" (httptools where
-    it is installed)."""
+    it is installed); with httptools, ``hot`` (the server's infer route) is answered in the protocol
+    (hot_path.py)."""
     use_httptools = parser == "httptools" or (parser == "auto" and httptools_available())
     base = _guarded_httptools() if use_httptools else GuardedH11Protocol
+    if use_httptools and hot is not None:
+        return type(base.__name__, (HotPath, base), {"header_timeout": header_timeout, "hot": hot})
     return type(base.__name__, (base,), {"header_timeout": header_timeout})

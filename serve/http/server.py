@@ -15,9 +15,11 @@ extension (inputs and outputs) are supported. The API key guards every route but
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -35,10 +37,12 @@ from ganforge.serve.runtime.latent_space import LatentSpace, parse_classes
 from ganforge.serve.runtime.runners import Runner, copies, on_own_stream
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
+from .hot_path import Reply
 from .protocol import BadRequest, decode_body, encode_response, latent_controls, parse_infer_request
 
 log = logging.getLogger("ganforge.serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes answer without the API key
+KEY_MISSING = "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')"
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
@@ -143,6 +147,7 @@ def create_app(runner: Runner, config: ServerConfig):
     app.get("/v1/sample.png")(service.sample_png)
     app.get("/metrics")(service.prometheus)
     app.fast_path = (f"/v2/models/{config.model_name}/infer", service.infer_fast)
+    app.hot_route = service  # the same route inside the HTTP protocol (hot_path.py), where the parser allows
     app.state.batcher, app.state.metrics = service.batcher, service.metrics
     return app
 
@@ -162,6 +167,8 @@ class _Service:
                                       config.max_queue_delay_us, config.max_queue, self.metrics, pad=pad,
                                       gap_us=config.batch_gap_us)
         self.body_limit = config.body_limit(self.info.z_dim)
+        self.body_timeout = config.body_timeout_s
+        self.path = f"/v2/models/{config.model_name}/infer".encode()  # hot_path.HotRoute's
         self.is_ready = False
 
     @asynccontextmanager
@@ -174,35 +181,64 @@ class _Service:
         for copy in self.extra:
             copy.close()
 
-    def error(self, status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    def error(self, status: int, message: str, headers: dict | None = None) -> Response:
+        status, head, payload = self.error_reply(status, message, headers)
+        return Response(payload, status_code=status, headers=headers, media_type="application/json")
+
+    def error_reply(self, status: int, message: str, headers: dict | None = None) -> Reply:
+        """{"error": message} with ``status``, counted in the metrics."""
         self.metrics.requests.labels(str(status)).inc()
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
+        payload = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode()
+        head = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+        head += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
+        return status, head, payload
+
+    def internal_error(self, error: BaseException) -> Reply:
+        """A real fault while answering an infer request: logged once, counted, 500."""
+        log.error("internal error on POST %s: %s", self.path.decode(), error, exc_info=error)
+        return self.error_reply(500, "internal server error")
 
     # Every error is a JSON {"error": ...}: FastAPI's own 404/405/422 answers included (422 becomes 400).
-    async def http_error(self, request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(self, request: Request, exc: HTTPException) -> Response:
         return self.error(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    async def validation_error(self, request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(self, request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return self.error(400, problems or "invalid request")
 
-    def authorised(self, request: Request) -> bool:
-        """'Authorization: Bearer KEY' or 'X-API-Key: KEY', compared in constant time."""
+    def authorised(self, headers: dict[bytes, bytes]) -> bool:
+        """'Authorization: Bearer KEY' or 'X-API-Key: KEY' (``headers``: lower-case names), in constant time."""
         if not self.config.api_key:
             return True
-        header = request.headers.get("authorization")
-        given = header[7:] if header and header.startswith("Bearer ") else request.headers.get("x-api-key", "")
-        return secrets.compare_digest(given.encode(), self.config.api_key.encode())
+        header = headers.get(b"authorization")
+        given = header[7:] if header and header.startswith(b"Bearer ") else headers.get(b"x-api-key", b"")
+        return secrets.compare_digest(given, self.config.api_key.encode())
+
+    def reject(self, headers: dict[bytes, bytes]) -> Reply | None:
+        """An infer request's answer before its body, if it has one: 401 without the key, 413 for a declared length
+        over the limit."""
+        if not self.authorised(headers):
+            return self.error_reply(401, KEY_MISSING)
+        if (too_large := self.declared_too_large(headers.get(b"content-length"))) is not None:
+            return self.error_reply(413, too_large)
+        return None
+
+    def declared_too_large(self, declared: bytes | None) -> str | None:
+        if declared is not None and declared.isdigit() and int(declared) > self.body_limit:
+            return f"request body of {declared.decode()} bytes exceeds the limit of {self.body_limit}"
+        return None
+
+    def client_left(self, peer: str) -> Reply:
+        log.warning("client %s disconnected before sending its whole request", peer)
+        return self.error_reply(499, "client disconnected")
 
     async def guard(self, scope, receive, send, inner) -> None:
         """The API key on every route but the probes; a real internal error is logged once, counted, 500.
         Plain ASGI (not @app.middleware, which copies every request and response through extra tasks)."""
         path = scope["path"]
         open_path = path in OPEN_PATHS or (path == "/metrics" and self.config.metrics_public)
-        if not open_path and not self.authorised(Request(scope)):
-            response = self.error(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or "
-                                       "'X-API-Key: KEY')")
-            return await response(scope, receive, send)
+        if not open_path and not self.authorised(dict(scope["headers"])):
+            return await self.error(401, KEY_MISSING)(scope, receive, send)
         started = False
 
         async def tracked_send(message) -> None:
@@ -220,9 +256,9 @@ class _Service:
     async def read_body(self, declared: bytes | None, receive) -> bytes:
         """The body, at most body_limit bytes (413 beyond), arriving within body_timeout_s (408 beyond);
         ``declared``: the Content-Length header, if any."""
-        limit, timeout = self.body_limit, self.config.body_timeout_s
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise BadRequest(f"request body of {declared.decode()} bytes exceeds the limit of {limit}", 413)
+        limit, timeout = self.body_limit, self.body_timeout
+        if (too_large := self.declared_too_large(declared)) is not None:
+            raise BadRequest(too_large, 413)
         chunks, size = [], 0
 
         async def read() -> None:
@@ -249,7 +285,7 @@ class _Service:
             raise BadRequest(f"request body did not arrive within {timeout:g}s", 408) from None
         return b"".join(chunks)
 
-    def model_error(self, name: str) -> JSONResponse | None:
+    def model_error(self, name: str) -> Response | None:
         if name != self.config.model_name:
             return self.error(404, f"unknown model {name!r}; this server serves {self.config.model_name!r}")
         return None
@@ -286,36 +322,66 @@ class _Service:
         return self.readiness() if problem is None else problem
 
     async def infer(self, scope, receive, send) -> None:
-        """POST /v2/models/{model_name}/infer, the hot path: reached straight from the top of the app
-        (``_ServerApp.fast_path``) behind the guard, and plain ASGI (Starlette's Request and Response objects were a
-        third of its Python time)."""
+        """POST /v2/models/{model_name}/infer through ASGI: reached straight from the top of the app
+        (``_ServerApp.fast_path``) behind the guard, where the HTTP protocol did not answer it itself (hot_path.py);
+        plain ASGI (Starlette's Request and Response objects were a third of its Python time)."""
         headers = dict(scope["headers"])  # names arrive lower-cased
         try:
             raw = await self.read_body(headers.get(b"content-length"), receive)
-            header_length = headers.get(b"inference-header-content-length")
-            body, binary = decode_body(raw, None if header_length is None else header_length.decode("latin-1"))
+        except BadRequest as bad:
+            reply = self.error_reply(bad.status, str(bad))
+        except ClientDisconnect:
+            reply = self.client_left(_peer(scope))
+        else:
+            answered = asyncio.get_running_loop().create_future()
+            self.answer(headers, raw, answered.set_result)
+            reply = await answered
+        status, head, payload = reply
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        await send({"type": "http.response.body", "body": payload})
+
+    def answer(self, headers: dict[bytes, bytes], raw: bytes, reply: Callable[[Reply], None]) -> None:
+        """An infer request's headers (lower-case names) and whole body in; ``reply`` is called once with the
+        answer: at once for a request the server cannot take (4xx, 503, 500), else from the batcher's future when
+        its images are computed. No task per request: the hot path calls this from the HTTP parser's callback."""
+        try:
+            length = headers.get(b"inference-header-content-length")
+            body, binary = decode_body(raw, None if length is None else length.decode("latin-1"))
             parsed = parse_infer_request(body, self.space, self.config.max_batch, binary,
                                          points=len(self.info.output_shape) != 3)
-            images = await self.batcher.submit(parsed.z)
+            images = self.batcher.enqueue(parsed.z)
         except BadRequest as bad:
-            return await self.error(bad.status, str(bad))(scope, receive, send)
-        except ClientDisconnect:
-            log.warning("client %s disconnected before sending its whole request", _peer(scope))
-            return await self.error(499, "client disconnected")(scope, receive, send)
+            return reply(self.error_reply(bad.status, str(bad)))
         except QueueFull as full:
-            return await self.error(503, str(full), headers={"Retry-After": "1"})(scope, receive, send)
-        self.answered.inc()
+            return reply(self.error_reply(503, str(full), {"Retry-After": "1"}))
+        except Exception as error:  # noqa: BLE001 - a bug is a clean 500, logged once
+            return reply(self.internal_error(error))
         header = {"model_name": self.config.model_name, "model_version": "1", "id": body.get("id", "")}
-        if all(o.binary for o in parsed.outputs):  # raw bytes: cheap, encoded here
-            payload, head_length = encode_response(header, images, parsed.outputs)
-        else:  # JSON text of a whole image batch: off the event loop, which keeps accepting requests meanwhile
-            payload, head_length = await asyncio.to_thread(encode_response, header, images, parsed.outputs)
+        images.add_done_callback(lambda done: self._computed(done, header, parsed.outputs, reply))
+
+    def _computed(self, done: asyncio.Future, header: dict, outputs: list, reply: Callable[[Reply], None]) -> None:
+        if done.cancelled():
+            return
+        if (error := done.exception()) is not None:
+            return reply(self.internal_error(error))
+        if all(o.binary for o in outputs):  # raw bytes: cheap, encoded here
+            try:
+                return reply(self._images_reply(header, done.result(), outputs))
+            except Exception as error:  # noqa: BLE001
+                return reply(self.internal_error(error))
+        # JSON text of a whole image batch: off the event loop, which keeps accepting requests meanwhile
+        encoding = asyncio.ensure_future(asyncio.to_thread(self._images_reply, header, done.result(), outputs))
+        encoding.add_done_callback(lambda task: reply(task.result() if task.exception() is None
+                                                      else self.internal_error(task.exception())))
+
+    def _images_reply(self, header: dict, images, outputs: list) -> Reply:
+        payload, head_length = encode_response(header, images, outputs)
         head = [(b"content-type", b"application/json" if head_length is None else b"application/octet-stream"),
                 (b"content-length", b"%d" % len(payload))]
         if head_length is not None:
             head.append((b"inference-header-content-length", b"%d" % head_length))
-        await send({"type": "http.response.start", "status": 200, "headers": head})
-        await send({"type": "http.response.body", "body": payload})
+        self.answered.inc()
+        return 200, head, payload
 
     async def infer_fast(self, scope, receive, send) -> None:
         await self.guard(scope, receive, send, self.infer)
@@ -349,9 +415,11 @@ class _Service:
 class _ServerApp(FastAPI):
     """FastAPI, with one POST path answered before FastAPI's own layers (error and telemetry middleware, exception
     handlers, route matching, exit stacks: about a third of a single-seed request's Python time). ``fast_path``
-    is (path, ASGI app); the app runs ``guard`` itself, so keys, limits and 500s hold there as everywhere."""
+    is (path, ASGI app); the app runs ``guard`` itself, so keys, limits and 500s hold there as everywhere.
+    ``hot_route``: the service that answers the same path inside the HTTP protocol (hot_path.py)."""
 
     fast_path: tuple[str, object] | None = None
+    hot_route: object | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         fast = self.fast_path

@@ -71,8 +71,9 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
               f"http://{spec.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, gap "
               f"{config.batch_gap_us} us, {config.batches_in_flight(runner.info.device)} in flight, "
               f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
+    app = create_app(runner, config)
     server = uvicorn.Server(uvicorn.Config(
-        create_app(runner, config), http=guarded_protocol(spec.header_timeout, spec.http), log_level="warning",
+        app, http=guarded_protocol(spec.header_timeout, spec.http, app.hot_route), log_level="warning",
         timeout_graceful_shutdown=30, proxy_headers=False,  # no X-Forwarded-For rewriting per request
         # no uvicorn limit_concurrency: under 2,000 connections it left the server answering nothing, not even
         # health checks (benchmarks/chaos.py); load is bounded by --max-queue (503) and the timeouts instead

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -10,11 +9,9 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-import uvicorn
 
 from ganforge.latents import latents_for_seeds
-from ganforge.local_server import free_ports
-from ganforge.serve.http.server import ServerConfig, create_app
+from ganforge.serve.http.server import ServerConfig
 from ganforge.serve.runtime.runners import open_runner
 from ganforge.serve.sampling.sampler import SampleConfig, sample
 
@@ -28,34 +25,6 @@ class SlowRunner:
     def infer(self, z):
         time.sleep(self.seconds)
         return self.runner.infer(z)
-
-
-class RunningServer:
-    def __init__(self, runner, config):
-        self.port = free_ports(1)[0]
-        self.app = create_app(runner, config)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 20
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        assert self.server.started
-        self.url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-
-
-@pytest.fixture
-def server(onnx_model):
-    with open_runner("onnxruntime", onnx_model) as runner:
-        with RunningServer(runner, ServerConfig(max_batch=16, max_queue_delay_us=20_000)) as running:
-            yield running
 
 
 def _seed_request(seeds):
@@ -102,12 +71,12 @@ def test_concurrent_single_seed_requests_are_batched(server):
     assert 'ganforge_requests_total{status="200"} 64.0' in text
 
 
-def test_two_batches_in_flight_answer_every_request_with_its_own_images(onnx_model):
+def test_two_batches_in_flight_answer_every_request_with_its_own_images(onnx_model, running_server):
     seeds = list(range(200, 248))
     with open_runner("onnxruntime", onnx_model) as runner:
         expected = runner.infer(latents_for_seeds(seeds, runner.info.z_dim))
         config = ServerConfig(max_batch=8, max_queue_delay_us=5000, in_flight=2)
-        with RunningServer(runner, config) as running, ThreadPoolExecutor(16) as pool:
+        with running_server(runner, config) as running, ThreadPoolExecutor(16) as pool:
             def one(seed):
                 body = _seed_request([seed]) | {"parameters": {"binary_data_output": True}}
                 response = httpx.post(f"{running.url}/v2/models/generator/infer", json=body, timeout=30)
@@ -149,13 +118,13 @@ def test_z_input_and_png_endpoint(server):
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_seed_requests_choose_class_and_truncation_as_sample_does(conditional_run, tmp_path):
+def test_seed_requests_choose_class_and_truncation_as_sample_does(conditional_run, running_server, tmp_path):
     manifest = sample(SampleConfig(model=conditional_run, backend="torch", out=str(tmp_path / "s"), seeds=(4, 5),
                                    quiet=True, truncation=0.7, classes=(3,)))
     with np.load(tmp_path / "s" / "shard-00000.npz") as shard:
         expected = shard["images"]
     with open_runner("torch", json.loads(manifest.read_text())["model"]) as runner, \
-            RunningServer(runner, ServerConfig(max_batch=16)) as running:
+            running_server(runner, ServerConfig(max_batch=16)) as running:
         body = {**_seed_request([4, 5]), "parameters": {"truncation": 0.7, "class": 3},
                 "outputs": [{"name": "images_uint8"}]}
         answer = httpx.post(f"{running.url}/v2/models/generator/infer", json=body).json()["outputs"][0]
@@ -168,10 +137,10 @@ def test_seed_requests_choose_class_and_truncation_as_sample_does(conditional_ru
         assert httpx.get(f"{running.url}/v1/sample.png", params={"seed": 4, "truncation": 2}).status_code == 400
 
 
-def test_overload_gets_503_while_the_server_stays_ready(onnx_model):
+def test_overload_gets_503_while_the_server_stays_ready(onnx_model, running_server):
     with open_runner("onnxruntime", onnx_model) as runner:
         config = ServerConfig(max_batch=2, max_queue_delay_us=0, max_queue=4)
-        with RunningServer(SlowRunner(runner, 0.2), config) as running:
+        with running_server(SlowRunner(runner, 0.2), config) as running:
             async def burst():
                 async with httpx.AsyncClient(timeout=30) as client:
                     url = f"{running.url}/v2/models/generator/infer"
@@ -184,9 +153,9 @@ def test_overload_gets_503_while_the_server_stays_ready(onnx_model):
             assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200
 
 
-def test_api_key_guards_every_route_but_the_probes(onnx_model):
+def test_api_key_guards_every_route_but_the_probes(onnx_model, running_server, parser):
     with open_runner("onnxruntime", onnx_model) as runner:
-        with RunningServer(runner, ServerConfig(api_key="s3cret")) as running:
+        with running_server(runner, ServerConfig(api_key="s3cret"), parser) as running:
             url = f"{running.url}/v2/models/generator/infer"
             assert httpx.post(url, json=_seed_request([1])).status_code == 401
             assert httpx.post(url, json=_seed_request([1]), headers={"X-API-Key": "wrong"}).status_code == 401
@@ -201,7 +170,7 @@ def test_api_key_guards_every_route_but_the_probes(onnx_model):
             assert httpx.get(f"{running.url}/v2/health/ready").status_code == 200
             key = {"Authorization": "Bearer s3cret"}
             assert httpx.get(f"{running.url}/docs", headers=key).status_code == 404  # API docs off by default
-        with RunningServer(runner, ServerConfig(api_key="s3cret", metrics_public=True)) as running:
+        with running_server(runner, ServerConfig(api_key="s3cret", metrics_public=True)) as running:
             assert httpx.get(f"{running.url}/metrics").status_code == 200
 
 
@@ -213,7 +182,7 @@ class BrokenRunner:
         raise RuntimeError("the backend broke")
 
 
-def test_client_mistakes_are_4xx_json_and_a_real_fault_is_one_counted_500(server, onnx_model):
+def test_client_mistakes_are_4xx_json_and_a_real_fault_is_one_counted_500(server, onnx_model, running_server):
     url = f"{server.url}/v2/models/generator/infer"
     bad = [b'{"inputs": [{"name": "seed", "datatype": "INT64", "shape": [1], "data": [99999999999999999999]}]}',
            b'{"inputs": [{"name": "seed", "datatype": "INT32", "shape": [1], "data": [2147483648]}]}',
@@ -234,7 +203,7 @@ def test_client_mistakes_are_4xx_json_and_a_real_fault_is_one_counted_500(server
         assert too_big.status_code == 413 and "exceeds the limit" in too_big.json()["error"]
         assert client.post(url, json=_seed_request([1])).status_code == 200  # the connection still serves
     with open_runner("onnxruntime", onnx_model) as runner:
-        with RunningServer(BrokenRunner(runner.info), ServerConfig()) as running:
+        with running_server(BrokenRunner(runner.info), ServerConfig(), server.parser) as running:
             response = httpx.post(f"{running.url}/v2/models/generator/infer", json=_seed_request([1]))
             assert response.status_code == 500 and response.json() == {"error": "internal server error"}
             assert 'ganforge_requests_total{status="500"} 1.0' in httpx.get(f"{running.url}/metrics").text
@@ -322,12 +291,12 @@ def test_a_client_that_leaves_mid_body_is_one_log_line_not_an_error(server, capl
     assert httpx.post(f"{server.url}/v2/models/generator/infer", json=_seed_request([1])).status_code == 200
 
 
-def test_a_body_too_slow_or_too_large_without_a_length_is_refused(onnx_model):
+def test_a_body_too_slow_or_too_large_without_a_length_is_refused(onnx_model, running_server, parser):
     """The limits hold for bodies that do not declare their length (chunked), and for a body that never ends."""
     import socket
 
     with open_runner("onnxruntime", onnx_model) as runner:
-        with RunningServer(runner, ServerConfig(body_timeout_s=0.5, max_body_bytes=2_000)) as running:
+        with running_server(runner, ServerConfig(body_timeout_s=0.5, max_body_bytes=2_000), parser) as running:
             url = f"{running.url}/v2/models/generator/infer"
             chunked = httpx.post(url, content=(b" " * 500 for _ in range(10)))  # a generator: sent chunked
             assert chunked.status_code == 413
