@@ -4,9 +4,8 @@ with the same recipe trained on that folder from scratch (with and without adapt
 
     python benchmarks/fine_tune.py                                  # 200 circles; 2,000 + 1,000 steps; seed 0
     python benchmarks/fine_tune.py --pretrain-steps 500 --steps 300 --every 100 --out /tmp/ft.json   # a quick look
-    python benchmarks/fine_tune.py --seed 1 --pretrained RUN    # the arms only, from this script's pretraining run
-    # (RUN: the pretrained/ folder of an earlier invocation with that seed, copied out of its temporary folder,
-    # which the script removes when it ends)
+    python benchmarks/fine_tune.py --seed 1 --keep-pretrained runs/ft-pretrained-1   # keep the pretraining run
+    python benchmarks/fine_tune.py --seed 1 --pretrained runs/ft-pretrained-1        # then the arms only, from it
 
 The pretrained network is what `ganforge train --data folder:SHAPES --resolution 64` makes of the whole pool written
 as a flat folder (the folder recipe: self-conditional on 40 clusters merged back to the kinds they split, DiffAugment,
@@ -87,8 +86,9 @@ def pretrained(args: argparse.Namespace, root: Path, quiet: dict) -> tuple[Path,
         return source, None
     start = time.perf_counter()
     shapes = shapes_folder(root / "shapes", labelled=False, resolution=RESOLUTION)
+    out = args.keep_pretrained or root / "pretrained"  # the temporary folder goes when the script ends
     source = train(recipe_config(f"folder:{shapes}", resolution=RESOLUTION, steps=args.pretrain_steps,
-                                 checkpoint_every=args.pretrain_steps, out=str(root / "pretrained"), **quiet))
+                                 checkpoint_every=args.pretrain_steps, out=str(out), **quiet))
     seconds = time.perf_counter() - start
     print(f"pretrained on the shapes folder at {RESOLUTION} px: {args.pretrain_steps} steps in {seconds:.0f} s",
           flush=True)
@@ -126,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=250, help="a checkpoint (and its evaluation) every N steps")
     parser.add_argument("--n", type=int, default=2000, help="samples per evaluation")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrained", help="a run folder this script pretrained before (same seed and steps): "
-                        "skip pretraining")
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument("--pretrained", help="a run folder this script pretrained before (--keep-pretrained; same seed "
+                       "and steps): skip pretraining")
+    reuse.add_argument("--keep-pretrained", help="pretrain into this new folder and keep it, for --pretrained")
     parser.add_argument("--out", default="benchmarks/results/fine_tune.json")
     args = parser.parse_args(argv)
+    if args.keep_pretrained and Path(args.keep_pretrained).exists():
+        parser.error(f"--keep-pretrained {args.keep_pretrained} exists: give a new folder (or reuse it: --pretrained)")
     root = Path(tempfile.mkdtemp(prefix="ganforge-fine-tune-"))
     try:
         return run(args, root, Path(args.out))
