@@ -26,6 +26,14 @@ from typing import Protocol
 Reply = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers (lower-case names), body
 
 
+def body_too_large(limit: int) -> str:
+    return f"request body exceeds the limit of {limit} bytes"
+
+
+def body_too_slow(timeout: float) -> str:
+    return f"request body did not arrive within {timeout:g}s"
+
+
 class HotRoute(Protocol):
     path: bytes  # the request target answered here, exactly as sent
     body_limit: int
@@ -107,7 +115,7 @@ class HotCycle:
         self.size += len(chunk)
         limit = self.protocol.hot.body_limit
         if self.size > limit:
-            return self.refuse(self.protocol.hot.error_reply(413, f"request body exceeds the limit of {limit} bytes"))
+            return self.refuse(self.protocol.hot.error_reply(413, body_too_large(limit)))
         self.chunks.append(chunk)
 
     def complete(self) -> None:
@@ -119,8 +127,7 @@ class HotCycle:
     def too_slow(self) -> None:
         self.timer = None
         if self.reading:
-            timeout = self.protocol.hot.body_timeout
-            self.refuse(self.protocol.hot.error_reply(408, f"request body did not arrive within {timeout:g}s"))
+            self.refuse(self.protocol.hot.error_reply(408, body_too_slow(self.protocol.hot.body_timeout)))
 
     def refuse(self, reply: Reply) -> None:
         """Answer before the whole body has arrived: the rest of it cannot be told from a next request, so the

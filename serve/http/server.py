@@ -37,7 +37,7 @@ from ganforge.serve.runtime.latent_space import LatentSpace, parse_classes
 from ganforge.serve.runtime.runners import Runner, copies, on_own_stream
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
-from .hot_path import Reply
+from .hot_path import Reply, body_too_large, body_too_slow
 from .protocol import BadRequest, decode_body, encode_response, latent_controls, parse_infer_request
 
 log = logging.getLogger("ganforge.serve")
@@ -182,7 +182,7 @@ class _Service:
             copy.close()
 
     def error(self, status: int, message: str, headers: dict | None = None) -> Response:
-        status, head, payload = self.error_reply(status, message, headers)
+        status, _, payload = self.error_reply(status, message, headers)
         return Response(payload, status_code=status, headers=headers, media_type="application/json")
 
     def error_reply(self, status: int, message: str, headers: dict | None = None) -> Reply:
@@ -270,7 +270,7 @@ class _Service:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    raise BadRequest(f"request body exceeds the limit of {limit} bytes", 413)
+                    raise BadRequest(body_too_large(limit), 413)
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return
@@ -282,7 +282,7 @@ class _Service:
             else:
                 await asyncio.wait_for(read(), timeout)
         except asyncio.TimeoutError:
-            raise BadRequest(f"request body did not arrive within {timeout:g}s", 408) from None
+            raise BadRequest(body_too_slow(timeout), 408) from None
         return b"".join(chunks)
 
     def model_error(self, name: str) -> Response | None:
