@@ -7,8 +7,9 @@ event and a task per request, passes the body and the answer as message dicts an
 is the connection's only one in flight: it keeps the head's headers, collects the body as llhttp hands it over
 (de-chunked), gives both to the service (``HotRoute.answer``), and writes the reply to the socket from the
 batcher's done callback. The same rules hold as through ASGI: the API key and a declared length over the limit
-are refused before the body (``reject``), a body over the limit (413) or later than the deadline (408) is refused
-and the connection closed, a client leaving mid-body is one log line (499), and keep-alive, Connection: close and a
+are refused before the body (``reject``), as are a body over the limit (413) and one later than the deadline (408);
+each such refusal closes the connection (the body's rest cannot be told from a next request; through ASGI a 401
+keeps it open). A client leaving mid-body is one log line (499), and keep-alive, Connection: close and a
 graceful stop (answers in flight are written, then the connection closes) behave as uvicorn's.
 
 Everything else goes through ASGI as before: other routes and methods, a URL with a query or escapes, a request

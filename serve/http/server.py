@@ -370,9 +370,9 @@ class _Service:
             except Exception as error:  # noqa: BLE001
                 return reply(self.internal_error(error))
         # JSON text of a whole image batch: off the event loop, which keeps accepting requests meanwhile
-        encoding = asyncio.ensure_future(asyncio.to_thread(self._images_reply, header, done.result(), outputs))
-        encoding.add_done_callback(lambda task: reply(task.result() if task.exception() is None
-                                                      else self.internal_error(task.exception())))
+        encoding = asyncio.get_running_loop().run_in_executor(None, self._images_reply, header, done.result(), outputs)
+        encoding.add_done_callback(lambda encoded: reply(encoded.result() if encoded.exception() is None
+                                                         else self.internal_error(encoded.exception())))
 
     def _images_reply(self, header: dict, images, outputs: list) -> Reply:
         payload, head_length = encode_response(header, images, outputs)
