@@ -1,6 +1,6 @@
 """Training step time of the residual model's block designs against the DCGAN recipe, on the digits at 32 px.
 
-    python benchmarks/residual_blocks.py [--steps 8] [--repeats 3] [--threads 1]
+    python benchmarks/residual_blocks.py [--steps 8] [--repeats 3] [--threads 1] [--candidates NAME,NAME]
 
 Each candidate trains with the digits recipe (conditional, DiffAugment, batch 64, fp32); the step time is the
 median of ``--repeats`` timings of ``--steps`` steps after 3 warm-up steps, candidates alternated in each repeat.
@@ -31,6 +31,14 @@ CANDIDATES = {  # name -> (TrainConfig fields over the digits recipe, residual b
                                        "dense"),
     "residual w8 dense": ({"model": "residual", "width": 8}, "dense"),
     "residual w32 dense": ({"model": "residual", "width": 32}, "dense"),
+    # the architecture flags: BatchNorm in G (and D), no blocks at full size
+    "residual w8 bn-g": ({"model": "residual", "width": 8, "batch_norm_g": True}, "dense"),
+    "residual w8 bn-g+d": ({"model": "residual", "width": 8, "batch_norm_g": True, "batch_norm_d": True}, "dense"),
+    "residual w16 no-full-size": ({"model": "residual", "width": 16, "full_size_blocks": 0}, "dense"),
+    "residual w16 no-full-size bn-g": ({"model": "residual", "width": 16, "full_size_blocks": 0, "batch_norm_g": True},
+                                       "dense"),
+    "residual w16 no-full-size bn-g+d": ({"model": "residual", "width": 16, "full_size_blocks": 0,
+                                          "batch_norm_g": True, "batch_norm_d": True}, "dense"),
 }
 
 
@@ -73,14 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--candidates", help="a comma-separated subset (the DCGAN recipe is always measured)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    names = ["dcgan (recipe)", *(n for n in args.candidates.split(",") if n != "dcgan (recipe)")] if args.candidates \
+        else list(CANDIDATES)
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        parser.error(f"unknown candidates {unknown}: choose from {', '.join(CANDIDATES)}")
     torch.set_num_threads(args.threads)
     from ganforge.benchmarks.bench.environment import environment
     from ganforge.files import atomic_write_bytes
 
-    trainers = {name: trainer_for(*spec) for name, spec in CANDIDATES.items()}
-    times: dict[str, list[float]] = {name: [] for name in CANDIDATES}
+    trainers = {name: trainer_for(*CANDIDATES[name]) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.repeats):  # alternated: the machine's drift falls on every candidate alike
         for name, (trainer, _) in trainers.items():
             start = time.perf_counter()

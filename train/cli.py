@@ -57,6 +57,12 @@ def build_parser() -> Parser:
     add("--width", type=int, default=S, help="dcgan base channels, residual channels at full size, mlp hidden units "
         f"({recipe_default('width')}; residual 32)")
     add("--depth", type=int, default=S, help="mlp hidden layers (3), residual blocks per stage (1)")
+    add("--full-size-blocks", type=int, default=S, help="residual blocks at full size in G and D (--depth); 0: "
+        "G draws the image from the upsampled features with a 3x3 convolution, D reads it with one")
+    add("--batch-norm-g", action=argparse.BooleanOptionalAction, default=S, help="residual: BatchNorm in G's blocks "
+        "(as the DCGAN's G and SNGAN's residual one)")
+    add("--batch-norm-d", action=argparse.BooleanOptionalAction, default=S, help="residual: BatchNorm in D's blocks "
+        "(as the DCGAN's D; not with --r1, --r2 or wgan-gp)")
     add("--loss", choices=LOSSES, default=S, help="ns (non-saturating), hinge, wgan-gp, rpgan (relativistic "
         f"pairing) ({recipe_default('loss')})")
     add("--r1", type=float, default=S, help=f"R1 penalty weight gamma, 0 = off ({recipe_default('r1')})")

@@ -41,6 +41,9 @@ class TrainConfig:
     width: int | None = None  # dcgan: channels of the last hidden layer (ngf/ndf); residual: channels at full size;
     # mlp: hidden units
     depth: int | None = None  # mlp: hidden layers; residual: blocks per stage; unused by dcgan
+    full_size_blocks: int | None = None  # residual: blocks of the full-size stage of G and D (None: --depth)
+    batch_norm_g: bool = False  # residual: BatchNorm in G's blocks (the DCGAN's G always has it)
+    batch_norm_d: bool = False  # residual: BatchNorm in D's blocks (the DCGAN's D has it without penalties)
     loss: str = "ns"
     r1: float = 0.0  # R1 gradient penalty weight (gamma) on real data
     r2: float = 0.0  # R2: the same penalty on generated data (R3GAN pairs it with R1 and the rpgan loss)
@@ -113,6 +116,16 @@ class TrainConfig:
                      "keep_checkpoints", "log_every", "resolution"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.full_size_blocks is not None and (self.model != "residual" or self.full_size_blocks < 0):
+            raise UserError(f"--full-size-blocks is for --model residual and takes 0 or more, got "
+                            f"{self.full_size_blocks} with --model {self.model}")
+        for name in ("batch_norm_g", "batch_norm_d"):
+            if getattr(self, name) and self.model != "residual":
+                raise UserError(f"--{name.replace('_', '-')} is for --model residual (the dcgan has BatchNorm where "
+                                f"it can), got --model {self.model}")
+        if self.batch_norm_d and (self.loss == "wgan-gp" or self.r1 or self.r2):
+            raise UserError("--batch-norm-d mixes the samples of a batch, which breaks the per-sample gradient "
+                            "penalties (--r1, --r2, wgan-gp): use one or the other")
         if self.freeze_d < 0:
             raise UserError(f"--freeze-d must be 0 (off) or more, got {self.freeze_d}")
         if self.eval_every < 0:

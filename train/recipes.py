@@ -113,8 +113,8 @@ def recipe_for(data: str, labels: str = "use") -> dict:
 # the fields that make a run self-conditional and shape its pseudo-classes
 PSEUDO_CLASSES = ("self_conditional", "cluster_channels", "cluster_features", "merge_clusters")
 # what a fine-tuned run takes from the run it starts from (--init-from), under the flags given
-ARCHITECTURE = ("model", "resolution", "z_dim", "width", "depth", "pack", "spectral_norm", "conditional",
-                *PSEUDO_CLASSES)
+ARCHITECTURE = ("model", "resolution", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d",
+                "pack", "spectral_norm", "conditional", *PSEUDO_CLASSES)
 
 
 def recipe_config(data: str = "digits", **given) -> TrainConfig:
@@ -132,7 +132,8 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
         return TrainConfig(data=data, **{**recipe, **taken, **given})
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
         recipe = {k: v for k, v in recipe.items()
-                  if k not in ("model", "z_dim", "width", "depth", "conditional", *PSEUDO_CLASSES)}
+                  if k not in ("model", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g",
+                                "batch_norm_d", "conditional", *PSEUDO_CLASSES)}
     if given.get("conditional") or given.get("self_conditional") == 0:  # no pseudo-classes
         for field in PSEUDO_CLASSES:
             recipe.pop(field, None)

@@ -46,7 +46,9 @@ class Trainer:
                                                  config.depth, images=data.kind == "images", class_prior=prior,
                                                  class_groups=data.label_groups if config.conditional else
                                                  self.clusters.groups if self.clusters else 1,
-                                                 pseudo_classes=self.clusters is not None)
+                                                 pseudo_classes=self.clusters is not None,
+                                                 full_size_blocks=config.full_size_blocks,
+                                                 batch_norm=config.batch_norm_g)
         self.generator = build_generator(self.generator_config).to(device)
         self.discriminator = make_discriminator(config, self.generator_config).to(device)
         # channels_last where a model runs faster in it (the residual one); real batches follow D's format
@@ -300,12 +302,14 @@ def architecture(generator_config: dict) -> dict:
 def make_discriminator(config: TrainConfig, generator_config: dict) -> nn.Module:
     """The run's D: its model and sizes, and a projection head for the classes its generator draws."""
     uses_penalty = config.loss == "wgan-gp" or config.r1 > 0
-    # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either.
-    batch_norm = not (uses_penalty or config.spectral_norm)
+    # BatchNorm mixes samples, which breaks per-sample gradient penalties; SN-GAN uses no BatchNorm either. The
+    # residual D has it only when asked (--batch-norm-d, which refuses the penalties).
+    batch_norm = config.batch_norm_d if config.model == "residual" else not (uses_penalty or config.spectral_norm)
     prior = generator_config.get("class_prior")
     return build_discriminator(config.model, output_shape(generator_config), config.width, config.depth, config.pack,
                                batch_norm, config.spectral_norm, num_classes=len(prior) if prior else 0,
-                               class_groups=generator_config.get("class_groups", 1))
+                               class_groups=generator_config.get("class_groups", 1),
+                               full_size_blocks=generator_config.get("full_size_blocks"))
 
 
 def checkpoint_discriminator(state: dict, path: str = "checkpoint") -> nn.Module:

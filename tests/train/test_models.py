@@ -113,6 +113,39 @@ def test_residual_shapes_range_and_widths(resolution, channels):
     assert all(len(stage) == 2 for stage in generator.stages)  # blocks per stage
 
 
+def test_residual_without_blocks_at_full_size_draws_and_reads_the_image_with_3x3_convolutions():
+    config = generator_config("residual", 12, (3, 32, 32), width=8, depth=2, images=True, full_size_blocks=0)
+    assert config["full_size_blocks"] == 0
+    generator = build_generator(config)
+    images = generator(torch.randn(5, 12))
+    assert images.shape == (5, 3, 32, 32) and 0.05 < images.std() < 0.6
+    assert [len(stage) for stage in generator.stages] == [2, 2, 2, 0] and generator.to_image.kernel_size == (3, 3)
+    discriminator = build_discriminator("residual", (3, 32, 32), 8, 2, pack=1, batch_norm=False,
+                                        spectral_norm=False, full_size_blocks=0)
+    assert [len(stage) for stage in discriminator.stages] == [0, 2, 2, 2]
+    assert discriminator.from_image.kernel_size == (3, 3) and discriminator(images).shape == (5,)
+    default = build_generator(generator_config("residual", 12, (3, 32, 32), width=8, depth=2, images=True))
+    assert "full_size_blocks" not in generator_config("residual", 12, (3, 32, 32), width=8, depth=2, images=True)
+    assert default.to_image.kernel_size == (1, 1) and len(default.stages[-1]) == 2
+
+
+def test_residual_generator_with_batch_norm_normalises_its_blocks_over_the_batch_in_training_only():
+    config = generator_config("residual", 12, (1, 16, 16), width=8, depth=1, images=True, batch_norm=True)
+    generator = build_generator(config)
+    assert config["batch_norm"] and isinstance(generator.stages[0][0].norm_expand, torch.nn.BatchNorm2d)
+    plain = build_generator(generator_config("residual", 12, (1, 16, 16), width=8, depth=1, images=True))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert set(plain.state_dict()) < set(generator.state_dict())  # the same names, plus the norms' own
+    generator(torch.randn(8, 12)).mean().backward()  # training: statistics of the batch
+    generator.eval()
+    z = torch.randn(3, 12)
+    alone = torch.cat([generator(z[i : i + 1]) for i in range(3)])
+    assert torch.allclose(generator(z), alone, atol=1e-6)  # eval: running statistics, no sample depends on another
+    discriminator = build_discriminator("residual", (1, 16, 16), 8, 1, pack=1, batch_norm=True, spectral_norm=False)
+    assert isinstance(discriminator.stages[0][0].norm_spatial, torch.nn.BatchNorm2d)
+    assert discriminator(generator(z)).shape == (3,)
+
+
 def test_residual_channels_halve_as_the_size_doubles_up_to_eight_times_the_width():
     assert stage_channels(32, 16) == {4: 128, 8: 64, 16: 32, 32: 16}
     assert stage_channels(256, 16) == {4: 128, 8: 128, 16: 128, 32: 128, 64: 64, 128: 32, 256: 16}

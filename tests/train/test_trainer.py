@@ -44,6 +44,18 @@ def test_residual_model_trains_with_rpgan_r1_and_r2(tiny, precision):
         assert trainer.skipped == {"d": 0, "g": 0}
 
 
+def test_residual_model_trains_with_batch_norm_in_g_and_d_and_its_ema_keeps_g_statistics(tiny):
+    trainer = _trainer(tiny(model="residual", batch_norm_g=True, batch_norm_d=True, full_size_blocks=0))
+    for _ in range(3):
+        losses = trainer.train_step()
+    assert all(torch.isfinite(v) for v in losses.values())
+    norms = [m for m in trainer.generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.num_batches_tracked > 0 for m in norms)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in trainer.discriminator.modules())
+    for ema, live in zip(trainer.generator_ema.buffers(), trainer.generator.buffers()):
+        assert torch.equal(ema, live)  # the EMA generator samples with the running statistics of G
+
+
 def test_rpgan_is_relativistic_and_r2_penalises_generated_samples():
     from ganforge.train.losses import RPGAN, r1_penalty
 

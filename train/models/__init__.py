@@ -16,13 +16,20 @@ IMAGE_MODELS = ("dcgan", "residual")
 
 def generator_config(model: str, z_dim: int, sample_shape: tuple[int, ...], width: int, depth: int,
                      images: bool, class_prior: list[float] | None = None, class_groups: int = 1,
-                     pseudo_classes: bool = False) -> dict:
-    """``depth``: the MLP's hidden layers, the residual model's blocks per stage (the DCGAN has none to set)."""
+                     pseudo_classes: bool = False, full_size_blocks: int | None = None,
+                     batch_norm: bool = False) -> dict:
+    """``depth``: the MLP's hidden layers, the residual model's blocks per stage (the DCGAN has none to set);
+    ``full_size_blocks``: the residual model's blocks at full size, where not ``depth``; ``batch_norm``: the residual
+    G normalises its blocks' activations over the batch (the DCGAN's G always does)."""
     if model in IMAGE_MODELS:
         channels, resolution, _ = sample_shape
         config = {"kind": model, "z_dim": z_dim, "channels": channels, "resolution": resolution, "width": width}
         if model == "residual":
             config["blocks"] = depth
+            if full_size_blocks is not None:  # left out by default: the configs of earlier runs stay valid
+                config["full_size_blocks"] = full_size_blocks
+            if batch_norm:
+                config["batch_norm"] = True
         if class_prior:
             config["class_prior"] = class_prior
         if class_prior and class_groups > 1:  # left out at 1: the configs of earlier conditional runs stay valid
@@ -42,7 +49,8 @@ def build_generator(config: dict) -> nn.Module:
                                   config.get("class_prior"), config.get("class_groups", 1))
         if kind == "residual":
             return ResidualGenerator(config["z_dim"], config["channels"], config["resolution"], config["width"],
-                                     config["blocks"], config.get("class_prior"), config.get("class_groups", 1))
+                                     config["blocks"], config.get("class_prior"), config.get("class_groups", 1),
+                                     config.get("full_size_blocks"), config.get("batch_norm", False))
         if kind == "mlp":
             return MLPGenerator(config["z_dim"], tuple(config["out_shape"]), config["width"], config["depth"],
                                 config["tanh"])
@@ -65,14 +73,15 @@ def makes_images(config: dict) -> bool:
 
 def build_discriminator(model: str, sample_shape: tuple[int, ...], width: int, depth: int, pack: int,
                         batch_norm: bool, spectral_norm: bool, num_classes: int = 0,
-                        class_groups: int = 1) -> nn.Module:
+                        class_groups: int = 1, full_size_blocks: int | None = None) -> nn.Module:
     if model == "dcgan":
         channels, resolution, _ = sample_shape
         return DCGANDiscriminator(channels, resolution, width, pack, batch_norm, spectral_norm, num_classes,
                                   class_groups)
     if model == "residual":
         channels, resolution, _ = sample_shape
-        return ResidualDiscriminator(channels, resolution, width, depth, pack, num_classes, class_groups)
+        return ResidualDiscriminator(channels, resolution, width, depth, pack, num_classes, class_groups,
+                                     full_size_blocks, batch_norm)
     return MLPDiscriminator(sample_shape, pack, width, depth, spectral_norm)
 
 

@@ -15,9 +15,15 @@ residual stages with no normalisation layers, trained with the relativistic pair
 - no normalisation: each branch's last convolution starts at zero and the others are scaled by L^-1/4 (L = blocks
   in the network, Fix-up initialisation), so every block starts as the identity and training stays stable;
 - G: z (with the class one-hots of ``LatentClasses``, as the DCGAN) -> linear -> 4x4 -> stages -> 1x1 -> tanh;
-  D: 1x1 -> stages -> flatten -> linear -> the projection logits of ``classes.projection_logits``.
+  D: 1x1 -> stages -> flatten -> linear -> the projection logits of ``classes.projection_logits``;
+- ``full_size_blocks`` sets the blocks of the full-size stage apart from the others; with none there, the 1x1
+  convolutions at full size become 3x3 (G draws the image from the upsampled features, D reads it), as the DCGAN
+  works at full size with one layer each;
+- ``batch_norm`` (off by default, by measurement: docs/quality.md) normalises each block's two inner activations
+  over the batch, and G's 4x4 basis, as SNGAN's residual G and the DCGAN do; the ONNX export folds the blocks'
+  into their convolutions (the basis keeps one BatchNormalization node, a standard op).
 
-Every op (Linear, Conv2d, bilinear Resize, LeakyReLU, Tanh) exports to ONNX, OpenVINO, AOTInductor and
+Every op (Linear, Conv2d, BatchNorm, bilinear Resize, LeakyReLU, Tanh) exports to ONNX, OpenVINO, AOTInductor and
 TensorRT without custom layers.
 """
 
@@ -54,23 +60,28 @@ def _conv(in_channels: int, out_channels: int, kernel: int = 1, scale: float = 1
     return conv
 
 
+def _norm(channels: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()  # Identity: no weights, the same state keys
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int, total_blocks: int):
+    def __init__(self, channels: int, total_blocks: int, batch_norm: bool = False):
         super().__init__()
         hidden = channels * EXPANSION
         scale = total_blocks ** -0.25  # Fix-up: L^(-1/(2m-2)) with m = 3 layers per branch
         self.expand = _conv(channels, hidden, scale=scale)
         self.spatial = _conv(hidden, hidden, 3, scale=scale)
         self.project = _conv(hidden, channels, scale=0.0, bias=False)
+        self.norm_expand, self.norm_spatial = _norm(hidden, batch_norm), _norm(hidden, batch_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branch = F.leaky_relu(self.expand(x), SLOPE)
-        branch = F.leaky_relu(self.spatial(branch), SLOPE)
+        branch = F.leaky_relu(self.norm_expand(self.expand(x)), SLOPE)
+        branch = F.leaky_relu(self.norm_spatial(self.spatial(branch)), SLOPE)
         return x + self.project(branch)
 
 
-def _stage(channels: int, blocks: int, total_blocks: int) -> nn.Sequential:
-    return nn.Sequential(*(ResidualBlock(channels, total_blocks) for _ in range(blocks)))
+def _stage(channels: int, blocks: int, total_blocks: int, batch_norm: bool = False) -> nn.Sequential:
+    return nn.Sequential(*(ResidualBlock(channels, total_blocks, batch_norm) for _ in range(blocks)))
 
 
 class ResidualGenerator(nn.Module):
@@ -79,24 +90,31 @@ class ResidualGenerator(nn.Module):
     memory_format = torch.channels_last  # oneDNN's convolutions run about 1.3x as fast in it on CPUs
 
     def __init__(self, z_dim: int = 64, channels: int = 3, resolution: int = 32, width: int = 32, blocks: int = 1,
-                 class_prior: list[float] | None = None, class_groups: int = 1):
+                 class_prior: list[float] | None = None, class_groups: int = 1, full_size_blocks: int | None = None,
+                 batch_norm: bool = False):
         super().__init__()
         self.classes = LatentClasses(class_prior, class_groups) if class_prior else None
         widths = stage_channels(resolution, width)
         sizes = list(widths)
-        total = blocks * len(sizes)
+        top = blocks if full_size_blocks is None else full_size_blocks
+        total = blocks * (len(sizes) - 1) + top
         self.basis = nn.Linear(z_dim + (self.classes.width if self.classes else 0), widths[4] * 16)
         nn.init.kaiming_normal_(self.basis.weight, a=SLOPE, nonlinearity="leaky_relu")
         nn.init.zeros_(self.basis.bias)
-        self.stages = nn.ModuleList(_stage(widths[size], blocks, total) for size in sizes)
+        self.basis_norm = _norm(widths[4], batch_norm)
+        self.stages = nn.ModuleList(_stage(widths[size], top if size == resolution else blocks, total, batch_norm)
+                                    for size in sizes)
         self.transitions = nn.ModuleList(_conv(widths[low], widths[high], linear=True)
                                          for low, high in zip(sizes, sizes[1:]))
-        self.to_image = _conv(widths[resolution], channels, linear=True, scale=0.5)  # starts short of tanh's tails
+        # scaled to start short of tanh's tails; without blocks at full size, a 3x3 convolution draws the image from
+        # the upsampled features
+        self.to_image = _conv(widths[resolution], channels, 1 if top else 3, linear=True, scale=0.5)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.classes is not None:
             z = torch.cat([z, self.classes(z)], dim=1)
-        x = F.leaky_relu(self.basis(z), SLOPE).unflatten(1, (-1, 4, 4))  # len(z) would fix the exported batch
+        x = self.basis(z).unflatten(1, (-1, 4, 4))  # len(z) would fix the exported batch
+        x = F.leaky_relu(self.basis_norm(x), SLOPE)
         x = self.stages[0](x)
         for transition, stage in zip(self.transitions, self.stages[1:]):
             # the 1x1 convolution and the resampling commute (both linear): each runs on the fewer channels
@@ -110,13 +128,16 @@ class ResidualDiscriminator(nn.Module):
     memory_format = torch.channels_last  # oneDNN's convolutions run about 1.3x as fast in it on CPUs
 
     def __init__(self, channels: int = 3, resolution: int = 32, width: int = 32, blocks: int = 1, pack: int = 1,
-                 num_classes: int = 0, class_groups: int = 1):
+                 num_classes: int = 0, class_groups: int = 1, full_size_blocks: int | None = None,
+                 batch_norm: bool = False):
         super().__init__()
         widths = stage_channels(resolution, width)
         sizes = list(reversed(widths))  # R, R/2, ... 4
-        total = blocks * len(sizes)
-        self.from_image = _conv(channels * pack, widths[resolution])
-        self.stages = nn.ModuleList(_stage(widths[size], blocks, total) for size in sizes)
+        top = blocks if full_size_blocks is None else full_size_blocks
+        total = blocks * (len(sizes) - 1) + top
+        self.from_image = _conv(channels * pack, widths[resolution], 1 if top else 3)  # 3x3 where no block follows
+        self.stages = nn.ModuleList(_stage(widths[size], top if size == resolution else blocks, total, batch_norm)
+                                    for size in sizes)
         self.transitions = nn.ModuleList(_conv(widths[high], widths[low], linear=True)
                                          for high, low in zip(sizes, sizes[1:]))
         self.hidden = nn.Linear(widths[4] * 16, widths[4])
