@@ -112,9 +112,11 @@ def recipe_for(data: str, labels: str = "use") -> dict:
 
 # the fields that make a run self-conditional and shape its pseudo-classes
 PSEUDO_CLASSES = ("self_conditional", "cluster_channels", "cluster_features", "merge_clusters")
+# the model and its sizes: another --model than the recipe's drops the recipe's values of these
+MODEL_FIELDS = ("model", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d", "conditional",
+                *PSEUDO_CLASSES)
 # what a fine-tuned run takes from the run it starts from (--init-from), under the flags given
-ARCHITECTURE = ("model", "resolution", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d",
-                "pack", "spectral_norm", "conditional", *PSEUDO_CLASSES)
+ARCHITECTURE = (*MODEL_FIELDS, "resolution", "pack", "spectral_norm")
 
 
 def recipe_config(data: str = "digits", **given) -> TrainConfig:
@@ -131,9 +133,7 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
             taken.update(self_conditional=len(prior), merge_clusters=False)
         return TrainConfig(data=data, **{**recipe, **taken, **given})
     if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
-        recipe = {k: v for k, v in recipe.items()
-                  if k not in ("model", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g",
-                                "batch_norm_d", "conditional", *PSEUDO_CLASSES)}
+        recipe = {k: v for k, v in recipe.items() if k not in MODEL_FIELDS}
     if given.get("conditional") or given.get("self_conditional") == 0:  # no pseudo-classes
         for field in PSEUDO_CLASSES:
             recipe.pop(field, None)

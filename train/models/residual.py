@@ -84,6 +84,13 @@ def _stage(channels: int, blocks: int, total_blocks: int, batch_norm: bool = Fal
     return nn.Sequential(*(ResidualBlock(channels, total_blocks, batch_norm) for _ in range(blocks)))
 
 
+def _stages(widths: dict[int, int], sizes: list[int], blocks: int, top: int, batch_norm: bool) -> nn.ModuleList:
+    """A stage per size in ``sizes`` order, ``blocks`` each but ``top`` at full size (G and D build theirs alike)."""
+    resolution, total = max(widths), blocks * (len(sizes) - 1) + top
+    return nn.ModuleList(_stage(widths[size], top if size == resolution else blocks, total, batch_norm)
+                         for size in sizes)
+
+
 class ResidualGenerator(nn.Module):
     """z [N, z_dim] -> images [N, channels, resolution, resolution] in [-1, 1]; ``class_prior``: conditional."""
 
@@ -96,14 +103,12 @@ class ResidualGenerator(nn.Module):
         self.classes = LatentClasses(class_prior, class_groups) if class_prior else None
         widths = stage_channels(resolution, width)
         sizes = list(widths)
-        top = blocks if full_size_blocks is None else full_size_blocks
-        total = blocks * (len(sizes) - 1) + top
         self.basis = nn.Linear(z_dim + (self.classes.width if self.classes else 0), widths[4] * 16)
         nn.init.kaiming_normal_(self.basis.weight, a=SLOPE, nonlinearity="leaky_relu")
         nn.init.zeros_(self.basis.bias)
         self.basis_norm = _norm(widths[4], batch_norm)
-        self.stages = nn.ModuleList(_stage(widths[size], top if size == resolution else blocks, total, batch_norm)
-                                    for size in sizes)
+        top = blocks if full_size_blocks is None else full_size_blocks
+        self.stages = _stages(widths, sizes, blocks, top, batch_norm)
         self.transitions = nn.ModuleList(_conv(widths[low], widths[high], linear=True)
                                          for low, high in zip(sizes, sizes[1:]))
         # scaled to start short of tanh's tails; without blocks at full size, a 3x3 convolution draws the image from
@@ -134,10 +139,8 @@ class ResidualDiscriminator(nn.Module):
         widths = stage_channels(resolution, width)
         sizes = list(reversed(widths))  # R, R/2, ... 4
         top = blocks if full_size_blocks is None else full_size_blocks
-        total = blocks * (len(sizes) - 1) + top
         self.from_image = _conv(channels * pack, widths[resolution], 1 if top else 3)  # 3x3 where no block follows
-        self.stages = nn.ModuleList(_stage(widths[size], top if size == resolution else blocks, total, batch_norm)
-                                    for size in sizes)
+        self.stages = _stages(widths, sizes, blocks, top, batch_norm)
         self.transitions = nn.ModuleList(_conv(widths[high], widths[low], linear=True)
                                          for high, low in zip(sizes, sizes[1:]))
         self.hidden = nn.Linear(widths[4] * 16, widths[4])
