@@ -3,12 +3,13 @@ as `ganforge export --format triton --triton-backend python` writes it, and its 
 and LitServe (batching on, the LitAPI below), all answering single-seed requests with the image's uint8 bytes.
 
     python benchmarks/peers.py [--model runs/bench-dcgan64] [--runner onnxruntime:fp32] [--connections 1,32,128]
-                               [--seconds 10] [--rounds 2]
+                               [--seconds 10] [--rounds 2] [--variants "--in-flight 2;--in-flight 2 --threads 1"]
 
 Each server runs alone on the machine, started and stopped in turn, in the opposite order in every other round; wrk
 (`apt-get install wrk`) drives it at each connection count after a 2 s warm-up. The runner's offline batch-64 rate
 is measured in this process before and after the servers. Every server runs the same ganforge runner (backend and
-precision, --runner) with the same dynamic batching (up to 64, 2 ms), so the rows compare the serving stacks.
+precision, --runner) with the same dynamic batching (up to 64, 2 ms), so the rows compare the serving stacks;
+`ganforge serve` runs with its defaults and once more per --variants entry (its flags added).
 Writes benchmarks/results/peers.json and prints the table (the median round per row, with every round's rate).
 """
 
@@ -120,20 +121,22 @@ def triton(model: str, runner: str, folder: Path):
         yield f"http://{server.http_address}"
 
 
-def servers(model: str, backend: str, precision: str, z_dim: int, folder: Path) -> dict:
-    """name -> (context manager giving a base URL, path, wrk script writer)."""
+def servers(model: str, backend: str, precision: str, z_dim: int, folder: Path, variants: list[str]) -> dict:
+    """name -> (context manager giving a base URL, path, wrk script writer); ``variants``: `ganforge serve` flags,
+    a row each beside its defaults."""
     uint8 = dict(binary=True, output="images_uint8")
     latent = np.random.default_rng(123).standard_normal(z_dim).astype(np.float32).round(6).tolist()
     z_body = {"inputs": [{"name": "z", "datatype": "FP32", "shape": [1, z_dim], "data": latent}],
               "outputs": [{"name": "images_uint8", "parameters": {"binary_data": True}}]}
     runner = f"{backend}:{precision}"
+
+    def ganforge(flags: str) -> tuple:
+        return (lambda: serving(model, backend, precision, max_batch=MAX_BATCH, delay_us=DELAY_US,
+                                extra_args=tuple(flags.split())),
+                "/v2/models/generator/infer", lambda p: seed_script(p, **uint8))
+
     return {
-        "ganforge serve": (lambda: serving(model, backend, precision, max_batch=MAX_BATCH, delay_us=DELAY_US),
-                           "/v2/models/generator/infer", lambda p: seed_script(p, **uint8)),
-        # the other number of batches in flight than the default on a CPU (the runner and a copy of it)
-        "ganforge serve --in-flight 2": (lambda: serving(model, backend, precision, max_batch=MAX_BATCH,
-                                                         delay_us=DELAY_US, extra_args=("--in-flight", "2")),
-                                         "/v2/models/generator/infer", lambda p: seed_script(p, **uint8)),
+        **{f"ganforge serve {flags}".strip(): ganforge(flags) for flags in ["", *variants]},
         "Triton seed ensemble": (lambda: triton(model, runner, folder), "/v2/models/ganforge/infer",
                                  lambda p: seed_script(p, shape=(1, 1), **uint8)),
         "Triton generator (z in)": (lambda: triton(model, runner, folder), "/v2/models/generator/infer",
@@ -159,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the servers, alternating their order")
     parser.add_argument("--servers", help="a comma-separated subset of the servers")
+    parser.add_argument("--variants", default="--in-flight 2", help="`ganforge serve` flags measured beside its "
+                        "defaults, a row each (';' between variants)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
     if wrk_missing():
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         from ganforge.export.metadata import read_metadata
 
-        table = servers(model, backend, precision, int(read_metadata(Path(model))["z_dim"]), Path(tmp))
+        variants = [v.strip() for v in args.variants.split(";") if v.strip()]
+        table = servers(model, backend, precision, int(read_metadata(Path(model))["z_dim"]), Path(tmp), variants)
         names = [n for n in table if not args.servers or n in args.servers.split(",")]
         for round_index in range(args.rounds):
             for name in names if round_index % 2 == 0 else names[::-1]:
@@ -212,8 +218,8 @@ def summarise(results: dict) -> None:
     for c in next(iter(median.values()), {}):
         peers = {n: rows[c] for n, rows in median.items() if not n.startswith("ganforge serve") and c in rows}
         best = max(peers, key=lambda n: peers[n]["images_per_second"]) if peers else None
-        for name in ("ganforge serve", "ganforge serve --in-flight 2"):
-            ours = median.get(name, {}).get(c)
+        for name in [n for n in median if n.startswith("ganforge serve")]:
+            ours = median[name].get(c)
             if ours and best:
                 ratios[f"{name} / {best} at {c}"] = ours["images_per_second"] / peers[best]["images_per_second"]
                 ratios[f"{name} p99 / {best} p99 at {c}"] = ours["p99_us"] / max(peers[best]["p99_us"], 1)

@@ -14,8 +14,10 @@ at once: under load the runtime never waits for the event loop, which may be bus
 and the requests of the last batch. Given several infer callables (copies of the model, as Triton's instance_group
 count), as many batches compute at once, each on its own thread: on a GPU one batch's host work (copies, the wait
 for the device, the answers) then overlaps the next batch's compute; on a CPU each copy computes on its share of the
-cores. A new batch forms only once a copy is free, and what waits is split evenly between the copies free then: one
-copy taking every request while the other idles would lock the clients into one batch at a time.
+cores. A new batch forms only once a copy is free, and it takes its share of every latent in the system, queued or
+computing: a copy freed while another computes a few requests takes only half of a long queue, the rest waits for
+the other copy. Clients that send again once answered (as wrk's connections, or any closed loop) would otherwise lock
+into unequal cohorts, the large one waiting on one copy's share of the cores for the whole of its batch.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class DynamicBatcher:
         self.free: asyncio.Queue[int] | None = None  # the infer callables not computing a batch
         self.task: asyncio.Task | None = None
         self.computing: set[asyncio.Task] = set()
+        self.busy = [0] * len(self.infers)  # latents each copy is computing (under the lock)
         self.executors = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ganforge-infer-{i}")
                           for i in range(len(self.infers))]
 
@@ -105,8 +108,8 @@ class DynamicBatcher:
             await self._gather()
             with self.lock:
                 idle = [index] + [self.free.get_nowait() for _ in range(self.free.qsize())]
-                share = -(-self.queued // len(idle))  # split what waits between the idle copies
-                batches = [(i, self._take(share)) for i in idle]
+                share = -(-(self.queued + sum(self.busy)) // len(self.infers))  # an equal part of every latent
+                batches = [(i, self._take(max(share, 1), i)) for i in idle]
             for i, batch in batches:
                 if not batch:  # nothing left for it (or a worker thread took the queue meanwhile)
                     self.free.put_nowait(i)
@@ -121,18 +124,21 @@ class DynamicBatcher:
         Python per answer), and a next batch dispatched behind them would leave the runtime idle meanwhile."""
         loop = asyncio.get_running_loop()
         try:
-            last = await loop.run_in_executor(self.executors[index], self._work, loop, self.infers[index], batch)
+            last = await loop.run_in_executor(self.executors[index], self._work, loop, index, batch)
         except Exception as error:  # the thread could not take the batch (e.g. its executor was shut down)
             last = (batch, None, error)
         finally:
+            with self.lock:
+                self.busy[index] = 0
             self.free.put_nowait(index)
         await asyncio.sleep(0)  # _run takes the copy and starts the next batch's task before the answers' tasks
         self._answer(*last)
 
-    def _work(self, loop: asyncio.AbstractEventLoop, infer: Callable[[np.ndarray], np.ndarray], batch: list) -> tuple:
-        """On the callable's worker thread: compute; while a full batch is waiting, hand these answers to the event
+    def _work(self, loop: asyncio.AbstractEventLoop, index: int, batch: list) -> tuple:
+        """On copy ``index``'s worker thread: compute; while a full batch is waiting, hand these answers to the event
         loop and go on with it (a partial one is left to the event loop's delay and gap rules). Returns the last
         batch with its images or error, for ``_compute`` to answer."""
+        infer = self.infers[index]
         while True:
             started = time.perf_counter()
             for _, _, arrived in batch:
@@ -144,7 +150,7 @@ class DynamicBatcher:
             except Exception as error:  # handed to every request of the batch
                 done = (batch, None, error)
             with self.lock:
-                batch = self._take() if self.queued >= self.max_batch else []
+                batch = self._take(copy=index) if self.queued >= self.max_batch else []
             if not batch:
                 return done
             loop.call_soon_threadsafe(self._answer, *done)
@@ -188,15 +194,16 @@ class DynamicBatcher:
         padded = np.concatenate([z, np.zeros((size - len(z), *z.shape[1:]), z.dtype)])
         return infer(padded)[: len(z)]
 
-    def _take(self, limit: int | None = None) -> list:
-        """The next batch off the queue, of at most ``limit`` (else max_batch) latents unless one request alone holds
-        more (the caller holds the lock)."""
+    def _take(self, limit: int | None = None, copy: int = 0) -> list:
+        """The next batch off the queue for copy ``copy``, of at most ``limit`` (else max_batch) latents unless one
+        request alone holds more (the caller holds the lock)."""
         batch, size, limit = [], 0, min(limit or self.max_batch, self.max_batch)
         while self.queue and (not batch or size + len(self.queue[0][0]) <= limit):
             item = self.queue.popleft()
             batch.append(item)
             size += len(item[0])
         self.queued -= size
+        self.busy[copy] = size
         self.metrics.depth(self.queued)
         return batch
 

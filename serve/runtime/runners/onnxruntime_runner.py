@@ -40,21 +40,24 @@ class OnnxRuntimeRunner(RunnerBase):
         return binding.copy_outputs_to_cpu()[0]
 
     def copies(self, count: int) -> list[OnnxRuntimeRunner]:
-        """``count`` more runners computing beside this one. On a CPU each session (this one opened again) keeps
-        every thread but lets them sleep between calls: a batch alone computes on all the cores, batches at once
-        share them (spinning threads of two sessions would burn the cores the other needs; measured in
-        docs/performance.md). On a GPU, sessions of their own."""
+        """``count`` more runners computing beside this one. On a CPU the threads are split between the sessions
+        (this one opened again), as OpenVINO splits them between its streams, and sleep between calls: each batch
+        computes on its share of the cores, with no thread waiting at a parallel section's barrier for a partner
+        that another session's thread preempted (two sessions of every thread each served fewer images under
+        load, at a higher p99; docs/performance.md). On a GPU, sessions of their own."""
         import copy
+        import os
 
-        from ganforge.export.onnx import onnx_session
+        from ganforge.export.onnx import inference_threads, onnx_session
 
         path = self.info.model_path
         if self.on_gpu:
             return [OnnxRuntimeRunner(path, self.info.device, self.info.precision) for _ in range(count)]
-        self.session = onnx_session(path, self.providers, spinning=False)
+        threads = max(1, (inference_threads() or os.cpu_count() or 1) // (count + 1))
+        self.session = onnx_session(path, self.providers, threads=threads, spinning=False)
         siblings = [copy.copy(self) for _ in range(count)]
         for sibling in siblings:
-            sibling.session = onnx_session(path, self.providers, spinning=False)
+            sibling.session = onnx_session(path, self.providers, threads=threads, spinning=False)
         return siblings
 
 def gpu_provider_options(model_path: str, z_dim: int, max_batch: int, precision: str) -> dict[str, dict]:

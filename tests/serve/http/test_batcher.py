@@ -124,6 +124,36 @@ def test_requests_waiting_while_both_copies_are_free_are_split_between_them():
     assert seen["sizes"] == [16, 16] and seen["most"] == 2
 
 
+def test_a_copy_freed_beside_a_small_batch_takes_an_equal_share_not_the_whole_queue():
+    """Closed-loop clients would otherwise lock into unequal cohorts: copy 0 (fast) frees while copy 1 (slow) computes
+    one request and 30 wait; copy 0 takes 16 (half of the 31 latents in the system), the rest wait for a copy."""
+    sizes, lock = {0: [], 1: []}, threading.Lock()
+
+    def copy(index: int, seconds: float):
+        def infer(z):
+            with lock:
+                sizes[index].append(len(z))
+            time.sleep(seconds)
+            return z * 2
+        return infer
+
+    async def main():
+        batcher = DynamicBatcher([copy(0, 0.05), copy(1, 1.0)], max_batch=64, max_queue_delay_us=1000, max_queue=256)
+        batcher.start()
+        first = [batcher.submit(np.full((1, 3), i, np.float32)) for i in range(2)]
+        first = [asyncio.ensure_future(f) for f in first]
+        await asyncio.sleep(0.02)  # one request on each copy
+        requests = [np.full((1, 3), i, np.float32) for i in range(30)]
+        answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit(z) for z in requests), *first), 10)
+        await batcher.stop()
+        return requests, answers
+
+    requests, answers = asyncio.run(main())
+    for z, images in zip(requests, answers):
+        np.testing.assert_array_equal(images, z * 2)
+    assert sizes[1] == [1] and sizes[0][:2] == [1, 16] and sum(sizes[0]) == 31
+
+
 def test_stop_waits_for_the_batch_computing_and_answers_it():
     (infer,), seen = _slow_copies(1, 0.1)
 
