@@ -6,8 +6,8 @@ datatype and 0..2^63-1, z must be finite numbers, ``parameters`` must be objects
 
     body, binary = decode_body(raw, request.headers.get("inference-header-content-length"))
     request = parse_infer_request(body, LatentSpace(z_dim=64), max_batch=64, binary=binary)
-    images = run(request.z)
-    payload, header_length = encode_response({"model_name": "generator", "id": ""}, images, request.outputs)
+    rows = ImageRows(run(request.z))
+    payload, header_length = encode_response({"model_name": "generator", "id": ""}, rows, request.outputs)
 
 Seed requests may carry the latent controls as request parameters: ``{"parameters": {"truncation": 0.7, "class":
 3}}`` (``class`` a list for models with a class per channel), applied as `ganforge sample --truncation --class` does.
@@ -223,17 +223,32 @@ def requested_outputs(body: dict) -> list[OutputRequest]:
     return found
 
 
-def encode_response(header: dict, images: np.ndarray, outputs: list[OutputRequest]) -> tuple[bytes, int | None]:
+@dataclass(frozen=True)
+class ImageRows:
+    """Images as the runtime made them (``images``), and their ``images_uint8`` bytes where they were made already:
+    the server converts a whole batch at once on its worker thread and answers each request with its rows."""
+
+    images: np.ndarray
+    uint8: np.ndarray | None = None
+
+    def __getitem__(self, rows: slice) -> ImageRows:
+        return ImageRows(self.images[rows], None if self.uint8 is None else self.uint8[rows])
+
+    def as_uint8(self) -> np.ndarray:
+        from ganforge.images import to_uint8_nhwc
+
+        return self.uint8 if self.uint8 is not None else to_uint8_nhwc(self.images)
+
+
+def encode_response(header: dict, rows: ImageRows, outputs: list[OutputRequest]) -> tuple[bytes, int | None]:
     """The response body, and the Inference-Header-Content-Length when any output is binary (else None).
     JSON is written by orjson straight from the numpy arrays (float32 values in their shortest exact form).
     ``outputs`` as ``parse_infer_request`` checked them (no ``images_uint8`` for 2D points)."""
     import orjson
 
-    from ganforge.images import to_uint8_nhwc
-
     entries, blobs = [], []
     for output in outputs:
-        array = images if output.name == "images" else to_uint8_nhwc(images)
+        array = rows.images if output.name == "images" else rows.as_uint8()
         entry = {"name": output.name, "datatype": OUTPUTS[output.name], "shape": list(array.shape)}
         if output.binary:
             raw = np.ascontiguousarray(array, dtype="<f4" if output.name == "images" else np.uint8).tobytes()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -38,7 +39,7 @@ from ganforge.serve.runtime.runners import Runner, copies, on_own_stream
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .hot_path import Reply, body_too_large, body_too_slow
-from .protocol import BadRequest, decode_body, encode_response, latent_controls, parse_infer_request
+from .protocol import BadRequest, ImageRows, decode_body, encode_response, latent_controls, parse_infer_request
 
 log = logging.getLogger("ganforge.serve")
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready")  # probes answer without the API key
@@ -163,13 +164,26 @@ class _Service:
         self.answered = self.metrics.requests.labels("200")
         pad = self.info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
         self.extra = copies(runner, config.batches_in_flight(self.info.device) - 1)
-        self.batcher = DynamicBatcher([on_own_stream(r) for r in (runner, *self.extra)], config.max_batch,
-                                      config.max_queue_delay_us, config.max_queue, self.metrics, pad=pad,
-                                      gap_us=config.batch_gap_us)
+        self.uint8_wanted = False  # the last request asked for images_uint8 (so batches come with theirs)
+        infers = [self._rows(on_own_stream(r)) for r in (runner, *self.extra)]
+        self.batcher = DynamicBatcher(infers, config.max_batch, config.max_queue_delay_us, config.max_queue,
+                                      self.metrics, pad=pad, gap_us=config.batch_gap_us)
         self.body_limit = config.body_limit(self.info.z_dim)
         self.body_timeout = config.body_timeout_s
         self.path = f"/v2/models/{config.model_name}/infer".encode()  # hot_path.HotRoute's
         self.is_ready = False
+
+    def _rows(self, infer: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], ImageRows]:
+        """``infer`` on a worker thread, its images with their uint8 NHWC bytes while requests ask for those: one
+        conversion of the whole batch there, not one per request on the event loop (the same bytes; a request whose
+        batch came without them converts its own rows)."""
+        from ganforge.images import to_uint8_nhwc
+
+        def infer_rows(z: np.ndarray) -> ImageRows:
+            images = infer(z)
+            return ImageRows(images, to_uint8_nhwc(images) if self.uint8_wanted else None)
+
+        return infer_rows
 
     @asynccontextmanager
     async def running(self):
@@ -350,6 +364,7 @@ class _Service:
             parsed = parse_infer_request(body, self.space, self.config.max_batch, binary,
                                          points=len(self.info.output_shape) != 3)
             images = self.batcher.enqueue(parsed.z)
+            self.uint8_wanted = any(output.name == "images_uint8" for output in parsed.outputs)
         except BadRequest as bad:
             return reply(self.error_reply(bad.status, str(bad)))
         except QueueFull as full:
@@ -374,8 +389,8 @@ class _Service:
         encoding.add_done_callback(lambda encoded: reply(encoded.result() if encoded.exception() is None
                                                          else self.internal_error(encoded.exception())))
 
-    def _images_reply(self, header: dict, images, outputs: list) -> Reply:
-        payload, head_length = encode_response(header, images, outputs)
+    def _images_reply(self, header: dict, rows: ImageRows, outputs: list) -> Reply:
+        payload, head_length = encode_response(header, rows, outputs)
         head = [(b"content-type", b"application/json" if head_length is None else b"application/octet-stream"),
                 (b"content-length", b"%d" % len(payload))]
         if head_length is not None:
@@ -392,7 +407,7 @@ class _Service:
 
     async def sample_png(self, seed: str = "0", truncation: float | None = None, klass: str | None = Query(None,
                          alias="class")):
-        from ganforge.images import encode_image, to_uint8_nhwc
+        from ganforge.images import encode_image
 
         if len(self.info.output_shape) != 3:
             return self.error(400, "this model makes 2D points, not images")
@@ -400,13 +415,13 @@ class _Service:
             return self.error(400, f"seed must be an integer in 0..{MAX_SEED}, got {seed[:40]!r}")
         try:
             controls = latent_controls(self.space, truncation, None if klass is None else list(parse_classes(klass)))
-            images = await self.batcher.submit(self.space.latents([int(seed)], controls))
+            rows = await self.batcher.submit(self.space.latents([int(seed)], controls))
         except (BadRequest, UserError) as bad:
             return self.error(400, str(bad))
         except QueueFull as full:
             return self.error(503, str(full), headers={"Retry-After": "1"})
         self.answered.inc()
-        return Response(encode_image(to_uint8_nhwc(images)[0]), media_type="image/png")
+        return Response(encode_image(rows.as_uint8()[0]), media_type="image/png")
 
     async def prometheus(self):
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

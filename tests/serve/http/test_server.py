@@ -137,6 +137,32 @@ def test_seed_requests_choose_class_and_truncation_as_sample_does(conditional_ru
         assert httpx.get(f"{running.url}/v1/sample.png", params={"seed": 4, "truncation": 2}).status_code == 400
 
 
+def test_requests_for_floats_and_for_uint8_sharing_batches_each_get_their_own_bytes(onnx_model, running_server):
+    """Batches convert to uint8 once on the worker thread while requests ask for uint8; requests of either kind,
+    mixed in the same batches, get the bytes of their own seed (as `sample` and a lone conversion make them)."""
+    from ganforge.images import nchw_to_nhwc, to_uint8
+
+    with open_runner("onnxruntime", onnx_model) as runner:
+        expected = runner.infer(latents_for_seeds(range(24), runner.info.z_dim))
+        with running_server(SlowRunner(runner, 0.05), ServerConfig(max_batch=8, max_queue_delay_us=20_000)) as running:
+            async def burst():
+                async with httpx.AsyncClient(timeout=30) as client:
+                    url = f"{running.url}/v2/models/generator/infer"
+                    bodies = [_seed_request([seed]) | {"outputs": [{"name": ("images", "images_uint8")[seed % 2]}]}
+                              for seed in range(24)]
+                    return await asyncio.gather(*[client.post(url, json=body) for body in bodies])
+
+            responses = asyncio.run(burst())
+    for seed, response in enumerate(responses):
+        output = response.json()["outputs"][0]
+        if seed % 2:
+            assert output["name"] == "images_uint8" and output["shape"] == [1, 16, 16, 1]
+            assert output["data"] == nchw_to_nhwc(to_uint8(expected[seed : seed + 1])).reshape(-1).tolist()
+        else:
+            np.testing.assert_allclose(np.array(output["data"]).reshape(1, 1, 16, 16), expected[seed : seed + 1],
+                                       atol=1e-5)
+
+
 def test_overload_gets_503_while_the_server_stays_ready(onnx_model, running_server):
     with open_runner("onnxruntime", onnx_model) as runner:
         config = ServerConfig(max_batch=2, max_queue_delay_us=0, max_queue=4)
