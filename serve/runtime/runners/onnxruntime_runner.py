@@ -43,8 +43,7 @@ class OnnxRuntimeRunner(RunnerBase):
         """``count`` more runners computing beside this one. On a CPU the threads are split between the sessions
         (this one opened again), as OpenVINO splits them between its streams, and sleep between calls: each batch
         computes on its share of the cores, with no thread waiting at a parallel section's barrier for a partner
-        that another session's thread preempted (two sessions of every thread each served fewer images under
-        load, at a higher p99; docs/performance.md). On a GPU, sessions of their own."""
+        that another session's thread preempted. On a GPU, sessions of their own."""
         import copy
         import os
 
