@@ -74,9 +74,9 @@ class ServerConfig:
 
     def batches_in_flight(self, device: str) -> int:
         """On a GPU two by default: one batch's host work (latents in, images out, the answers) overlaps the next
-        batch's compute. On a CPU one: two batches share the cores (OpenVINO streams, onnxruntime sessions that
-        sleep between calls), which under load was ahead in 6 of 8 paired rounds but a lone client waits longer
-        (benchmarks/results/peers.json, peers-openvino-int8.json; the ratios: docs/performance.md)."""
+        batch's compute. On a CPU one: two batches split the cores (OpenVINO streams, onnxruntime sessions with half
+        the threads each), which under load serves more images but a lone client waits longer, each batch having
+        half the cores (benchmarks/results/peers.json, peers-openvino-int8.json; docs/performance.md)."""
         return self.in_flight or (2 if device.startswith("cuda") else 1)
 
 

@@ -47,7 +47,7 @@ class Runner(Protocol):
     images left there), which bench times as the device-only offline rows, and ``infer_uint8(z)`` (uint8 [n, H, W,
     C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU. A runner that makes
     copies of its own that share the cores offers ``copies(count)`` (OpenVINO: streams of one compiled model;
-    onnxruntime: sessions whose threads sleep between calls), which ``copies`` below calls instead of opening the
+    onnxruntime: sessions splitting the threads), which ``copies`` below calls instead of opening the
     file again."""
 
     info: RunnerInfo
