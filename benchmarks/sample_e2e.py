@@ -2,6 +2,7 @@
 
     python benchmarks/sample_e2e.py [--model runs/bench-dcgan64] [--images 20000] [--backends auto,torch,onnxruntime]
                                     [--repeats 3] [--device cpu] [--threads N] [--in-flight 1,2]
+                                    [--helper-priority idle,normal]
 
 --backends takes backend names or backend:precision (e.g. torch:fp16 on a GPU; a plain name is fp32).
 
@@ -13,7 +14,9 @@ repeat, and the row reports the median repeat and the range, with the cores the 
 (CPU time / wall time: 2.0 on 2 cores means no idle core left to hide more work in). Also times, alone, each piece
 of the helper thread's work per batch (latents, uint8 conversion, sha256, CRC32): what sampling adds to inference.
 --in-flight N[,M]: batches computing at once, offline and in `sample()` alike (default: the backend's own, as
-`ganforge sample` keeps them); with several, each repeat runs them in turn and each gets a row.
+`ganforge sample` keeps them); with several, each repeat runs them in turn and each gets a row. --helper-priority
+idle,normal compares the sampler's helper thread at idle priority (its default on Linux) with the default priority,
+the same way.
 Writes benchmarks/results/sample_e2e.json and prints the table.
 """
 
@@ -64,9 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="inference threads for offline and sample alike (default: the "
                         "runtime's, every core); fewer than the cores leave the helper thread a core of its own")
     parser.add_argument("--in-flight", help="comma-separated batches in flight to compare (default: the backend's)")
+    parser.add_argument("--helper-priority", default="idle", help="comma-separated: idle (the sampler's default), "
+                        "normal; with both, each repeat runs both and each gets a row")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
-    counts = [int(n) for n in args.in_flight.split(",")] if args.in_flight else [None]
+    priorities = args.helper_priority.split(",")
+    if not set(priorities) <= {"idle", "normal"}:
+        parser.error("--helper-priority takes idle and/or normal")
+    settings = [(int(n) if n else None, p) for n in (args.in_flight.split(",") if args.in_flight else [""])
+              for p in priorities]
     if args.repeats < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--repeats and --threads must be at least 1")
     if args.threads:
@@ -83,17 +92,18 @@ def main(argv: list[str] | None = None) -> int:
         if backend == AUTO:
             choice = choose(AutoConfig(model=model, batch_size=args.batch_size, device=args.device))
             backend, precision = choice.backend, choice.precision
-        by_count: dict = {n: [] for n in counts}
-        for _ in range(args.repeats):  # the counts alternate within each repeat
-            for n in counts:
-                by_count[n].append(_repeat(model, backend, precision, args.images, args.batch_size, args.device, n))
-        for n, repeats in by_count.items():
+        by_setting: dict = {n: [] for n in settings}
+        for _ in range(args.repeats):  # the settings alternate within each repeat
+            for n in settings:
+                by_setting[n].append(_repeat(model, backend, precision, args.images, args.batch_size, args.device, n))
+        for (n, priority), repeats in by_setting.items():
             ordered = sorted(repeats, key=lambda r: r["fraction_of_offline"])
             fractions = [ordered[0]["fraction_of_offline"], ordered[-1]["fraction_of_offline"]]
             row = {"asked": asked, "backend": backend, "precision": precision, "in_flight": n or "default",
-                   **ordered[(len(ordered) - 1) // 2], "fraction_of_offline_range": fractions, "repeats": repeats}
+                   "helper_priority": priority, **ordered[(len(ordered) - 1) // 2],
+                   "fraction_of_offline_range": fractions, "repeats": repeats}
             results["rows"].append(row)
-            print(f"{asked:<12} {backend} {precision}{f', {n} in flight' if n else ''}: offline "
+            print(f"{asked:<12} {backend} {precision}{f', {n} in flight' if n else ''}, helper {priority}: offline "
                   f"{row['offline_images_per_second']:.0f} img/s, sample {row['sample_images_per_second']:.0f} img/s "
                   f"= {100 * row['fraction_of_offline']:.0f}% ({row['cores_busy']:.2f} cores busy; median of "
                   f"{len(repeats)}, {100 * fractions[0]:.0f}-{100 * fractions[-1]:.0f}%; target {100 * TARGET:.0f}%); "
@@ -144,17 +154,22 @@ def timed_sample(config: SampleConfig) -> tuple[float, float, float]:
 
 
 def _repeat(model: str, backend: str, precision: str, images: int, batch_size: int, device: str,
-            in_flight: int | None = None) -> dict:
+            setting: tuple[int | None, str] = (None, "idle")) -> dict:
     """`sample()` between two offline measurements, against their mean (this machine's speed drifts by 10% within
     minutes: bracketing cancels a steady drift); the median repeat is the row (of an even count: the lower middle).
     On a GPU the offline rate is the host-uint8 one: images converted on the device, as the sampler does there."""
+    in_flight, default = setting[0], sampler.HELPER_IDLE_PRIORITY
     io = "host-uint8" if device.startswith("cuda") else "host"
     before = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0, device, io, in_flight)
     with tempfile.TemporaryDirectory() as out:
         config = SampleConfig(model=before["model_path"], out=out, seeds=tuple(range(images)), backend=backend,
                               precision=precision, batch_size=batch_size, quiet=True, device=device,
                               in_flight=in_flight)
-        seconds, streaming, cpu = timed_sample(config)
+        sampler.HELPER_IDLE_PRIORITY = setting[1] == "idle"
+        try:
+            seconds, streaming, cpu = timed_sample(config)
+        finally:
+            sampler.HELPER_IDLE_PRIORITY = default
     after = scenarios.offline_for_model(model, backend, precision, batch_size, 3.0, device, io, in_flight)
     offline = [before["images_per_second"], after["images_per_second"]]
     row = {"offline_images_per_second": sum(offline) / 2, "offline_before_after": offline,

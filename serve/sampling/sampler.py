@@ -9,9 +9,11 @@ Under torchrun, shard i belongs to rank i % world_size and rank 0 merges the man
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -39,6 +41,7 @@ from .shards import SUFFIXES as FORMATS
 from .shards import open_shard, shard_name, shard_sha256
 
 MANIFEST = "manifest.json"
+HELPER_IDLE_PRIORITY = True  # the helper thread runs on what inference leaves of the cores (benchmarks/sample_e2e.py)
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,16 @@ def device_uint8(runner):
     return getattr(runner, "infer_uint8", None) if on_gpu else None
 
 
+def _below_inference() -> None:
+    """The helper thread's initializer: on Linux it runs at idle priority (SCHED_IDLE), on cores that inference
+    leaves idle (a runtime's threads wait at their barriers, between batches) instead of preempting one of the
+    runtime's threads, which stalls the others at the next barrier. It never starves: when inference waits for its
+    latents or rows, the cores are idle and the helper runs."""
+    if HELPER_IDLE_PRIORITY and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):  # e.g. a sandbox that forbids it: the default priority, as before
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+
+
 def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, config: SampleConfig,
                 manifest: Manifest, show: bool) -> int:
     """``latents(seeds, controls)`` makes each batch's latents (LatentSpace.latents)."""
@@ -271,7 +284,8 @@ def _run_shards(runner, latents, controls, record, shards, todo, folder: Path, c
     # rename; png: encoding) while inference goes on.
     open_shards: list = []
     try:
-        with ThreadPoolExecutor(max_workers=config.workers) as pool, ThreadPoolExecutor(max_workers=1) as helper:
+        with ThreadPoolExecutor(max_workers=config.workers) as pool, \
+                ThreadPoolExecutor(max_workers=1, initializer=_below_inference) as helper:
             batches = [(index, start) for index in todo for start in range(0, len(shards[index]), max_batch)]
 
             def make_latents(k: int) -> Future | None:

@@ -46,6 +46,23 @@ def test_output_is_identical_for_any_batch_size_and_workers(onnx_model, tmp_path
     assert runs[0] == runs[1] == runs[2]
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_helper_thread_runs_at_idle_priority_and_inference_does_not(onnx_model, tmp_path, monkeypatch):
+    """The helper (latents, uint8 rows, the shard's sums) takes only what inference leaves of the cores."""
+    from ganforge.serve.runtime.latent_space import LatentSpace
+
+    policies, latents = [], LatentSpace.latents
+
+    def recording(self, seeds, controls=None):
+        policies.append(os.sched_getscheduler(0))
+        return latents(self, seeds, controls)
+
+    monkeypatch.setattr(LatentSpace, "latents", recording)
+    sample(SampleConfig(model=onnx_model, backend="onnxruntime", out=str(tmp_path / "s"), seeds=tuple(range(40)),
+                        batch_size=8, quiet=True))
+    assert policies and set(policies) == {os.SCHED_IDLE} and os.sched_getscheduler(0) != os.SCHED_IDLE
+
+
 def test_openvino_samples_two_batches_at_a_time_into_the_bytes_of_one_runner(onnx_model, tmp_path):
     """OpenVINO keeps two batches in flight (two streams of one compiled model, as bench's offline row): the shards
     hold, in seed order, exactly the images one runner computes batch after batch, whatever the batch size and
