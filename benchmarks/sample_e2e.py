@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     priorities = args.helper_priority.split(",")
     if not set(priorities) <= {"idle", "normal"}:
         parser.error("--helper-priority takes idle and/or normal")
-    settings = [(int(n) if n else None, p) for n in (args.in_flight.split(",") if args.in_flight else [""])
-              for p in priorities]
+    counts = [int(n) for n in args.in_flight.split(",")] if args.in_flight else [None]
+    settings = [(n, priority) for n in counts for priority in priorities]
     if args.repeats < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--repeats and --threads must be at least 1")
     if args.threads:
@@ -92,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         if backend == AUTO:
             choice = choose(AutoConfig(model=model, batch_size=args.batch_size, device=args.device))
             backend, precision = choice.backend, choice.precision
-        by_setting: dict = {n: [] for n in settings}
+        by_setting: dict = {setting: [] for setting in settings}
         for _ in range(args.repeats):  # the settings alternate within each repeat
-            for n in settings:
-                by_setting[n].append(_repeat(model, backend, precision, args.images, args.batch_size, args.device, n))
+            for setting in settings:
+                by_setting[setting].append(_repeat(model, backend, precision, args.images, args.batch_size,
+                                                   args.device, setting))
         for (n, priority), repeats in by_setting.items():
             ordered = sorted(repeats, key=lambda r: r["fraction_of_offline"])
             fractions = [ordered[0]["fraction_of_offline"], ordered[-1]["fraction_of_offline"]]

@@ -109,7 +109,7 @@ class DynamicBatcher:
             with self.lock:
                 idle = [index] + [self.free.get_nowait() for _ in range(self.free.qsize())]
                 share = -(-(self.queued + sum(self.busy)) // len(self.infers))  # an equal part of every latent
-                batches = [(i, self._take(max(share, 1), i)) for i in idle]
+                batches = [(i, self._take(i, share)) for i in idle]
             for i, batch in batches:
                 if not batch:  # nothing left for it (or a worker thread took the queue meanwhile)
                     self.free.put_nowait(i)
@@ -150,7 +150,7 @@ class DynamicBatcher:
             except Exception as error:  # handed to every request of the batch
                 done = (batch, None, error)
             with self.lock:
-                batch = self._take(copy=index) if self.queued >= self.max_batch else []
+                batch = self._take(index) if self.queued >= self.max_batch else []
             if not batch:
                 return done
             loop.call_soon_threadsafe(self._answer, *done)
@@ -194,9 +194,9 @@ class DynamicBatcher:
         padded = np.concatenate([z, np.zeros((size - len(z), *z.shape[1:]), z.dtype)])
         return infer(padded)[: len(z)]
 
-    def _take(self, limit: int | None = None, copy: int = 0) -> list:
-        """The next batch off the queue for copy ``copy``, of at most ``limit`` (else max_batch) latents unless one
-        request alone holds more (the caller holds the lock)."""
+    def _take(self, copy: int, limit: int | None = None) -> list:
+        """The next batch off the queue for copy ``copy`` (booked as what it computes), of at most ``limit`` (else
+        max_batch) latents unless one request alone holds more (the caller holds the lock)."""
         batch, size, limit = [], 0, min(limit or self.max_batch, self.max_batch)
         while self.queue and (not batch or size + len(self.queue[0][0]) <= limit):
             item = self.queue.popleft()
