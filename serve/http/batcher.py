@@ -9,9 +9,10 @@ next preferred size (powers of two up to ``max_batch``, as Triton's preferred_ba
 graph-captured or engine backends see a few shapes only; the padding rows are computed and dropped. At most
 ``max_queue`` latents wait at once; beyond that ``submit`` raises QueueFull (the server answers 503). Inference
 runs on a worker thread, so the event loop keeps accepting requests while a batch computes, and those requests form
-the next batch. When a batch is done and a full one is already waiting, the worker thread takes it and computes it
-at once: under load the runtime never waits for the event loop, which may be busy for milliseconds with the answers
-and the requests of the last batch. Given several infer callables (copies of the model, as Triton's instance_group
+the next batch. When a batch is done and the next one is due already (full, or its oldest request has waited the
+delay, as requests that came while a batch computed have), the worker thread takes it and computes it at once: under
+load the runtime never waits for the event loop, which may be busy for milliseconds with the answers and the requests
+of the last batch. Given several infer callables (copies of the model, as Triton's instance_group
 count), as many batches compute at once, each on its own thread: on a GPU one batch's host work (copies, the wait
 for the device, the answers) then overlaps the next batch's compute; on a CPU each copy computes on its share of the
 cores. A new batch forms only once a copy is free, and it takes its share of every latent in the system, queued or
@@ -108,7 +109,7 @@ class DynamicBatcher:
             await self._gather()
             with self.lock:
                 idle = [index] + [self.free.get_nowait() for _ in range(self.free.qsize())]
-                share = -(-(self.queued + sum(self.busy)) // len(self.infers))  # an equal part of every latent
+                share = self._share()
                 batches = [(i, self._take(i, share)) for i in idle]
             for i, batch in batches:
                 if not batch:  # nothing left for it (or a worker thread took the queue meanwhile)
@@ -135,9 +136,10 @@ class DynamicBatcher:
         self._answer(*last)
 
     def _work(self, loop: asyncio.AbstractEventLoop, index: int, batch: list) -> tuple:
-        """On copy ``index``'s worker thread: compute; while a full batch is waiting, hand these answers to the event
-        loop and go on with it (a partial one is left to the event loop's delay and gap rules). Returns the last
-        batch with its images or error, for ``_compute`` to answer."""
+        """On copy ``index``'s worker thread: compute; while a batch is due (full, or its oldest request has waited
+        the delay), hand these answers to the event loop and go on with it (one that is not due yet is left to the
+        event loop's delay and gap rules). Returns the last batch with its images or error, for ``_compute`` to
+        answer."""
         infer = self.infers[index]
         while True:
             started = time.perf_counter()
@@ -150,7 +152,8 @@ class DynamicBatcher:
             except Exception as error:  # handed to every request of the batch
                 done = (batch, None, error)
             with self.lock:
-                batch = self._take(index) if self.queued >= self.max_batch else []
+                self.busy[index] = 0
+                batch = self._take(index, self._share()) if self._due() else []
             if not batch:
                 return done
             loop.call_soon_threadsafe(self._answer, *done)
@@ -193,6 +196,16 @@ class DynamicBatcher:
             return infer(z)
         padded = np.concatenate([z, np.zeros((size - len(z), *z.shape[1:]), z.dtype)])
         return infer(padded)[: len(z)]
+
+    def _due(self) -> bool:
+        """Whether the queue holds a batch to send now: a full one, or one whose oldest request has waited the delay
+        (the caller holds the lock)."""
+        return bool(self.queue) and (self.queued >= self.max_batch
+                                     or time.perf_counter() >= self.queue[0][2] + self.delay)
+
+    def _share(self) -> int:
+        """An equal part of every latent in the server, queued or computing, per copy (the caller holds the lock)."""
+        return -(-(self.queued + sum(self.busy)) // len(self.infers))
 
     def _take(self, copy: int, limit: int | None = None) -> list:
         """The next batch off the queue for copy ``copy`` (booked as what it computes), of at most ``limit`` (else
