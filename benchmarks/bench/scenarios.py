@@ -162,7 +162,7 @@ def server(runner, rates: list[float], duration: float, latency_bound_ms: float,
     with settled_garbage_collector():  # as `ganforge serve` runs
         points = [asyncio.run(_poisson_load(runner, rate, duration, config, i, truncation))
                   for i, rate in enumerate(rates)]
-    return summarize_load(points, latency_bound_ms) | {"in_flight": config.batches_in_flight(runner.info.device)}
+    return summarize_load(points, latency_bound_ms) | {"in_flight": config.batches_in_flight(runner)}
 
 
 def summarize_load(points: list[dict], latency_bound_ms: float) -> dict:

@@ -66,7 +66,7 @@ class DynamicBatcher:
                           for i in range(len(self.infers))]
 
     def start(self) -> None:
-        self.wakeup, self.free = asyncio.Event(), asyncio.Queue()
+        self.wakeup, self.free = asyncio.Event(), asyncio.LifoQueue()
         for index in range(len(self.infers)):
             self.free.put_nowait(index)
         self.task = asyncio.get_running_loop().create_task(self._run())

@@ -69,7 +69,8 @@ def _parser() -> Parser:
                         "joined it for this long: the load paused, waiting longer only adds latency (default 300; 0: "
                         "only full batches or --max-queue-delay-us)")
     parser.add_argument("--in-flight", type=int, help="batches computing at once, each on its own copy of the "
-                        "model (default: 2 on a GPU, 1 on a CPU)")
+                        "model (default: 2 on a GPU, and on a CPU with OpenVINO or onnxruntime, whose batches "
+                        "compute on every core while alone and on a share of them beside another; else 1)")
     parser.add_argument("--max-queue", type=int, default=1024, help="latents allowed to wait; beyond: 503")
     parser.add_argument("--api-key", default=os.environ.get("GANFORGE_API_KEY"),
                         help="require this key on every route but the health probes (default: $GANFORGE_API_KEY; "

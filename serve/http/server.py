@@ -35,7 +35,7 @@ import ganforge
 from ganforge.errors import UserError
 from ganforge.latents import MAX_SEED
 from ganforge.serve.runtime.latent_space import LatentSpace, parse_classes
-from ganforge.serve.runtime.runners import Runner, copies, on_own_stream
+from ganforge.serve.runtime.runners import Runner, copies, copies_share_cores, on_own_stream
 
 from .batcher import BatcherMetrics, DynamicBatcher, QueueFull
 from .hot_path import Reply, body_too_large, body_too_slow
@@ -60,7 +60,7 @@ class ServerConfig:
     metrics_public: bool = False  # with an API key: leave /metrics open to scrapers
     api_docs: bool = False  # /docs, /redoc and /openapi.json
     pad_batches: bool | None = None  # pad to powers of two; None: on GPUs (graphs/engines per shape), off on CPUs
-    in_flight: int | None = None  # batches computing at once, one model copy each; None: 2 on GPUs, 1 on CPUs
+    in_flight: int | None = None  # batches computing at once, one model copy each; None: batches_in_flight
 
     def __post_init__(self) -> None:
         if self.in_flight is not None and self.in_flight < 1:
@@ -72,12 +72,15 @@ class ServerConfig:
     def body_limit(self, z_dim: int) -> int:
         return self.max_body_bytes or default_body_limit(self.max_batch, z_dim)
 
-    def batches_in_flight(self, device: str) -> int:
-        """On a GPU two by default: one batch's host work (latents in, images out, the answers) overlaps the next
-        batch's compute. On a CPU one: two batches split the cores (OpenVINO streams, onnxruntime sessions with half
-        the threads each), which under load serves more images but a lone client waits longer, each batch having
-        half the cores (benchmarks/results/peers.json, peers-openvino-int8.json; docs/performance.md)."""
-        return self.in_flight or (2 if device.startswith("cuda") else 1)
+    def batches_in_flight(self, runner: Runner) -> int:
+        """Two by default on a GPU: one batch's host work (latents in, images out, the answers) overlaps the next
+        batch's compute. On a CPU two where the runner's copies share the cores (``copies_share_cores``: OpenVINO,
+        onnxruntime): a batch alone computes on every core, so a lone client waits no longer than with one, and under
+        load two batches compute at once, each on its share of the cores, while the event loop answers and gathers
+        (benchmarks/results/peers.json, peers-openvino-int8.json; docs/performance.md). Else one (the other copies would
+        each want every core)."""
+        device = runner.info.device
+        return self.in_flight or (2 if device.startswith("cuda") or copies_share_cores(runner) else 1)
 
 
 def default_body_limit(max_batch: int, z_dim: int) -> int:
@@ -163,7 +166,7 @@ class _Service:
         self.metrics = PrometheusMetrics(config.max_batch)
         self.answered = self.metrics.requests.labels("200")
         pad = self.info.device.startswith("cuda") if config.pad_batches is None else config.pad_batches
-        self.extra = copies(runner, config.batches_in_flight(self.info.device) - 1)
+        self.extra = copies(runner, config.batches_in_flight(runner) - 1)
         self.uint8_wanted = False  # the last request asked for images_uint8 (so batches come with theirs)
         infers = [self._rows(on_own_stream(r)) for r in (runner, *self.extra)]
         self.batcher = DynamicBatcher(infers, config.max_batch, config.max_queue_delay_us, config.max_queue,

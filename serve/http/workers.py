@@ -69,7 +69,7 @@ def run_worker(spec: ServeSpec, sock, index: int = 0) -> None:
         port = sock.getsockname()[1]
         print(f"serving {runner.info.backend} {runner.info.precision} as {config.model_name!r} on "
               f"http://{spec.host}:{port} (max batch {config.max_batch}, delay {config.max_queue_delay_us} us, gap "
-              f"{config.batch_gap_us} us, {config.batches_in_flight(runner.info.device)} in flight, "
+              f"{config.batch_gap_us} us, {config.batches_in_flight(runner)} in flight, "
               f"body limit {config.body_limit(runner.info.z_dim)} B)", flush=True)
     app = create_app(runner, config)
     server = uvicorn.Server(uvicorn.Config(

@@ -9,10 +9,12 @@ module here on first use, so adding a backend is adding a file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import pkgutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,7 +50,7 @@ class Runner(Protocol):
     C] numpy, converted on the device by ``host_uint8``), which `ganforge sample` uses on a GPU. A runner that makes
     copies of its own that share the cores offers ``copies(count)`` (OpenVINO: streams of one compiled model;
     onnxruntime: sessions splitting the threads), which ``copies`` below calls instead of opening the
-    file again."""
+    file again; with ``shares_cores`` its batches compute on every core while alone (``CoreShare``)."""
 
     info: RunnerInfo
 
@@ -96,6 +98,39 @@ def host_uint8(images) -> np.ndarray:
     host.copy_(converted, non_blocking=True)
     torch.cuda.current_stream(converted.device).synchronize()
     return host.numpy()
+
+
+class CoreShare:
+    """The cores of one CPU, shared by a runner and its copies (``copies``): a batch that computes alone runs on every
+    core (the model as the runner opened it), batches that compute at once each run on a copy's share of them.
+    ``call()`` says, as a batch begins, whether it is alone. A lone client then waits no longer than with one model,
+    and a loaded server computes several batches at once, each without barriers shared with the others."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.computing = 0
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[bool]:
+        with self.lock:
+            alone = self.computing == 0
+            self.computing += 1
+        try:
+            yield alone
+        finally:
+            with self.lock:
+                self.computing -= 1
+
+
+def copies_share_cores(runner: Runner) -> bool:
+    """Whether ``runner`` makes copies that share a CPU's cores by ``CoreShare`` (OpenVINO, onnxruntime on a CPU), with
+    at least two inference threads to share."""
+    import os
+
+    from ganforge.export.onnx import inference_threads
+
+    return (runner.info.device == "cpu" and getattr(runner, "shares_cores", False)
+            and (inference_threads() or os.cpu_count() or 1) >= 2)
 
 
 def copies(runner: Runner, count: int) -> list[Runner]:

@@ -15,7 +15,7 @@ from ganforge.errors import UserError
 from ganforge.export.metadata import read_metadata
 from ganforge.export.onnx import inference_threads
 
-from .base import Backend, RunnerBase, info_from_metadata, module_missing, register
+from .base import Backend, CoreShare, RunnerBase, info_from_metadata, module_missing, register
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f32", "int8": "f32"}
 CALIBRATION_SEEDS = range(10**9, 10**9 + 512)  # away from the seeds users sample first
@@ -26,6 +26,8 @@ class OpenVinoRunner(RunnerBase):
     # two streams of one compiled model beat one: 1.01x benchmark_app's throughput against 0.83x
     # (benchmarks/results/openvino_app.json); onnxruntime's two sessions did not at 256 px (71 img/s, one: 75-92)
     offline_in_flight_cpu = 2
+    shares_cores = True
+    cores: CoreShare | None = None  # with copies: the model compiled for every core, for a batch computing alone
 
     def __init__(self, model_path: str, device: str, precision: str):
         import openvino as ov
@@ -48,22 +50,32 @@ class OpenVinoRunner(RunnerBase):
         self.info = info_from_metadata("openvino", model_path, "cpu", metadata | {"precision": precision})
 
     def infer(self, z: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: self.check_batch(z)})
-        return np.array(result[self.compiled.output(0)], copy=True)
+        z = self.check_batch(z)
+        if self.cores is None:
+            return _infer(self.compiled, self.request, z)
+        with self.cores.call() as alone:
+            return _infer(*(self.whole if alone else (self.compiled, self.request)), z)
 
     def copies(self, count: int) -> list[OpenVinoRunner]:
         """``count`` more runners computing beside this one: the model compiled again with ``count + 1`` streams (the
-        threads split between them), each runner with an infer request of its own. Separately compiled models would
-        not overlap: their requests take turns on the plugin's shared executor (two single-thread copies measured
-        2,393-2,502 img/s together, one alone 2,486-2,512; two streams of one model 4,799-4,861)."""
+        threads split between them), each runner with an infer request of its own; a batch that computes alone runs on
+        the model as first compiled, on every core (``CoreShare``). Separately compiled models do not overlap: their
+        requests take turns on the plugin's shared executor (two single-thread copies measured 2,393-2,502 img/s
+        together, one alone 2,486-2,512; two streams of one model 4,799-4,861), so a batch that begins beside one
+        computing alone waits for it, then computes on its stream."""
         import copy
 
+        self.whole, self.cores = (self.compiled, self.request), CoreShare()
         self.compiled = self.core.compile_model(self.model, "CPU", self.settings | {"NUM_STREAMS": count + 1})
         self.request = self.compiled.create_infer_request()
-        siblings = [copy.copy(self) for _ in range(count)]  # the same compiled model, ...
+        siblings = [copy.copy(self) for _ in range(count)]  # the same compiled models, ...
         for sibling in siblings:
             sibling.request = self.compiled.create_infer_request()  # ... a request of its own
         return siblings
+
+
+def _infer(compiled, request, z: np.ndarray) -> np.ndarray:
+    return np.array(request.infer({0: z})[compiled.output(0)], copy=True)
 
 
 def _runs_in(compiled, precision: str) -> bool:

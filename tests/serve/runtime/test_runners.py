@@ -159,9 +159,68 @@ def test_openvino_copies_are_streams_of_one_model_that_compute_at_once_and_agree
         assert copy.compiled is runner.compiled and int(runner.compiled.get_property("NUM_STREAMS")) == 2
         assert copy.request is not runner.request
         got = _alternating([runner.infer, copy.infer], batches)
+        assert int(runner.whole[0].get_property("NUM_STREAMS")) == 1  # the model compiled for every core
+        whole = _Counting(runner.whole[1])
+        runner.whole = copy.whole = (runner.whole[0], whole)
+        alone = copy.infer(batches[0])  # nothing else computing: on every core
+        assert whole.calls == 1
         copy.close()
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
+    np.testing.assert_array_equal(alone, expected[0])
+
+
+class _Counting:
+    """An OpenVINO infer request or an onnxruntime session that counts its calls."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def infer(self, *args):
+        self.calls += 1
+        return self.inner.infer(*args)
+
+    def run(self, *args):
+        self.calls += 1
+        return self.inner.run(*args)
+
+
+def test_copies_sharing_the_cores_compute_alone_on_every_core_and_beside_each_other_on_their_share():
+    """The first batch of an idle server runs alone (every core); one that begins while another computes shares."""
+    import threading
+
+    from ganforge.serve.runtime.runners.base import CoreShare
+
+    cores, seen = CoreShare(), []
+    first_in, second_done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with cores.call() as alone:
+            seen.append(("first", alone))
+            first_in.set()
+            second_done.wait(5)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(5)
+    with cores.call() as alone:
+        seen.append(("second", alone))
+    second_done.set()
+    thread.join()
+    with cores.call() as alone:
+        seen.append(("third", alone))
+    assert seen == [("first", True), ("second", False), ("third", True)]
+
+
+def test_servers_keep_two_batches_in_flight_on_a_cpu_where_the_copies_share_the_cores(onnx_model, monkeypatch):
+    from ganforge.serve.http.server import ServerConfig
+
+    monkeypatch.setenv("GANFORGE_THREADS", "2")
+    with open_runner("onnxruntime", onnx_model) as runner:
+        assert ServerConfig().batches_in_flight(runner) == 2
+        assert ServerConfig(in_flight=3).batches_in_flight(runner) == 3
+        monkeypatch.setenv("GANFORGE_THREADS", "1")  # one core to compute on: nothing to share
+        assert ServerConfig().batches_in_flight(runner) == 1
 
 
 def test_onnxruntime_copies_on_a_cpu_split_the_threads_sleep_between_calls_and_agree(onnx_model, monkeypatch):
@@ -172,11 +231,15 @@ def test_onnxruntime_copies_on_a_cpu_split_the_threads_sleep_between_calls_and_a
     with open_runner("onnxruntime", onnx_model) as runner:
         expected = [runner.infer(z) for z in batches]
         (copy,) = copies(runner, 1)
-        options = [each.session.get_session_options() for each in (runner, copy)]
-        assert [o.intra_op_num_threads for o in options] == [2, 2] and copy.session is not runner.session
-        assert [o.get_session_config_entry("session.intra_op.allow_spinning") for o in options] == ["0", "0"]
+        options = [session.get_session_options() for session in (runner.session, copy.session, runner.whole)]
+        assert [o.intra_op_num_threads for o in options] == [2, 2, 5] and copy.session is not runner.session
+        assert [o.get_session_config_entry("session.intra_op.allow_spinning") for o in options[:2]] == ["0", "0"]
         got = _alternating([runner.infer, copy.infer], batches)
+        whole = runner.whole = copy.whole = _Counting(runner.whole)
+        alone = copy.infer(batches[0])  # nothing else computing: on every thread
+        assert whole.calls == 1
         many = copies(runner, 7)  # more copies than threads: one thread each
         assert {each.session.get_session_options().intra_op_num_threads for each in many} == {1}
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
+    np.testing.assert_array_equal(alone, expected[0])
