@@ -3,7 +3,7 @@ as `ganforge export --format triton --triton-backend python` writes it, and its 
 and LitServe (batching on, the LitAPI below), all answering single-seed requests with the image's uint8 bytes.
 
     python benchmarks/peers.py [--model runs/bench-dcgan64] [--runner onnxruntime:fp32] [--connections 1,32,128]
-                               [--seconds 10] [--rounds 2] [--variants "--in-flight 2;--in-flight 2 --threads 1"]
+                               [--seconds 10] [--rounds 2] [--variants "--in-flight 1;--in-flight 2 --threads 1"]
 
 Each server runs alone on the machine, started and stopped in turn, in the opposite order in every other round; wrk
 (`apt-get install wrk`) drives it at each connection count after a 2 s warm-up. The runner's offline batch-64 rate
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the servers, alternating their order")
     parser.add_argument("--servers", help="a comma-separated subset of the servers")
-    parser.add_argument("--variants", default="--in-flight 2", help="`ganforge serve` flags measured beside its "
+    parser.add_argument("--variants", default="--in-flight 1", help="`ganforge serve` flags measured beside its "
                         "defaults, a row each (';' between variants)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
