@@ -61,7 +61,8 @@ class OnnxRuntimeRunner(RunnerBase):
         if self.on_gpu:
             return [OnnxRuntimeRunner(path, self.info.device, self.info.precision) for _ in range(count)]
         threads = max(1, (inference_threads() or os.cpu_count() or 1) // (count + 1))
-        self.whole, self.cores = self.session, CoreShare()  # as opened: every thread, spinning as onnxruntime does
+        if self.cores is None:  # the first copies: the session as opened (every thread, spinning) is the whole one
+            self.whole, self.cores = self.session, CoreShare()
         self.session = onnx_session(path, self.providers, threads=threads, spinning=False)
         siblings = [copy.copy(self) for _ in range(count)]
         for sibling in siblings:

@@ -65,7 +65,8 @@ class OpenVinoRunner(RunnerBase):
         computing alone waits for it, then computes on its stream."""
         import copy
 
-        self.whole, self.cores = (self.compiled, self.request), CoreShare()
+        if self.cores is None:  # the first copies: the model as compiled at load is the one on every core
+            self.whole, self.cores = (self.compiled, self.request), CoreShare()
         self.compiled = self.core.compile_model(self.model, "CPU", self.settings | {"NUM_STREAMS": count + 1})
         self.request = self.compiled.create_infer_request()
         siblings = [copy.copy(self) for _ in range(count)]  # the same compiled models, ...

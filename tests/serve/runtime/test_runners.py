@@ -164,6 +164,8 @@ def test_openvino_copies_are_streams_of_one_model_that_compute_at_once_and_agree
         runner.whole = copy.whole = (runner.whole[0], whole)
         alone = copy.infer(batches[0])  # nothing else computing: on every core
         assert whole.calls == 1
+        copies(runner, 1)
+        assert runner.whole[1] is whole  # copies made again keep the model compiled for every core
         copy.close()
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
@@ -240,6 +242,7 @@ def test_onnxruntime_copies_on_a_cpu_split_the_threads_sleep_between_calls_and_a
         assert whole.calls == 1
         many = copies(runner, 7)  # more copies than threads: one thread each
         assert {each.session.get_session_options().intra_op_num_threads for each in many} == {1}
+        assert runner.whole is whole  # copies made again keep the session on every thread
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
     np.testing.assert_array_equal(alone, expected[0])
