@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import pkgutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -101,22 +101,24 @@ def host_uint8(images) -> np.ndarray:
 
 
 class CoreShare:
-    """The cores of one CPU, shared by a runner and its copies (``copies``): a batch that computes alone runs on every
-    core (the model as the runner opened it), batches that compute at once each run on a copy's share of them.
-    ``call()`` says, as a batch begins, whether it is alone. A lone client then waits no longer than with one model,
-    and a loaded server computes several batches at once, each without barriers shared with the others."""
+    """The cores of one CPU, shared by a runner and its copies (``copies``): a batch that computes alone runs on
+    ``whole``, the model as the runner first opened it, on every core; batches that compute at once each run on their
+    copy's share of the cores. A lone client then waits no longer than with one model, and a loaded server computes
+    several batches at once, each without barriers shared with the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, whole) -> None:
+        self.whole = whole
         self.lock = threading.Lock()
         self.computing = 0
 
     @contextlib.contextmanager
-    def call(self) -> Iterator[bool]:
+    def pick(self, share):
+        """For one batch: ``whole`` when nothing else computes as it begins, else ``share`` (the caller's copy)."""
         with self.lock:
             alone = self.computing == 0
             self.computing += 1
         try:
-            yield alone
+            yield self.whole if alone else share
         finally:
             with self.lock:
                 self.computing -= 1

@@ -35,8 +35,8 @@ class OnnxRuntimeRunner(RunnerBase):
     def infer(self, z: np.ndarray) -> np.ndarray:
         z = self.check_batch(z)
         if self.cores is not None:
-            with self.cores.call() as alone:
-                return (self.whole if alone else self.session).run(None, {self.input_name: z})[0]
+            with self.cores.pick(self.session) as session:
+                return session.run(None, {self.input_name: z})[0]
         if not self.on_gpu:
             return self.session.run(None, {self.input_name: z})[0]
         binding = self.session.io_binding()  # copies once each way, no per-call graph input copies
@@ -50,8 +50,8 @@ class OnnxRuntimeRunner(RunnerBase):
         (this one opened again), as OpenVINO splits them between its streams, and sleep between calls: each batch
         computes on its share of the cores, with no thread waiting at a parallel section's barrier for a partner
         that another session's thread preempted; a batch that computes alone runs on the session first opened, with
-        every thread, spinning between its parallel sections as onnxruntime does (``CoreShare``: a lone client measured
-        256-304 img/s with it, 214-254 with a session that sleeps). On a GPU, sessions of their own."""
+        every thread, spinning between its parallel sections as onnxruntime does (``CoreShare``; a lone client was
+        served faster by it than by a session that sleeps, in alternated runs). On a GPU, sessions of their own."""
         import copy
         import os
 
@@ -62,7 +62,7 @@ class OnnxRuntimeRunner(RunnerBase):
             return [OnnxRuntimeRunner(path, self.info.device, self.info.precision) for _ in range(count)]
         threads = max(1, (inference_threads() or os.cpu_count() or 1) // (count + 1))
         if self.cores is None:  # the first copies: the session as opened (every thread, spinning) is the whole one
-            self.whole, self.cores = self.session, CoreShare()
+            self.cores = CoreShare(self.session)
         self.session = onnx_session(path, self.providers, threads=threads, spinning=False)
         siblings = [copy.copy(self) for _ in range(count)]
         for sibling in siblings:

@@ -53,8 +53,8 @@ class OpenVinoRunner(RunnerBase):
         z = self.check_batch(z)
         if self.cores is None:
             return _infer(self.compiled, self.request, z)
-        with self.cores.call() as alone:
-            return _infer(*(self.whole if alone else (self.compiled, self.request)), z)
+        with self.cores.pick((self.compiled, self.request)) as (compiled, request):
+            return _infer(compiled, request, z)
 
     def copies(self, count: int) -> list[OpenVinoRunner]:
         """``count`` more runners computing beside this one: the model compiled again with ``count + 1`` streams (the
@@ -66,7 +66,7 @@ class OpenVinoRunner(RunnerBase):
         import copy
 
         if self.cores is None:  # the first copies: the model as compiled at load is the one on every core
-            self.whole, self.cores = (self.compiled, self.request), CoreShare()
+            self.cores = CoreShare((self.compiled, self.request))
         self.compiled = self.core.compile_model(self.model, "CPU", self.settings | {"NUM_STREAMS": count + 1})
         self.request = self.compiled.create_infer_request()
         siblings = [copy.copy(self) for _ in range(count)]  # the same compiled models, ...

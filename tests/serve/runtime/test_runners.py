@@ -159,13 +159,14 @@ def test_openvino_copies_are_streams_of_one_model_that_compute_at_once_and_agree
         assert copy.compiled is runner.compiled and int(runner.compiled.get_property("NUM_STREAMS")) == 2
         assert copy.request is not runner.request
         got = _alternating([runner.infer, copy.infer], batches)
-        assert int(runner.whole[0].get_property("NUM_STREAMS")) == 1  # the model compiled for every core
-        whole = _Counting(runner.whole[1])
-        runner.whole = copy.whole = (runner.whole[0], whole)
+        assert copy.cores is runner.cores  # one account of the cores for the runner and its copies
+        assert int(runner.cores.whole[0].get_property("NUM_STREAMS")) == 1  # the model compiled for every core
+        whole = _Counting(runner.cores.whole[1])
+        runner.cores.whole = (runner.cores.whole[0], whole)
         alone = copy.infer(batches[0])  # nothing else computing: on every core
         assert whole.calls == 1
         copies(runner, 1)
-        assert runner.whole[1] is whole  # copies made again keep the model compiled for every core
+        assert runner.cores.whole[1] is whole  # copies made again keep the model compiled for every core
         copy.close()
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
@@ -193,25 +194,25 @@ def test_copies_sharing_the_cores_compute_alone_on_every_core_and_beside_each_ot
 
     from ganforge.serve.runtime.runners.base import CoreShare
 
-    cores, seen = CoreShare(), []
+    cores, seen = CoreShare("whole"), []
     first_in, second_done = threading.Event(), threading.Event()
 
     def first() -> None:
-        with cores.call() as alone:
-            seen.append(("first", alone))
+        with cores.pick("first's share") as model:
+            seen.append(model)
             first_in.set()
             second_done.wait(5)
 
     thread = threading.Thread(target=first)
     thread.start()
     first_in.wait(5)
-    with cores.call() as alone:
-        seen.append(("second", alone))
+    with cores.pick("second's share") as model:
+        seen.append(model)
     second_done.set()
     thread.join()
-    with cores.call() as alone:
-        seen.append(("third", alone))
-    assert seen == [("first", True), ("second", False), ("third", True)]
+    with cores.pick("third's share") as model:
+        seen.append(model)
+    assert seen == ["whole", "second's share", "whole"]
 
 
 def test_servers_keep_two_batches_in_flight_on_a_cpu_where_the_copies_share_the_cores(onnx_model, monkeypatch):
@@ -233,16 +234,17 @@ def test_onnxruntime_copies_on_a_cpu_split_the_threads_sleep_between_calls_and_a
     with open_runner("onnxruntime", onnx_model) as runner:
         expected = [runner.infer(z) for z in batches]
         (copy,) = copies(runner, 1)
-        options = [session.get_session_options() for session in (runner.session, copy.session, runner.whole)]
+        options = [session.get_session_options() for session in (runner.session, copy.session, runner.cores.whole)]
         assert [o.intra_op_num_threads for o in options] == [2, 2, 5] and copy.session is not runner.session
         assert [o.get_session_config_entry("session.intra_op.allow_spinning") for o in options[:2]] == ["0", "0"]
         got = _alternating([runner.infer, copy.infer], batches)
-        whole = runner.whole = copy.whole = _Counting(runner.whole)
+        assert copy.cores is runner.cores
+        whole = runner.cores.whole = _Counting(runner.cores.whole)
         alone = copy.infer(batches[0])  # nothing else computing: on every thread
         assert whole.calls == 1
         many = copies(runner, 7)  # more copies than threads: one thread each
         assert {each.session.get_session_options().intra_op_num_threads for each in many} == {1}
-        assert runner.whole is whole  # copies made again keep the session on every thread
+        assert runner.cores.whole is whole  # copies made again keep the session on every thread
     for k, (images, reference) in enumerate(zip(got, expected)):
         np.testing.assert_array_equal(images, reference, err_msg=f"batch {k}")
     np.testing.assert_array_equal(alone, expected[0])
