@@ -13,6 +13,7 @@ from __future__ import annotations
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import TrainConfig
 from .data import has_labels, spec_name
+from .models import IMAGE_MODELS
 
 # 2D mixtures: a 4 x 128 ReLU MLP from a 2D latent, non-saturating loss, batch 256, 15,000 steps (about 70 s on
 # 2 cores), Adam 1e-3 decaying linearly to 0, with R1. Measured (benchmarks/results/recipes/, quality.json): a
@@ -113,8 +114,10 @@ def recipe_for(data: str, labels: str = "use") -> dict:
 # the fields that make a run self-conditional and shape its pseudo-classes
 PSEUDO_CLASSES = ("self_conditional", "cluster_channels", "cluster_features", "merge_clusters")
 # the model and its sizes: another --model than the recipe's drops the recipe's values of these
-MODEL_FIELDS = ("model", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d", "conditional",
-                *PSEUDO_CLASSES)
+MODEL_SIZES = ("model", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d")
+# how the model uses the data's classes: kept for another image model (each takes labels and pseudo-classes alike)
+CLASS_FIELDS = ("conditional", *PSEUDO_CLASSES)
+MODEL_FIELDS = (*MODEL_SIZES, *CLASS_FIELDS)
 # what a fine-tuned run takes from the run it starts from (--init-from), under the flags given
 ARCHITECTURE = (*MODEL_FIELDS, "resolution", "pack", "spectral_norm")
 
@@ -132,8 +135,10 @@ def recipe_config(data: str = "digits", **given) -> TrainConfig:
             # new data is clustered into exactly that many, and not merged again, so that the weights fit
             taken.update(self_conditional=len(prior), merge_clusters=False)
         return TrainConfig(data=data, **{**recipe, **taken, **given})
-    if given.get("model", recipe["model"]) != recipe["model"]:  # another model: its own sizes, not the recipe's
-        recipe = {k: v for k, v in recipe.items() if k not in MODEL_FIELDS}
+    model = given.get("model", recipe["model"])
+    if model != recipe["model"]:  # another model: its own sizes, not the recipe's, and its classes if it has them
+        dropped = MODEL_SIZES if model in IMAGE_MODELS and recipe["model"] in IMAGE_MODELS else MODEL_FIELDS
+        recipe = {k: v for k, v in recipe.items() if k not in dropped}
     if given.get("conditional") or given.get("self_conditional") == 0:  # no pseudo-classes
         for field in PSEUDO_CLASSES:
             recipe.pop(field, None)

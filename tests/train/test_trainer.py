@@ -215,6 +215,12 @@ def test_the_digits_recipe_is_conditional_until_a_flag_contradicts_it():
     assert recipe_config("digits").conditional and not recipe_config("ring").conditional
     assert not recipe_config("shapes", labels="ignore").conditional
     assert not recipe_config("digits", model="mlp").conditional  # the recipe's model settings go with its model
+    # another image model keeps how the recipe uses the classes, and takes its own sizes
+    residual = recipe_config("digits", model="residual")
+    assert residual.conditional and residual.width is None and residual.z_dim is None
+    unlabelled = recipe_config("digits", labels="ignore", model="residual")
+    assert unlabelled.self_conditional == recipe_config("digits", labels="ignore").self_conditional > 0
+    assert not unlabelled.conditional
     with pytest.raises(UserError, match="--no-conditional"):
         recipe_config("digits", pack=2)
     assert recipe_config("digits", pack=2, conditional=False).pack == 2
