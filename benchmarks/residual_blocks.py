@@ -1,12 +1,12 @@
-"""Training step time of the residual model's block designs against the DCGAN recipe, on the digits at 32 px.
+"""Training step time of the residual model's block designs against the DCGAN recipe of a built-in set at 32 px.
 
-    python benchmarks/residual_blocks.py [--steps 8] [--repeats 3] [--threads 1] [--candidates NAME,NAME]
+    python benchmarks/residual_blocks.py [--data digits] [--steps 8] [--repeats 3] [--threads 1] [--candidates A,B]
 
-Each candidate trains with the digits recipe (conditional, DiffAugment, batch 64, fp32); the step time is the
-median of ``--repeats`` timings of ``--steps`` steps after 3 warm-up steps, candidates alternated in each repeat.
-"bottleneck" is R3GAN's block (twice the channels inside, grouped 3x3 convolutions of 16 channels), made by
-replacing the shipped blocks' layers; "dense" is the shipped block (one width, a dense 3x3). Writes
-benchmarks/results/residual_blocks.json.
+Each candidate trains with its fields over the recipe of ``--data`` (the digits': conditional, DiffAugment, batch
+64), in fp32 as the recipe sweep trains; the step time is the median of ``--repeats`` timings of ``--steps`` steps
+after 3 warm-up steps, candidates alternated in each repeat. "bottleneck" is R3GAN's block (twice the channels
+inside, grouped 3x3 convolutions of 16 channels), made by replacing the shipped blocks' layers; "dense" is the
+shipped block (one width, a dense 3x3). Writes benchmarks/results/residual_blocks.json.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def bottleneck(module: nn.Module) -> None:
     module.to(memory_format=torch.channels_last)
 
 
-def trainer_for(fields: dict, design: str | None):
+def trainer_for(data: str, fields: dict, design: str | None):
     from ganforge.train.data import load_data
     from ganforge.train.precision import resolve_precision
     from ganforge.train.recipes import recipe_config
     from ganforge.train.trainer import Trainer
 
-    config = recipe_config("digits", device="cpu", precision="fp32", quiet=True, **fields).resolved()
+    config = recipe_config(data, device="cpu", precision="fp32", quiet=True, **fields).resolved()
     trainer = Trainer(config, load_data(config.data, config.resolution, config.seed),
                       resolve_precision(config.precision, config.device))
     if design == "bottleneck":
@@ -78,6 +78,7 @@ def trainer_for(fields: dict, design: str | None):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="digits", help="a built-in data set whose recipe the candidates train with")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from ganforge.benchmarks.bench.environment import environment
     from ganforge.files import atomic_write_bytes
 
-    trainers = {name: trainer_for(*CANDIDATES[name]) for name in names}
+    trainers = {name: trainer_for(args.data, *CANDIDATES[name]) for name in names}
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.repeats):  # alternated: the machine's drift falls on every candidate alike
         for name, (trainer, _) in trainers.items():
@@ -112,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                      "block": CANDIDATES[name][1]})
         print(f"{name:34} {params:>9,} {median:>8.0f} {min(times[name]):>6.0f}-{max(times[name]):<6.0f} "
               f"{median / baseline:>8.2f}")
-    result = {"benchmark": "residual_blocks", "environment": environment(None), "threads": args.threads,
-              "steps": args.steps, "repeats": args.repeats, "rows": rows}
+    result = {"benchmark": "residual_blocks", "environment": environment(None), "data": args.data,
+              "threads": args.threads, "steps": args.steps, "repeats": args.repeats, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(args.out), json.dumps(result, indent=2) + "\n")
     return 0
