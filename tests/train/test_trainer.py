@@ -215,9 +215,15 @@ def test_the_digits_recipe_is_conditional_until_a_flag_contradicts_it():
     assert recipe_config("digits").conditional and not recipe_config("ring").conditional
     assert not recipe_config("shapes", labels="ignore").conditional
     assert not recipe_config("digits", model="mlp").conditional  # the recipe's model settings go with its model
-    # another image model keeps how the recipe uses the classes, and takes its own sizes
+    # another image model keeps how the recipe uses the classes, and takes its own size and optimizer
     residual = recipe_config("digits", model="residual")
-    assert residual.conditional and residual.width is None and residual.z_dim is None
+    assert residual.conditional and residual.z_dim is None and residual.augment == recipe_config("digits").augment
+    assert (residual.width, residual.lr_g, residual.lr_d, residual.betas) == (8, 2e-3, 2e-3, (0.0, 0.99))
+    stacked = recipe_config("stacked-digits", model="residual")
+    assert (stacked.width, stacked.lr_g, stacked.betas) == (16, 1e-3, (0.0, 0.99))
+    assert recipe_config("digits", model="residual", width=32, lr_g=1e-4).width == 32  # flags win
+    assert recipe_config("digits", model="residual", width=32, lr_g=1e-4).lr_g == 1e-4
+    assert recipe_config("digits").lr_g == 2e-4  # the recipe's own model keeps the recipe's optimizer
     unlabelled = recipe_config("digits", labels="ignore", model="residual")
     assert unlabelled.self_conditional == recipe_config("digits", labels="ignore").self_conditional > 0
     assert not unlabelled.conditional
@@ -238,6 +244,7 @@ def test_init_from_starts_g_d_and_ema_from_another_run_with_fresh_optimizers(tin
     # the architecture comes from the source run (the shapes recipe is a conditional 32 px DCGAN; shapes have 3
     # channels)
     assert (config.model, config.resolution, config.width, config.z_dim) == ("residual", 16, 8, 8)
+    assert (config.lr_g, config.betas) == (2e-3, (0.0, 0.99))  # fresh optimizers with the residual model's values
     with pytest.raises(UserError, match="not this run's"):  # 3 channels here, 1 in the digits run
         _trainer(config)
     trainer = _trainer(tiny(model="residual", init_from=str(source)))
