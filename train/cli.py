@@ -107,7 +107,8 @@ def build_parser() -> Parser:
     add("--precision", choices=PRECISIONS, default=S, help="auto (default): bf16/fp16 on GPUs, fp32 on CPUs "
         "without native bf16")
     add("--device", default=S, help="auto (default), cpu, cuda, cuda:N")
-    add("--ema", type=float, default=S, help=f"EMA decay of G, 0 = off ({recipe_default('ema')})")
+    add("--ema", type=float, default=S, help=f"EMA decay of G, 0 = off ({recipe_default('ema')}); it ramps up as "
+        "(1+step)/(10+step) to this value, which 0.999 reaches at step ~9,000")
     add("--steps", type=int, default=S, help=f"total steps, with --resume the new total ({recipe_default('steps')})")
     add("--batch-size", type=int, default=S, help=f"global batch size ({recipe_default('batch_size')})")
     add("--lr-g", type=float, default=S, help=f"generator learning rate ({recipe_default('lr_g')})")
