@@ -221,8 +221,8 @@ def test_the_digits_recipe_is_conditional_until_a_flag_contradicts_it():
     assert (residual.width, residual.lr_g, residual.lr_d, residual.betas) == (8, 2e-3, 2e-3, (0.0, 0.99))
     stacked = recipe_config("stacked-digits", model="residual")
     assert (stacked.width, stacked.lr_g, stacked.betas) == (16, 1e-3, (0.0, 0.99))
-    assert recipe_config("digits", model="residual", width=32, lr_g=1e-4).width == 32  # flags win
-    assert recipe_config("digits", model="residual", width=32, lr_g=1e-4).lr_g == 1e-4
+    flagged = recipe_config("digits", model="residual", width=32, lr_g=1e-4)
+    assert (flagged.width, flagged.lr_g) == (32, 1e-4)  # flags win
     assert recipe_config("digits").lr_g == 2e-4  # the recipe's own model keeps the recipe's optimizer
     unlabelled = recipe_config("digits", labels="ignore", model="residual")
     assert unlabelled.self_conditional == recipe_config("digits", labels="ignore").self_conditional > 0
