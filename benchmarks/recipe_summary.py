@@ -60,7 +60,8 @@ def _spread(values: list[float], metric: str) -> str:
     scale, digits = (100, 1) if metric in PERCENT else (1, 3 if metric == "kid" else 2)
     if metric == "train_seconds":
         scale, digits = 1, 0
-    mean, low, high = (round(v * scale, digits) for v in (statistics.mean(values), min(values), max(values)))
+    # + 0.0: a value that rounds to -0 shows as 0
+    mean, low, high = (round(v * scale, digits) + 0.0 for v in (statistics.mean(values), min(values), max(values)))
     unit = "%" if metric in PERCENT else ""
     text = f"{mean:.{digits}f}{unit}"
     return text if len(values) == 1 else f"{text} ({low:.{digits}f}-{high:.{digits}f})"
