@@ -22,8 +22,9 @@ from pathlib import Path
 from ganforge.errors import UserError
 
 METRICS = ("fd", "recognised", "precision", "recall", "kid")
-LOWER_IS_BETTER = {"fd", "kid", "train_seconds"}
+LOWER_IS_BETTER = {"fd", "kid", "mode_kl", "class_kl", "train_seconds"}
 PERCENT = {"recognised"}
+COUNTS = {"modes", "classes", "train_seconds"}
 
 
 def collect(files: list[Path]) -> tuple[str, dict[str, dict[int, dict]]]:
@@ -57,9 +58,7 @@ def chosen(runs: dict[str, dict[int, dict]], names: list[str]) -> dict[str, dict
 
 
 def _spread(values: list[float], metric: str) -> str:
-    scale, digits = (100, 1) if metric in PERCENT else (1, 3 if metric == "kid" else 2)
-    if metric == "train_seconds":
-        scale, digits = 1, 0
+    scale, digits = (100, 1) if metric in PERCENT else (1, 0 if metric in COUNTS else 3 if metric == "kid" else 2)
     # + 0.0: a value that rounds to -0 shows as 0
     mean, low, high = (round(v * scale, digits) + 0.0 for v in (statistics.mean(values), min(values), max(values)))
     unit = "%" if metric in PERCENT else ""
