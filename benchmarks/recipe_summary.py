@@ -7,7 +7,7 @@ the seeds it shares with the first candidate it beats that one on.
     python benchmarks/recipe_summary.py A.json B.json --candidates dcgan-recipe,residual-w16 --metrics fd,recognised
 
 A candidate and seed found in two files is an error (one run per seed is what the mean means). The picture has a
-panel per metric, the candidates' values seed by seed.
+panel for each of the first two metrics, the candidates' values seed by seed.
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ def chosen(runs: dict[str, dict[int, dict]], names: list[str]) -> dict[str, dict
     return {name: runs[name] for name in names}
 
 
+def _scale(metric: str) -> int:
+    return 100 if metric in PERCENT else 1
+
+
 def _spread(values: list[float], metric: str) -> str:
-    scale, digits = (100, 1) if metric in PERCENT else (1, 0 if metric in COUNTS else 3 if metric == "kid" else 2)
+    scale, digits = _scale(metric), 1 if metric in PERCENT else 0 if metric in COUNTS else 3 if metric == "kid" else 2
     # + 0.0: a value that rounds to -0 shows as 0
     mean, low, high = (round(v * scale, digits) + 0.0 for v in (statistics.mean(values), min(values), max(values)))
     unit = "%" if metric in PERCENT else ""
@@ -67,8 +71,11 @@ def _spread(values: list[float], metric: str) -> str:
 
 
 def rows(runs: dict[str, dict[int, dict]], metrics: list[str]) -> list[dict]:
-    """A row per candidate: its seeds, each metric's mean (range), and against the first candidate the seeds both ran
-    and on how many of them this one is better (``wins``; ties are no win)."""
+    """A row per candidate: its seeds, each metric's mean (range), and against the first candidate, per metric, the
+    seeds both ran with that metric and on how many of them this one is better (``wins``; ties are no win)."""
+    absent = [m for m in metrics if not any(m in run for seeds in runs.values() for run in seeds.values())]
+    if absent:
+        raise UserError(f"no run has {', '.join(absent)} in its evaluations")
     first = next(iter(runs.values()))
     table = []
     for name, seeds in runs.items():
@@ -77,11 +84,11 @@ def rows(runs: dict[str, dict[int, dict]], metrics: list[str]) -> list[dict]:
             values = [run[metric] for run in seeds.values() if metric in run]
             row[metric] = _spread(values, metric) if values else "-"
         if seeds is not first:
-            shared = sorted(set(seeds) & set(first))
-            row["paired_seeds"] = len(shared)
             for metric in metrics:
+                shared = [s for s in set(seeds) & set(first) if metric in seeds[s] and metric in first[s]]
                 sign = -1 if metric in LOWER_IS_BETTER else 1
-                row[f"{metric}_wins"] = sum(sign * (seeds[s][metric] - first[s][metric]) > 0 for s in shared)
+                row[f"{metric}_wins"] = (sum(sign * (seeds[s][metric] - first[s][metric]) > 0 for s in shared),
+                                         len(shared))
         table.append(row)
     return table
 
@@ -90,8 +97,7 @@ def markdown(table: list[dict], metrics: list[str]) -> str:
     head = ["candidate", "seeds", *metrics, "seconds", "better than the first, seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
-        wins = (", ".join(f"{m} {row[f'{m}_wins']}/{row['paired_seeds']}" for m in metrics)
-                if "paired_seeds" in row else "")
+        wins = ", ".join(f"{m} {row[f'{m}_wins'][0]}/{row[f'{m}_wins'][1]}" for m in metrics if f"{m}_wins" in row)
         cells = [row["candidate"], ",".join(map(str, row["seeds"])), *(row[m] for m in metrics),
                  row["train_seconds"], wins]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -110,8 +116,7 @@ def plot(data: str, runs: dict[str, dict[int, dict]], metrics: list[str], path: 
     for axis, metric in zip(axes[0], metrics):
         for name, seeds in runs.items():
             order = sorted(s for s in seeds if metric in seeds[s])
-            scale = 100 if metric in PERCENT else 1
-            axis.plot(order, [seeds[s][metric] * scale for s in order], "o-", label=name)
+            axis.plot(order, [seeds[s][metric] * _scale(metric) for s in order], "o-", label=name)
         better = "lower" if metric in LOWER_IS_BETTER else "higher"
         axis.set(title=f"{metric}{' (%)' if metric in PERCENT else ''}, {better} is better", xlabel="seed")
         axis.xaxis.get_major_locator().set_params(integer=True)
@@ -128,18 +133,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="recipe_sweep.py results files of one data set")
     parser.add_argument("--candidates", help="these candidates only, in this order (the first is the baseline)")
-    parser.add_argument("--metrics", default="fd,recognised,precision,recall,kid")
+    parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--plot", type=Path, help="write the picture here (PNG)")
     args = parser.parse_args(argv)
+    metrics = args.metrics.split(",")
     try:
         data, runs = collect(args.files)
         runs = chosen(runs, args.candidates.split(",") if args.candidates else list(runs))
+        table = rows(runs, metrics)
     except UserError as error:
         print(f"recipe_summary.py: {error}", file=sys.stderr)
         return 2
-    metrics = args.metrics.split(",")
     print(f"{data}: the last evaluation of each run, mean (range) over seeds")
-    print(markdown(rows(runs, metrics), metrics))
+    print(markdown(table, metrics))
     if args.plot:
         plot(data, runs, metrics[:2], args.plot)
         print(f"picture: {args.plot}")

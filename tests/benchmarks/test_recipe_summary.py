@@ -43,7 +43,8 @@ def test_a_run_in_two_files_runs_of_two_data_sets_or_an_unknown_candidate_stop_w
     (tmp_path / "d.json").write_text("{not json")
     cases = {(first, again): "dcgan seed 0 is in both", (first, other): "its runs are on 'stacked-digits'",
              (first, str(tmp_path / "d.json")): "not a recipe_sweep.py results file",
-             (first, "--candidates", "residual"): "no runs of residual in these files (they hold dcgan)"}
+             (first, "--candidates", "residual"): "no runs of residual in these files (they hold dcgan)",
+             (first, "--metrics", "fd,modes"): "no run has modes in its evaluations"}
     for argv, message in cases.items():
         assert recipe_summary.main(list(argv)) == 2
         err = capsys.readouterr().err
