@@ -29,8 +29,8 @@ demo: setup
 		--scenarios offline,single-stream --min-duration 1 --quiet
 	@echo "sample grid: $(DEMO)/samples/step-001500.png  loss curve: $(DEMO)/loss.png  quality: $(DEMO)/eval/eval.png  plots: $(DEMO)/bench/*.png"
 
-test: setup
-	$(PY) -m pytest -q
+test: setup   # the slowest tests listed at the end, to keep the suite short
+	$(PY) -m pytest -q --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
