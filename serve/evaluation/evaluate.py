@@ -27,7 +27,7 @@ from ganforge.serve.runtime.runners import open_runner
 from ganforge.train.clusters import DISCRIMINATOR, Clusters
 from ganforge.train.data import load_data
 from ganforge.train.data.base import to_unit_range
-from ganforge.train.metrics.evaluator import Evaluator
+from ganforge.train.metrics.evaluator import MIN_SAMPLES, Evaluator
 from ganforge.train.records import finite_or_none
 from ganforge.train.trainer import checkpoint_discriminator, discriminator_features
 
@@ -151,6 +151,9 @@ def evaluate_model(config: EvalConfig) -> dict:
         if data.kind != kind or (kind == "images" and tuple(data.sample_shape) != tuple(shape)):
             raise UserError(f"the model makes {kind} of shape {list(shape)} but --data {data_spec} has "
                             f"{data.kind} of shape {list(data.sample_shape)}: wrong model or --data")
+        n = config.n or DEFAULT_N.get(data.name, DEFAULT_N[kind])
+        if n < MIN_SAMPLES[kind]:  # before the evaluator, which may first train a classifier for a minute
+            raise UserError(f"--n {n} is too few: these metrics need at least {MIN_SAMPLES[kind]}")
         out = Path(config.out) if config.out else default_out(source)
         extractor = None
         if config.features == "inception":
@@ -163,9 +166,6 @@ def evaluate_model(config: EvalConfig) -> dict:
         controls = space.controls(config.truncation, config.classes)
         only_class, classes_of = _per_class(config, data, meta)
         evaluator = Evaluator(data, cache=out, extractor=extractor, only_class=only_class, classes_of=classes_of)
-        n = config.n or DEFAULT_N.get(data.name, DEFAULT_N[kind])
-        if n < evaluator.minimum_samples():
-            raise UserError(f"--n {n} is too few: these metrics need at least {evaluator.minimum_samples()}")
         generated = generate(runner, n, config.batch_size, config.quiet, space, controls)
         info = runner.info
     result = {"model": str(config.model), "backend": backend, "model_file": model_path, "data": data_spec,
