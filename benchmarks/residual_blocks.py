@@ -31,6 +31,9 @@ CANDIDATES = {  # name -> (TrainConfig fields over the digits recipe, residual b
                                        "dense"),
     "residual w8 dense": ({"model": "residual", "width": 8}, "dense"),
     "residual w32 dense": ({"model": "residual", "width": 32}, "dense"),
+    # D wider than G (--width-d), as the DCGAN recipe's D is on the stacked digits (width 64)
+    "residual w8 d16": ({"model": "residual", "width": 8, "width_d": 16}, "dense"),
+    "residual w16 d32": ({"model": "residual", "width": 16, "width_d": 32}, "dense"),
     # the architecture flags: BatchNorm in G (and D), no blocks at full size
     "residual w8 bn-g": ({"model": "residual", "width": 8, "batch_norm_g": True}, "dense"),
     "residual w8 bn-g+d": ({"model": "residual", "width": 8, "batch_norm_g": True, "batch_norm_d": True}, "dense"),

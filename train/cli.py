@@ -56,6 +56,7 @@ def build_parser() -> Parser:
     add("--z-dim", type=int, default=S, help=f"latent size ({recipe_default('z_dim')})")
     add("--width", type=int, default=S, help="dcgan base channels, residual channels at full size, mlp hidden units "
         f"({recipe_default('width')}; residual 32)")
+    add("--width-d", type=int, default=S, help="D's width where it differs from G's, as --width for D (--width)")
     add("--depth", type=int, default=S, help="mlp hidden layers (3), residual blocks per stage (1)")
     add("--full-size-blocks", type=int, default=S, help="residual blocks at full size in G and D (--depth); 0: "
         "G draws the image from the upsampled features with a 3x3 convolution, D reads it with one")

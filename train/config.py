@@ -41,6 +41,7 @@ class TrainConfig:
     width: int | None = None  # dcgan: channels of the last hidden layer (ngf/ndf); residual: channels at full size;
     # mlp: hidden units
     depth: int | None = None  # mlp: hidden layers; residual: blocks per stage; unused by dcgan
+    width_d: int | None = None  # D's width where it differs from G's (the DCGAN's ndf beside its ngf); None: --width
     full_size_blocks: int | None = None  # residual: blocks of the full-size stage of G and D (None: --depth)
     batch_norm_g: bool = False  # residual: BatchNorm in G's blocks (the DCGAN's G always has it)
     batch_norm_d: bool = False  # residual: BatchNorm in D's blocks (the DCGAN's D has it without penalties)
@@ -130,7 +131,7 @@ class TrainConfig:
             raise UserError(f"--freeze-d must be 0 (off) or more, got {self.freeze_d}")
         if self.eval_every < 0:
             raise UserError(f"--eval-every must be 0 (off) or more, got {self.eval_every}")
-        for name in ("z_dim", "width", "depth"):
+        for name in ("z_dim", "width", "depth", "width_d"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size % self.pack:

@@ -136,7 +136,7 @@ def recipe_for(data: str, labels: str = "use") -> dict:
 # the fields that make a run self-conditional and shape its pseudo-classes
 PSEUDO_CLASSES = ("self_conditional", "cluster_channels", "cluster_features", "merge_clusters")
 # the model and its sizes: another --model than the recipe's drops the recipe's values of these
-MODEL_SIZES = ("model", "z_dim", "width", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d")
+MODEL_SIZES = ("model", "z_dim", "width", "width_d", "depth", "full_size_blocks", "batch_norm_g", "batch_norm_d")
 # how the model uses the data's classes: kept for another image model (each takes labels and pseudo-classes alike)
 CLASS_FIELDS = ("conditional", *PSEUDO_CLASSES)
 MODEL_FIELDS = (*MODEL_SIZES, *CLASS_FIELDS)

@@ -306,7 +306,8 @@ def make_discriminator(config: TrainConfig, generator_config: dict) -> nn.Module
     # residual D has it only when asked (--batch-norm-d, which refuses the penalties).
     batch_norm = config.batch_norm_d if config.model == "residual" else not (uses_penalty or config.spectral_norm)
     prior = generator_config.get("class_prior")
-    return build_discriminator(config.model, output_shape(generator_config), config.width, config.depth, config.pack,
+    width = config.width_d or config.width
+    return build_discriminator(config.model, output_shape(generator_config), width, config.depth, config.pack,
                                batch_norm, config.spectral_norm, num_classes=len(prior) if prior else 0,
                                class_groups=generator_config.get("class_groups", 1),
                                full_size_blocks=generator_config.get("full_size_blocks"))

@@ -56,6 +56,33 @@ def test_residual_model_trains_with_batch_norm_in_g_and_d_and_its_ema_keeps_g_st
         assert torch.equal(ema, live)  # the EMA generator samples with the running statistics of G
 
 
+@pytest.mark.parametrize("model", ["dcgan", "residual"])
+def test_a_discriminator_wider_than_its_generator_trains_resumes_and_fine_tunes_only_at_its_width(tiny, tmp_path,
+                                                                                                   model):
+    from ganforge.errors import UserError
+    from ganforge.train.loop import train
+    from ganforge.train.trainer import checkpoint_discriminator
+
+    def first(discriminator):  # channels of the layer that reads the image: the width
+        return next(m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+
+    narrow, wide = _trainer(tiny(model=model)), _trainer(tiny(model=model, width_d=16))
+    shapes = lambda module: {k: v.shape for k, v in module.state_dict().items()}
+    assert shapes(wide.generator) == shapes(narrow.generator)  # G keeps --width 8
+    assert (first(narrow.discriminator).out_channels, first(wide.discriminator).out_channels) == (8, 16)
+    losses = wide.train_step()
+    assert all(torch.isfinite(v) for v in losses.values())
+    run = train(tiny(model=model, width_d=16, out=str(tmp_path / "wide")))
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["train_config"]["width_d"] == 16
+    assert first(checkpoint_discriminator(state)).out_channels == 16  # what --recluster-every and eval rebuild
+    assert _trainer(tiny(model=model, width_d=16, init_from=str(run))).step == 0
+    with pytest.raises(UserError, match="does not fit"):  # G fits, D does not
+        _trainer(tiny(model=model, init_from=str(run)))
+    with pytest.raises(UserError, match="--width-d must be at least 1"):
+        tiny(model=model, width_d=0)
+
+
 def test_rpgan_is_relativistic_and_r2_penalises_generated_samples():
     from ganforge.train.losses import RPGAN, r1_penalty
 
