@@ -4,7 +4,7 @@ the seeds it shares with the first candidate it beats that one on.
 
     python benchmarks/recipe_summary.py benchmarks/results/recipes/stacked-digits-residual-seeds1-3.json \\
         benchmarks/results/recipes/stacked-digits-residual.json --plot stacked.png
-    python benchmarks/recipe_summary.py benchmarks/results/recipes/digits-unlabelled-residual*.json \
+    python benchmarks/recipe_summary.py benchmarks/results/recipes/digits-unlabelled-residual*.json \\
         --candidates residual-w8-unlabelled-s5250-lr2e-3-b0,dcgan-unlabelled --metrics fd,recognised
 
 A candidate and seed found in two files is an error (one run per seed is what the mean means). The picture has a
