@@ -5,7 +5,8 @@ path, and a backend folder holding the Python backend with the stub built for th
 arranges all three, so the tests and benchmarks run the repository exactly as the docs tell a user to.
 
     with TritonServer("repo") as server:                     # free ports; waits until every model is ready
-        client = tritonclient.http.InferenceServerClient(server.http_address)
+        with tritonclient.http.InferenceServerClient(server.http_address) as client:  # closed before the server
+            ...                                               # stops: it waits up to 30 s for open connections
 
 Install the server with ``pip install --no-deps nvidia-pytriton==0.7.0``: only its binary is used, and its Python
 package pins NumPy below 2.

@@ -60,6 +60,7 @@ def sampled(conditional_onnx, tmp_path_factory) -> np.ndarray:
     return _sampled(conditional_onnx, tmp_path_factory.mktemp("sampled"))
 
 
+# Each test closes its client: Triton's exit waits up to 30 s for open connections to close.
 def _seed_request(client_module, seeds):
     request = client_module.InferInput("seed", [len(seeds), 1], "INT64")
     request.set_data_from_numpy(np.array(seeds, dtype=np.int64).reshape(-1, 1))
@@ -67,18 +68,18 @@ def _seed_request(client_module, seeds):
 
 
 def test_seeds_over_http_give_the_bytes_ganforge_sample_writes(server, sampled):
-    client = http.InferenceServerClient(server.http_address)
-    assert client.is_model_ready("ganforge") and client.is_model_ready("generator")
-    result = client.infer("ganforge", _seed_request(http, SEEDS))
-    images = result.as_numpy("images_uint8")
-    assert images.dtype == np.uint8 and images.shape == sampled.shape
-    assert np.array_equal(images, sampled), server.log()
+    with http.InferenceServerClient(server.http_address) as client:
+        assert client.is_model_ready("ganforge") and client.is_model_ready("generator")
+        result = client.infer("ganforge", _seed_request(http, SEEDS))
+        images = result.as_numpy("images_uint8")
+        assert images.dtype == np.uint8 and images.shape == sampled.shape
+        assert np.array_equal(images, sampled), server.log()
 
 
 def test_seeds_over_grpc_give_the_same_bytes(server, sampled):
-    client = grpc.InferenceServerClient(server.grpc_address)
-    split = [client.infer("ganforge", _seed_request(grpc, [seed])).as_numpy("images_uint8")[0] for seed in SEEDS]
-    assert np.array_equal(np.stack(split), sampled)
+    with grpc.InferenceServerClient(server.grpc_address) as client:
+        split = [client.infer("ganforge", _seed_request(grpc, [seed])).as_numpy("images_uint8")[0] for seed in SEEDS]
+        assert np.array_equal(np.stack(split), sampled)
 
 
 def test_truncation_and_class_inputs_give_the_bytes_of_sample_with_them(server, conditional_onnx, tmp_path):
@@ -88,30 +89,30 @@ def test_truncation_and_class_inputs_give_the_bytes_of_sample_with_them(server, 
                                ("class", "INT64", np.full((len(SEEDS), 1), 3, np.int64))):
         inputs.append(http.InferInput(name, list(values.shape), kind))
         inputs[-1].set_data_from_numpy(values)
-    client = http.InferenceServerClient(server.http_address)
-    assert np.array_equal(client.infer("ganforge", inputs).as_numpy("images_uint8"), expected), server.log()
-    inputs[-1].set_data_from_numpy(np.full((len(SEEDS), 1), 10, np.int64))
-    with pytest.raises(Exception, match="out of range: this model has classes 0..9"):
-        client.infer("ganforge", inputs)
+    with http.InferenceServerClient(server.http_address) as client:
+        assert np.array_equal(client.infer("ganforge", inputs).as_numpy("images_uint8"), expected), server.log()
+        inputs[-1].set_data_from_numpy(np.full((len(SEEDS), 1), 10, np.int64))
+        with pytest.raises(Exception, match="out of range: this model has classes 0..9"):
+            client.infer("ganforge", inputs)
 
 
 def test_concurrent_requests_are_batched_dynamically(server):
-    client = http.InferenceServerClient(server.http_address, concurrency=16)
-    before = client.get_inference_statistics("generator")["model_stats"][0]
-    pending = [client.async_infer("ganforge", _seed_request(http, [seed])) for seed in range(48)]
-    with concurrent.futures.ThreadPoolExecutor(1):
-        images = [p.get_result().as_numpy("images_uint8") for p in pending]
-    assert all(image.shape[0] == 1 for image in images)
-    after = client.get_inference_statistics("generator")["model_stats"][0]
-    inferences = after["inference_count"] - before["inference_count"]
-    executions = after["execution_count"] - before["execution_count"]
-    assert inferences == 48 and executions < inferences  # several requests ran as one batch
+    with http.InferenceServerClient(server.http_address, concurrency=16) as client:
+        before = client.get_inference_statistics("generator")["model_stats"][0]
+        pending = [client.async_infer("ganforge", _seed_request(http, [seed])) for seed in range(48)]
+        with concurrent.futures.ThreadPoolExecutor(1):
+            images = [p.get_result().as_numpy("images_uint8") for p in pending]
+        assert all(image.shape[0] == 1 for image in images)
+        after = client.get_inference_statistics("generator")["model_stats"][0]
+        inferences = after["inference_count"] - before["inference_count"]
+        executions = after["execution_count"] - before["execution_count"]
+        assert inferences == 48 and executions < inferences  # several requests ran as one batch
 
 
 def test_a_negative_seed_is_refused_with_its_reason(server):
-    client = http.InferenceServerClient(server.http_address)
-    with pytest.raises(Exception, match="seeds must be non-negative"):
-        client.infer("ganforge", _seed_request(http, [-3]))
+    with http.InferenceServerClient(server.http_address) as client:
+        with pytest.raises(Exception, match="seeds must be non-negative"):
+            client.infer("ganforge", _seed_request(http, [-3]))
 
 
 def test_a_python_path_without_ganforge_fails_with_one_clear_line(onnx_model, tmp_path, ganforge_cli):
