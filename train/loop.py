@@ -132,7 +132,8 @@ class Loop:
                 elapsed = time.perf_counter() - window_start
                 last = self._log_window(step, sums, window_steps, elapsed)
                 bar.set_postfix(d=f"{last['loss_d']:.3f}", g=f"{last['loss_g']:.3f}",
-                                img_s=f"{last['images_per_second']:.0f}")
+                                img_s=f"{last['images_per_second']:.0f}",
+                                **({"p": f"{last['augment_p']:.2f}"} if "augment_p" in last else {}))
                 window_start, window_steps, sums = time.perf_counter(), 0, {}
             if self.evaluator and (step % config.eval_every == 0 or step == config.steps):
                 last.update(self._evaluate(step))
@@ -161,6 +162,8 @@ class Loop:
         record = {"step": step, **{k: float(v) / steps for k, v in sums.items()},
                   "images_per_second": steps * self.config.batch_size / max(elapsed, 1e-9),
                   **{f"skipped_{k}": v for k, v in self.trainer.skipped.items()}}
+        if self.trainer.ada is not None:  # --ada-target: the share of samples augmented, as steered so far
+            record["augment_p"] = float(self.trainer.ada.probability)
         self.folder.log(record)
         return record
 

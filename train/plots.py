@@ -40,7 +40,14 @@ def plot_losses(records: list[dict], path: Path) -> None:
     axis.set_xlabel("step")
     axis.set_ylabel("loss")
     axis.grid(alpha=0.3)
-    axis.legend()
+    handles = axis.get_lines()
+    adaptive = [(r["step"], r["augment_p"]) for r in rows if "augment_p" in r]
+    if adaptive:  # --ada-target: the augmentation probability it steered, on its own 0-1 axis
+        strength = axis.twinx()
+        handles += strength.plot(*zip(*adaptive), color="tab:green", linestyle="--", label="augmentation p")
+        strength.set_ylim(0, 1)
+        strength.set_ylabel("augmentation p")
+    axis.legend(handles=handles, labels=[h.get_label() for h in handles])
     _save_figure(figure, path)
 
 

@@ -359,3 +359,16 @@ def test_ada_is_steered_in_training_and_needs_a_policy(tiny):
     assert trainer.ada.probability > 0 and trainer.augment.probability is trainer.ada.probability
     with pytest.raises(UserError, match="--ada-target"):
         tiny(ada_target=0.6)
+
+
+def test_ada_logs_the_probability_it_steers_beside_the_losses(tiny):
+    from ganforge.train.checkpoint import load_checkpoint
+    from ganforge.train.loop import train
+    from ganforge.train.run_folder import read_records
+
+    run = train(tiny(steps=8, log_every=4, checkpoint_every=8, augment="translation", ada_target=0.5))
+    windows = [r for r in read_records((run / "metrics.jsonl").read_text()) if "loss_d" in r]
+    assert [r["step"] for r in windows] == [4, 8] and all(0 <= r["augment_p"] <= 1 for r in windows)
+    assert windows[-1]["augment_p"] == float(load_checkpoint(run)["ada"]["probability"])  # the value it trains with
+    plain = train(tiny(steps=2, log_every=1, augment="translation", out=str(run.parent / "plain")))
+    assert not any("augment_p" in r for r in read_records((plain / "metrics.jsonl").read_text()))
