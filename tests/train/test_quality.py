@@ -58,10 +58,11 @@ def _torchrun(tmp_path, out, nproc, flags=RING_FLAGS):
 
 @pytest.mark.slow
 def test_digits_recipe_cut_short_makes_every_digit_recognisable(tmp_path):
-    """The digits recipe (class-conditional) over 1,500 instead of 6,000 steps: all 10 classes in proportion and
-    nearly every sample recognised with confidence >= 0.9 (the full run measured 95.3% at step 1,500, FD 0.40)."""
-    last = _last_evaluation(recipe_config("digits", steps=1500, eval_every=1500, sample_every=1500,
-                                          checkpoint_every=1500, quiet=True, out=str(tmp_path / "d")))
+    """The digits recipe (class-conditional) over 1,000 instead of 6,000 steps (its decay squeezed to match): all 10
+    classes in proportion and nearly every sample recognised with confidence >= 0.9 (measured at 1,000 steps: 97.7%
+    and FD 0.93 on seed 0 in bf16, 0.98 in fp32; 93.4% and FD 1.12 on seed 1; the full recipe reaches FD 0.26)."""
+    last = _last_evaluation(recipe_config("digits", steps=1000, eval_every=1000, sample_every=1000,
+                                          checkpoint_every=1000, quiet=True, out=str(tmp_path / "d")))
     assert last["classes"] == 10 and last["class_kl"] < 0.02
     assert last["recognised"] >= 0.85
     assert last["fd"] < 1.5
