@@ -29,6 +29,7 @@ CANDIDATES = {  # name -> (TrainConfig fields over the digits recipe, residual b
     "residual w16 bottleneck": ({"model": "residual", "width": 16}, "bottleneck"),
     "residual w16 dense rpgan+R1+R2": ({"model": "residual", "width": 16, "loss": "rpgan", "r1": 0.1, "r2": 0.1},
                                        "dense"),
+    "residual w16 dense R1": ({"model": "residual", "width": 16, "r1": 0.05}, "dense"),
     "residual w8 dense": ({"model": "residual", "width": 8}, "dense"),
     "residual w32 dense": ({"model": "residual", "width": 32}, "dense"),
     # D wider than G (--width-d), as the DCGAN recipe's D is on the stacked digits (width 64)
