@@ -50,7 +50,9 @@ def matmul_ceiling_gflops(device: str = "cpu", precision: str = "fp32", seconds:
 
     A ceiling is a peak, so this is the best of several implementations and sizes (on a CPU: torch at 1024,
     2048 and 4096, and NumPy's BLAS for fp32), each the best of its windows: a noisy neighbour only lowers
-    windows, and one library's kernel choice must not pass for the machine's limit."""
+    windows, and one library's kernel choice must not pass for the machine's limit. A larger size is measured only
+    where one call of it fits in a window (``seconds / 12``) at the best rate so far: on 2 cores one 4096 product
+    takes about a second, and its windows took 3-4 of the measurement's 6 s without beating NumPy's rate."""
     import torch
 
     from ganforge.train.precision import DTYPES, strict_fp32
@@ -64,6 +66,8 @@ def matmul_ceiling_gflops(device: str = "cpu", precision: str = "fp32", seconds:
         return 2 * n**3 * max(result.window_rates) / 1e9
     rates = []
     for n in (1024, 2048, 4096):
+        if rates and 2 * n**3 / (max(rates) * 1e9) > seconds / 12:
+            break
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         rates.append(_peak(lambda a=a, b=b: torch.mm(a, b), n, seconds / 4))
     if precision == "fp32":

@@ -88,6 +88,16 @@ def test_server_over_http_starts_ganforge_serve_and_stops_at_saturation(trained_
     assert [p["offered_rate"] for p in points] == sorted(p["offered_rate"] for p in points)
 
 
+@pytest.mark.parametrize("rate, sizes", [(10.0, [1024]), (150.0, [1024, 2048]), (1000.0, [1024, 2048, 4096])])
+def test_the_ceiling_measures_a_larger_matrix_only_where_one_product_fits_in_a_window(monkeypatch, rate, sizes):
+    from ganforge.benchmarks.bench import environment
+
+    measured = []
+    monkeypatch.setattr(environment, "_peak", lambda call, n, seconds: measured.append(n) or rate)
+    assert environment.matmul_ceiling_gflops("cpu", "fp32", seconds=2.0) == rate
+    assert measured == [*sizes, 2048]  # torch's sizes, then NumPy's BLAS at 2048
+
+
 def test_no_row_exceeds_the_matmul_ceiling():
     from ganforge.benchmarks.bench.run import raise_ceilings
 
