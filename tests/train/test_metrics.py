@@ -99,3 +99,26 @@ def test_random_embedding_gives_metrics_on_a_readable_scale():
     assert frechet_distance_of(real, noise) > 1.0
     assert frechet_distance_of(real, blurred) > 10 * frechet_distance_of(real, fresh)
     assert kernel_distance(real, blurred) > 10 * max(kernel_distance(real, fresh), 1e-4)
+
+
+def test_a_classifier_trained_once_serves_every_run_of_the_same_data_and_a_corrupt_one_is_trained_again(
+        tmp_path, monkeypatch):
+    from ganforge.train.data import load_data
+    from ganforge.train.metrics import features
+
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "shared"))
+    data = load_data("digits", 16, 0)
+    images, labels = data.stream.images[:300], data.labels[:300]
+    trained = []
+    train_classifier = features.train_classifier
+    monkeypatch.setattr(features, "train_classifier", lambda *a, **k: trained.append(1) or train_classifier(*a, **k))
+    first = features.domain_classifier(images, labels, tmp_path / "run-a" / "eval" / "classifier.pt", 16)
+    second = features.domain_classifier(images, labels, tmp_path / "run-b" / "eval" / "classifier.pt", 16)
+    assert len(trained) == 1 and (tmp_path / "run-b" / "eval" / "classifier.pt").is_file()  # the run keeps its own
+    assert np.array_equal(first.run(images)[0], second.run(images)[0]) and first.info == second.info
+    [shared] = (tmp_path / "shared" / "classifiers").iterdir()
+    shared.write_bytes(b"torn by a crash")
+    features.domain_classifier(images, labels, tmp_path / "run-c" / "eval" / "classifier.pt", 16)
+    assert len(trained) == 2 and features._load_cache(shared, json.loads(torch.load(shared)["key"])) is not None
+    features.domain_classifier(images, labels[torch.randperm(300)], None, 16)  # other labels: another classifier
+    assert len(trained) == 3 and len(list((tmp_path / "shared" / "classifiers").iterdir())) == 2

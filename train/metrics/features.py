@@ -154,25 +154,46 @@ def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
 
 def domain_classifier(images: torch.Tensor, labels: torch.Tensor, cache: Path | None, size: int,
                       per_channel: bool = False) -> Extractor:
-    """Load the cached classifier for exactly these images and labels, or train one and cache it."""
+    """Load the cached classifier for exactly these images and labels (``cache``, else the shared one), or train one
+    and cache it in both."""
     num_classes = int(labels.max()) + 1
     if num_classes < 2:
         raise UserError("a domain classifier needs at least 2 classes in the labels")
     key = {"format": CACHE_FORMAT, "fingerprint": _fingerprint(images, labels), "shape": list(images.shape[1:]),
            "num_classes": num_classes, "size": size}
+    shared = shared_cache(key)
     state = _load_cache(cache, key)
+    if state is None and (state := _load_cache(shared, key)) is not None:
+        _save_cache(cache, state)  # the run folder keeps the classifier that measured it
     if state is None:
         model, info = train_classifier(images, labels, num_classes, size)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            payload = {"key": json.dumps(key), "info": json.dumps(info), "state": model.state_dict()}
-            atomic_write(cache, lambda handle: torch.save(payload, handle))
+        state = {"key": json.dumps(key), "info": json.dumps(info), "state": model.state_dict()}
+        for path in (cache, shared):
+            _save_cache(path, state)
     else:
         info = json.loads(state["info"])
         model = DomainClassifier(images.shape[1], num_classes, size)
         model.load_state_dict(state["state"])
     model.eval()
     return Extractor("domain-classifier", model.body, model.head, per_channel, info)
+
+
+def shared_cache(key: dict) -> Path:
+    """Where every run and evaluation of the same images and labels finds the classifier trained first: beside the
+    dataset caches (``$GANFORGE_CACHE``, default ``~/.cache/ganforge/datasets``), named by the data's fingerprint."""
+    from ..data.cache import cache_root
+
+    return cache_root() / "classifiers" / f"{key['fingerprint'][:32]}-{key['size']}px.pt"
+
+
+def _save_cache(cache: Path | None, state: dict) -> None:
+    if cache is None:
+        return
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache, lambda handle: torch.save(state, handle))
+    except OSError:  # a cache that cannot be written (a read-only home) only costs the next run a retraining
+        pass
 
 
 def _load_cache(cache: Path | None, key: dict) -> dict | None:
