@@ -36,7 +36,7 @@ def conditional_onnx(conditional_run, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def server(conditional_onnx, tmp_path_factory):
     """The repository of a class-conditional generator with ganforge's own runner (onnxruntime fp32, uint8 output)
-    behind the seed ensemble."""
+    behind the seed ensemble. Each test closes its client: the server's exit waits up to 30 s for open connections."""
     repo = write_repository(TritonConfig(model=conditional_onnx, out=str(tmp_path_factory.mktemp("triton") / "repo"),
                                          generator="python", runner="onnxruntime:fp32", max_batch=32,
                                          max_queue_delay_us=20000))
@@ -60,7 +60,6 @@ def sampled(conditional_onnx, tmp_path_factory) -> np.ndarray:
     return _sampled(conditional_onnx, tmp_path_factory.mktemp("sampled"))
 
 
-# Each test closes its client: Triton's exit waits up to 30 s for open connections to close.
 def _seed_request(client_module, seeds):
     request = client_module.InferInput("seed", [len(seeds), 1], "INT64")
     request.set_data_from_numpy(np.array(seeds, dtype=np.int64).reshape(-1, 1))

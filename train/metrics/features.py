@@ -168,8 +168,11 @@ def domain_classifier(images: torch.Tensor, labels: torch.Tensor, cache: Path | 
     if state is None:
         model, info = train_classifier(images, labels, num_classes, size)
         state = {"key": json.dumps(key), "info": json.dumps(info), "state": model.state_dict()}
-        for path in (cache, shared):
-            _save_cache(path, state)
+        _save_cache(cache, state)
+        try:
+            _save_cache(shared, state)
+        except OSError:  # a shared cache that cannot be written (a read-only home) costs the next run a retraining
+            pass
     else:
         info = json.loads(state["info"])
         model = DomainClassifier(images.shape[1], num_classes, size)
@@ -187,13 +190,9 @@ def shared_cache(key: dict) -> Path:
 
 
 def _save_cache(cache: Path | None, state: dict) -> None:
-    if cache is None:
-        return
-    try:
+    if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cache, lambda handle: torch.save(state, handle))
-    except OSError:  # a cache that cannot be written (a read-only home) only costs the next run a retraining
-        pass
 
 
 def _load_cache(cache: Path | None, key: dict) -> dict | None:
