@@ -29,8 +29,11 @@ demo: setup
 		--scenarios offline,single-stream --min-duration 1 --quiet
 	@echo "sample grid: $(DEMO)/samples/step-001500.png  loss curve: $(DEMO)/loss.png  quality: $(DEMO)/eval/eval.png  plots: $(DEMO)/bench/*.png"
 
-test: setup   # the slowest tests listed at the end, to keep the suite short
-	$(PY) -m pytest -q --durations=25
+# the whole suite in TEST_WORKERS processes (pytest-xdist; each computes on its share of the cores, a file at a time:
+# pyproject.toml's addopts), the slowest tests listed at the end
+TEST_WORKERS ?= 2
+test: setup
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import sys
@@ -19,6 +20,26 @@ def tiny_config(tmp_path, **changes) -> TrainConfig:
                   device="cpu", out=str(tmp_path / "run"))
     values.update(changes)
     return TrainConfig(**values).resolved()
+
+
+def pytest_configure(config) -> None:
+    """Under `pytest -n N` (pytest-xdist, as `make test` runs) the N workers share the cores: each computes on its
+    share, so that N torch thread pools do not fight over them (subprocesses the tests start inherit the share)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under `pytest -n N` the files with the most slow tests go first (`make test` hands out whole files in this
+    order): the longest start at once and the short ones fill the workers' ends, so that the workers finish together."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+        items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session", autouse=True)
