@@ -5,6 +5,7 @@ torchmetrics (a well-kept library) instead of ganforge's own functions.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,7 +63,9 @@ def torchmetrics_fid_kid(extractor: Extractor, real: torch.Tensor, fake: torch.T
         dim = extractor.body(torch.zeros(1, *real.shape[1:])).shape[-1]
     features = UInt8Input(extractor.body, dim)
     fid = FrechetInceptionDistance(feature=features, input_img_size=tuple(real.shape[1:]))
-    kid = KernelInceptionDistance(feature=features, subset_size=min(subset_size, len(real), len(fake)))
+    with warnings.catch_warnings():  # torchmetrics warns that KID keeps every feature: that is how KID is computed
+        warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance` will save all extracted")
+        kid = KernelInceptionDistance(feature=features, subset_size=min(subset_size, len(real), len(fake)))
     with torch.no_grad():
         for metric in (fid, kid):
             for images, is_real in ((real, True), (fake, False)):

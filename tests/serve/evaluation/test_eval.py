@@ -98,6 +98,7 @@ def test_eval_with_a_chosen_class_and_truncation_records_them(conditional_run, e
     assert "class_share" in result["generated"] and "truncation 0.5, class 7" in table(result)
 
 
+@pytest.mark.filterwarnings("error")  # and says nothing a user need not act on
 def test_torchmetrics_path_agrees_with_our_frechet_distance_on_the_local_extractor(digits_evaluator):
     """--features inception computes FID/KID with torchmetrics; here it runs on the domain classifier's features."""
     real = digits_evaluator.train_images[:400]
