@@ -9,7 +9,7 @@ from ganforge.errors import UserError
 from ganforge.images import VIDEO_FORMATS
 
 from .clusters import CLUSTER_FEATURES
-from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODELS, TrainConfig
+from .config import LABEL_USES, LOSSES, LR_SCHEDULES, MODEL_DEFAULTS, MODELS, TrainConfig
 from .precision import PRECISIONS
 from .recipes import UNLABELLED_FILES, recipe_for
 
@@ -28,15 +28,22 @@ EXAMPLES = """\
   ganforge train --data digits --steps 3000 --sample-every 250 --progress-video
 """
 RESUMABLE = {"steps", "quiet"}  # the only flags that may change when a run is resumed
-RECIPE_EXAMPLES = {"digits": recipe_for("digits"), "stacked-digits": recipe_for("stacked-digits"),
-                   "ring": recipe_for("ring"), "folders without labels": UNLABELLED_FILES}
+RECIPE_EXAMPLES = {"digits": recipe_for("digits"), "digits --labels ignore": recipe_for("digits", "ignore"),
+                   "stacked-digits": recipe_for("stacked-digits"), "ring": recipe_for("ring"),
+                   "folders without labels": UNLABELLED_FILES}
 
 
 def recipe_default(field: str) -> str:
     """What the recipes set ``field`` to, for --help: every --data takes its recipe's value for a flag left out."""
     fallback = TrainConfig.__dataclass_fields__[field].default
-    shown = lambda value: " ".join(map(str, value)) if isinstance(value, tuple) else str(value)  # noqa: E731
-    values = {name: shown(recipe.get(field, fallback)) for name, recipe in RECIPE_EXAMPLES.items()}
+
+    def shown(recipe: dict) -> str:
+        value = recipe.get(field, fallback)
+        if value is None:  # a size left to the model: its own
+            value = MODEL_DEFAULTS[recipe["model"]].get(field)
+        return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    values = {name: shown(recipe) for name, recipe in RECIPE_EXAMPLES.items()}
     if len(set(values.values())) == 1:
         return f"default {next(iter(values.values()))} in every recipe"
     return "default: the --data recipe's, " + ", ".join(f"{name} {value}" for name, value in values.items())
@@ -81,7 +88,7 @@ def build_parser() -> Parser:
         "recipe's; on for digits and stacked-digits)")
     add("--self-conditional", type=int, metavar="K", default=S, help="images without labels: K pseudo-classes by "
         "k-means on the images, then trained as --conditional; 0 = off (default: the recipe's, 40 for data "
-        "without labels)")
+        "without labels, 80 for digits with --labels ignore)")
     add("--cluster-channels", action=argparse.BooleanOptionalAction, default=S, help="with --self-conditional: "
         "cluster each channel as an image of its own, a pseudo-class per channel, for channels that are separate "
         "images (default: the recipe's; on for stacked-digits with --labels ignore)")

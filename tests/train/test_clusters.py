@@ -303,7 +303,7 @@ def test_recipes_condition_on_labels_where_there_are_labels_and_on_clusters_wher
     assert unlabelled.self_conditional > 1 and not unlabelled.conditional
     assert labelled.conditional and not labelled.self_conditional
     ignored = recipe_config("digits", labels="ignore")
-    assert ignored.self_conditional == 40 and not ignored.conditional
+    assert ignored.self_conditional == 80 and not ignored.conditional  # the residual model's recipe
     assert recipe_config("digits").conditional and not recipe_config("digits").self_conditional
     assert recipe_config("stacked-digits", labels="ignore").width == recipe_config("stacked-digits").width
     assert recipe_config("stacked-digits", labels="ignore").cluster_channels  # its channels are separate digits
