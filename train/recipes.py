@@ -32,7 +32,8 @@ POINTS = dict(model="mlp", z_dim=2, width=128, depth=4, loss="ns", lr_g=1e-3, lr
 # (MODEL_RECIPES below; recipes/digits-residual-conditional-*.json, 5 seeds) recognises more digits (97.4% against
 # 95.8%) at a higher FD (0.30 against 0.26); on the stacked digits (5 seeds) it has the lower FD (1.55 against 2.05)
 # and recognises fewer stacks (85.7% against 91.1%). Without labels it wins on the digits and becomes their recipe
-# (RECIPE_MODELS below).
+# (RECIPE_MODELS below); on the stacked digits without labels it trails with 40 pseudo-classes per channel (FD 1.87
+# against 1.77, 82.7% against 87.5%) and with 80 (1.86, 83.5%: recipes/stacked-digits-unlabelled-residual-k80*.json).
 IMAGES = dict(model="dcgan", resolution=32, z_dim=64, width=32, loss="ns", lr_g=2e-4, lr_d=2e-4,
               betas=(0.5, 0.999), batch_size=64, steps=3000, ema=0.999, eval_every=500, sample_every=500,
               checkpoint_every=500)
@@ -53,7 +54,8 @@ DIGITS = {**SMALL_SET, "conditional": True}
 # (train/clusters.py), more clusters than the data has classes. Measured on the digits with their labels ignored
 # (benchmarks/results/recipes/digits-unlabelled-k.json, one seed each): K = 10 recognised 85% (FD 1.28), 20 94%
 # (FD 0.33), 40 96% (FD 0.23), 80 98% but FD 0.37, recall 0.66 and 6x the near-copies of training images; over 5
-# seeds K = 40 gives 96.6% and FD 0.26 (quality.json, docs/quality.md).
+# seeds K = 40 gives 96.6% and FD 0.26 (quality.json's previous_recipe of digits-unlabelled, docs/quality.md). The
+# digits themselves now train the residual model on 80 (RECIPE_MODELS).
 UNLABELLED = {**SMALL_SET, "self_conditional": 40}
 
 # Files with labels (class subfolders, an npz "labels" array, IDX label files) and the bundled shapes: the digits'
