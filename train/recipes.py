@@ -133,43 +133,40 @@ RECIPE_MODELS: dict[str, str] = {"digits-unlabelled": "residual"}
 
 def recipe_row(data: str, labels: str = "use") -> str:
     """The name of the recipe a --data spec trains with: its data's name, with "-unlabelled" where it has no labels
-    or they are ignored (as the rows of benchmarks/quality.py)."""
+    or they are ignored (as the rows of benchmarks/quality.py). Looks at a folder's files once."""
     name = spec_name(data)
     return name if name in ("ring", "grid") or (labels == "use" and has_labels(data)) else f"{name}-unlabelled"
 
 
-def model_recipe(model: str, data: str, labels: str = "use") -> dict:
-    """The size and optimizer (and, where measured, steps and classes) that ``model`` trains with on ``data`` in
-    place of the recipe's (empty for a model without measured values of its own)."""
-    return {**MODEL_RECIPES.get(model, {}), **MODEL_DATA_RECIPES.get((model, spec_name(data)), {}),
-            **MODEL_DATA_RECIPES.get((model, recipe_row(data, labels)), {})}
+def model_recipe(model: str, row: str) -> dict:
+    """The size and optimizer (and, where measured, steps and classes) that ``model`` trains with on the recipe row
+    ``row`` in place of the recipe's (empty for a model without measured values of its own)."""
+    data = row.removesuffix("-unlabelled")
+    return {**MODEL_RECIPES.get(model, {}), **MODEL_DATA_RECIPES.get((model, data), {}),
+            **MODEL_DATA_RECIPES.get((model, row), {})}
 
 
-def data_recipe(data: str, labels: str = "use") -> dict:
-    """The DCGAN recipe of a --data spec (or the MLP's, for the 2D sets): its own for the built-in sets; for files,
-    the conditional one where they have labels and the self-conditional one where they have none.
-    ``labels="ignore"`` picks the unlabelled recipe."""
-    name = spec_name(data)
-    if name in ("ring", "grid"):
-        return dict(RECIPES[name])
-    labelled = labels == "use" and has_labels(data)
-    if name in RECIPES:
-        return dict(RECIPES[name] if labelled else UNLABELLED_RECIPES.get(name, UNLABELLED))
-    return dict(LABELLED_FILES if labelled else UNLABELLED_FILES)
+def data_recipe(row: str) -> dict:
+    """The DCGAN recipe of a recipe row (the MLP's for the 2D sets): its own for the built-in sets; for files, the
+    conditional one where they have labels and the self-conditional one where they have none or ignore them."""
+    data, unlabelled = row.removesuffix("-unlabelled"), row.endswith("-unlabelled")
+    if data in RECIPES:
+        return dict(UNLABELLED_RECIPES.get(data, UNLABELLED) if unlabelled else RECIPES[data])
+    return dict(UNLABELLED_FILES if unlabelled else LABELLED_FILES)
 
 
 def recipe_for(data: str, labels: str = "use", model: str | None = None) -> dict:
     """What ``ganforge train --data data`` (with ``--labels labels`` and ``--model model``) trains with: the data's
     recipe, with the model the recipe picks (RECIPE_MODELS) or ``model`` in place of the DCGAN, at that model's own
     size and optimizer."""
-    recipe = data_recipe(data, labels)
-    model = model or RECIPE_MODELS.get(recipe_row(data, labels), recipe["model"])
+    row = recipe_row(data, labels)
+    recipe = data_recipe(row)
+    model = model or RECIPE_MODELS.get(row, recipe["model"])
     if model == recipe["model"]:
         return recipe
     # another model: its own sizes, not the recipe's, and its classes if it has them
     dropped = MODEL_SIZES if model in IMAGE_MODELS and recipe["model"] in IMAGE_MODELS else MODEL_FIELDS
-    return {**{k: v for k, v in recipe.items() if k not in dropped}, "model": model,
-            **model_recipe(model, data, labels)}
+    return {**{k: v for k, v in recipe.items() if k not in dropped}, "model": model, **model_recipe(model, row)}
 
 
 # the fields that make a run self-conditional and shape its pseudo-classes
