@@ -118,7 +118,8 @@ MODEL_RECIPES: dict[str, dict] = {"residual": {"width": 8, "lr_g": 2e-3, "lr_d":
 MODEL_DATA_RECIPES: dict[tuple[str, str], dict] = {
     ("residual", "stacked-digits"): {"width": 16, "lr_g": 1e-3, "lr_d": 1e-3},
     # 5,250 steps: the DCGAN's 6,000 in the same CPU time in fp32 (its step costs 1.14x the DCGAN's; in bf16 the
-    # recipe took 348 s against the DCGAN recipe's 323 s on an AMD EPYC: quality.json's timed_alone). 80 pseudo-classes:
+    # recipe took 348 s against the DCGAN recipe's 323 s on an AMD EPYC: recipes/digits-unlabelled-*-timed-alone.json).
+    # 80 pseudo-classes:
     # with the DCGAN's 40 (93.5% pure against the hidden digits) it recognised 94.0% against the DCGAN's 95.9% at
     # a level FD (0.26), falling late in training; with 80, over 5 seeds, FD 0.23 (0.18-0.28; lower on 4 seeds),
     # 97.7% (96.8-99.0; higher on all 5), recall 0.82 against 0.74, fewer near-copies (0.05-0.30% against
